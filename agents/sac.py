@@ -1,0 +1,634 @@
+"""Soft Actor-Critic with automatic temperature (Haarnoja et al. 2018, "Soft Actor-Critic
+Algorithms and Applications"), read top to bottom: config, networks, the update, the loop.
+
+The soft Bellman target, the policy loss and the temperature step come from the maxent layer;
+this file only wires them. Speed comes from a few choices: the critics are one stacked network
+(one batched matmul per layer for all of them), the actor step takes no critic weight-gradients,
+optimisers are fused, and nothing in the loop waits on a tensor's value except the action itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from maxent import logging as mlog
+from maxent.agent import Agent, Callback, as_callback
+from maxent.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_optimizer_state,
+    optimizer_state_to_tensors,
+    save_checkpoint,
+)
+from maxent.entropy import sample_squashed_gaussian
+from maxent.replay import ReplayBuffer
+from maxent.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
+from maxent.temperature import AutoTemperature, FixedTemperature
+from maxent.vector import check_finite, make_vector_env, require_box
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass
+class SACConfig:
+    """Every SAC setting, with Stable-Baselines3's defaults unless noted.
+
+    Attributes:
+        learning_rate: Adam step size of the actor (and of the critics unless ``critic_lr``).
+        critic_lr: Adam step size of the critics; ``None`` uses ``learning_rate``.
+        alpha_lr: Adam step size of log α; ``None`` uses ``learning_rate``.
+        buffer_size: replay capacity in transitions.
+        learning_starts: env steps of uniform random actions before the first update.
+        batch_size: transitions per gradient step.
+        tau: Polyak coefficient of the target critics.
+        gamma: discount.
+        train_freq: vectorized env steps between rounds of updates.
+        gradient_steps: updates per round; the update-to-data ratio is
+            ``gradient_steps / (train_freq * n_envs)``.
+        hidden_sizes: widths of the hidden layers of actor and critics (ReLU).
+        n_critics: critics whose minimum forms the target (2 = clipped double Q).
+        alpha: the initial (or, with ``auto_alpha=False``, fixed) temperature α.
+        auto_alpha: learn α by dual descent towards ``target_entropy``.
+        target_entropy: entropy target H̄; ``None`` means −dim(A).
+        log_std_min: lower clamp of the policy's log standard deviation.
+        log_std_max: upper clamp of the policy's log standard deviation.
+        n_envs: parallel environment copies.
+        vectorization: ``"sync"`` (one process) or ``"async"`` (a subprocess per copy).
+        device: torch device for networks and replay (``"cpu"``, ``"cuda"``...).
+        compile: run the update through ``torch.compile`` (first steps pay compile time).
+        torch_threads: intra-op threads for torch on CPU; ``None`` leaves torch's default.
+        log_interval: env steps between log rows (TensorBoard, CSV, progress bar).
+    """
+
+    learning_rate: float = 3e-4
+    critic_lr: float | None = None
+    alpha_lr: float | None = None
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    batch_size: int = 256
+    tau: float = 0.005
+    gamma: float = 0.99
+    train_freq: int = 1
+    gradient_steps: int = 1
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    n_critics: int = 2
+    alpha: float = 1.0
+    auto_alpha: bool = True
+    target_entropy: float | None = None
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+    n_envs: int = 1
+    vectorization: str = "sync"
+    device: str = "cpu"
+    compile: bool = False
+    torch_threads: int | None = None
+    log_interval: int = 1000
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        positive = ("learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps",
+                    "n_critics", "n_envs", "log_interval", "alpha")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SACConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("critic_lr", "alpha_lr", "torch_threads"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"SACConfig.{name} must be > 0 or None, got {value!r}")
+        if self.learning_starts < 0:
+            raise ValueError(f"SACConfig.learning_starts must be >= 0, got {self.learning_starts}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"SACConfig.tau must be in (0, 1], got {self.tau}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"SACConfig.gamma must be in [0, 1], got {self.gamma}")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"SACConfig.batch_size ({self.batch_size}) must not exceed buffer_size "
+                f"({self.buffer_size}); raise buffer_size or lower batch_size"
+            )
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"SACConfig.hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        if self.log_std_min >= self.log_std_max:
+            raise ValueError(
+                f"SACConfig.log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})"
+            )
+        if self.vectorization not in ("sync", "async"):
+            raise ValueError(f"SACConfig.vectorization must be 'sync' or 'async', got {self.vectorization!r}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as err:
+            raise ValueError(f"SACConfig.device {self.device!r} is not a torch device: {err}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hidden_sizes"] = list(self.hidden_sizes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any) -> SACConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted((set(data) | set(overrides)) - known)
+        if unknown:
+            raise ValueError(f"unknown SACConfig field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**{**data, **overrides})
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed diagonal Gaussian policy: one MLP emits mean and log-std."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...],
+                 log_std_min: float, log_std_max: float):
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden, 2 * action_dim])
+        self.action_dim = action_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).split(self.action_dim, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+
+class StackedCritics(nn.Module):
+    """``n`` Q-networks stored as stacked weights and evaluated together: the first layer is one
+    matmul for all critics, the others one batched matmul each. Returns ``(n, batch)``."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], n: int):
+        super().__init__()
+        sizes = [obs_dim + action_dim, *hidden, 1]
+        self.n = n
+        self.first_weight = nn.Parameter(torch.empty(sizes[0], n * sizes[1]))
+        self.first_bias = nn.Parameter(torch.empty(n * sizes[1]))
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(n, sizes[i], sizes[i + 1])) for i in range(1, len(sizes) - 1))
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.empty(n, 1, sizes[i + 1])) for i in range(1, len(sizes) - 1))
+        # nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per critic.
+        with torch.no_grad():
+            bound = 1 / math.sqrt(sizes[0])
+            self.first_weight.uniform_(-bound, bound)
+            self.first_bias.uniform_(-bound, bound)
+            for w, b in zip(self.weights, self.biases):
+                bound = 1 / math.sqrt(w.shape[1])
+                w.uniform_(-bound, bound)
+                b.uniform_(-bound, bound)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        params = [self.first_weight, self.first_bias, *self.weights, *self.biases]
+        if detach_params:  # the actor step needs gradients w.r.t. actions only
+            params = [p.detach() for p in params]
+        w0, b0 = params[0], params[1]
+        depth = len(self.weights)
+        ws, bs = params[2:2 + depth], params[2 + depth:]
+        x = torch.cat([obs, action], dim=-1)
+        h = torch.addmm(b0, x, w0).relu_()                        # (batch, n * hidden)
+        h = h.view(x.shape[0], self.n, -1).transpose(0, 1)       # (n, batch, hidden)
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            h = torch.baddbmm(b, h, w)
+            if i < depth - 1:
+                h = h.relu_()
+        return h.squeeze(-1)                                     # (n, batch)
+
+
+# --------------------------------------------------------------------------- the agent
+
+
+class SAC(Agent):
+    """Soft Actor-Critic on a Box action space.
+
+    Args:
+        env: an env id (``"Pendulum-v1"``), a ``gymnasium.Env``, or a callable building one.
+        config: a :class:`SACConfig`; ``None`` uses the defaults.
+        seed: seeds networks, exploration, replay sampling and every episode's reset.
+        log_dir: where TensorBoard events and ``progress.csv`` go; ``None`` writes nothing.
+        **overrides: fields of :class:`SACConfig` to change, e.g. ``batch_size=128``.
+    """
+
+    def __init__(self, env: Any, config: SACConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None, **overrides: Any):
+        if config is None:
+            config = SACConfig(**overrides)
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = cfg = config
+        self.seed = int(seed)
+        self.env_id = env if isinstance(env, str) else None
+        if cfg.torch_threads is not None:
+            torch.set_num_threads(cfg.torch_threads)
+        self.device = torch.device(cfg.device)
+
+        self.envs = make_vector_env(env, cfg.n_envs, cfg.vectorization)
+        self.n_envs = self.envs.num_envs
+        action_space = require_box(self.envs.single_action_space, "action", "SAC")
+        obs_space = require_box(self.envs.single_observation_space, "observation", "SAC")
+        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+            raise ValueError(f"SAC needs a bounded action space to squash into, got {action_space}")
+        self.action_space, self.observation_space = action_space, obs_space
+        self.obs_dim = int(np.prod(obs_space.shape))
+        self.action_dim = int(np.prod(action_space.shape))
+        self._action_low = action_space.low.astype(np.float32).reshape(-1)
+        self._action_scale = ((action_space.high - action_space.low) / 2).astype(np.float32).reshape(-1)
+
+        # One torch generator drives sampling noise and replay indices; one numpy generator drives
+        # warm-up actions and episode seeds. Both are checkpointed, so resumed runs are exact.
+        torch.manual_seed(self.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.np_rng = np.random.default_rng(self.seed)
+
+        self.actor = Actor(self.obs_dim, self.action_dim, cfg.hidden_sizes,
+                           cfg.log_std_min, cfg.log_std_max).to(self.device)
+        self.critic = StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes,
+                                     cfg.n_critics).to(self.device)
+        self.critic_target = StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes,
+                                            cfg.n_critics).to(self.device)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        fused = {"fused": True}
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate, **fused)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(),
+                                                 lr=cfg.critic_lr or cfg.learning_rate, **fused)
+        target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
+        if cfg.auto_alpha:
+            self.temperature = AutoTemperature(target_entropy, initial_alpha=cfg.alpha,
+                                               lr=cfg.alpha_lr or cfg.learning_rate, device=self.device)
+        else:
+            self.temperature = FixedTemperature(cfg.alpha)
+        self.target_entropy = target_entropy
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, self.action_dim, self.device)
+        self._update_fn = torch.compile(self._update) if cfg.compile else self._update
+
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.logger: mlog.RunLogger | None = None
+        self.num_timesteps = 0
+        self.n_updates = 0
+        self.episode_returns: deque[float] = deque(maxlen=100)
+        self.episode_lengths: deque[int] = deque(maxlen=100)
+        # In-flight episodes: their reset seeds and actions so far let a resumed run replay them.
+        self._obs: np.ndarray | None = None
+        self._episode_seeds = np.zeros(self.n_envs, dtype=np.int64)
+        self._episode_actions: list[list[np.ndarray]] = [[] for _ in range(self.n_envs)]
+        self._episode_return = np.zeros(self.n_envs)
+        self._episode_length = np.zeros(self.n_envs, dtype=np.int64)
+
+    # ----------------------------------------------------------------------- acting
+
+    def _policy_action(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Squashed action in [-1, 1] for a batch of flat observations."""
+        with torch.no_grad():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+            mean, log_std = self.actor(obs_t)
+            action, _ = sample_squashed_gaussian(mean, log_std, deterministic=deterministic,
+                                                 generator=self.generator)
+        return action.cpu().numpy()
+
+    def _to_env_action(self, squashed: np.ndarray) -> np.ndarray:
+        return self._action_low + (squashed + 1.0) * self._action_scale
+
+    def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
+        """Action(s) in the env's bounds for one observation of the env's shape, or a batch."""
+        obs = np.asarray(observation, dtype=np.float32)
+        single_shape = self.observation_space.shape
+        if obs.shape == single_shape:
+            return self._to_env_action(self._policy_action(obs.reshape(1, -1), deterministic))[0].reshape(
+                self.action_space.shape)
+        if obs.shape[1:] == single_shape:
+            actions = self._to_env_action(self._policy_action(obs.reshape(len(obs), -1), deterministic))
+            return actions.reshape((len(obs), *self.action_space.shape))
+        raise ValueError(
+            f"observation has shape {obs.shape}, expected {single_shape} (one) or (n, *{single_shape}) "
+            "(a batch); pass observations from the env the agent was built for"
+        )
+
+    # ----------------------------------------------------------------------- the update
+
+    def _update(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One gradient step of critics, actor and temperature on a replay minibatch."""
+        obs, action, reward, next_obs, terminated = self.buffer.split(rows)
+        alpha = self.temperature.value
+
+        with torch.no_grad():
+            next_mean, next_log_std = self.actor(next_obs)
+            next_action, next_log_prob = sample_squashed_gaussian(next_mean, next_log_std,
+                                                                  generator=self.generator)
+            next_q = self.critic_target(next_obs, next_action).min(dim=0).values
+            target = soft_bellman_target(reward, terminated, next_q, next_log_prob, alpha,
+                                         self.config.gamma)
+        critic_loss = soft_q_loss(self.critic(obs, action), target)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        mean, log_std = self.actor(obs)
+        new_action, log_prob = sample_squashed_gaussian(mean, log_std, generator=self.generator)
+        q_new = self.critic(obs, new_action, detach_params=True).min(dim=0).values
+        actor_loss = soft_policy_loss(log_prob, q_new, alpha)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+
+        entropy = -log_prob.detach().mean()
+        alpha_loss = self.temperature.update(entropy=entropy)
+        polyak_update(self._target_params, self._critic_params, self.config.tau)
+        return critic_loss.detach(), actor_loss.detach(), entropy, alpha
+
+    # ----------------------------------------------------------------------- the loop
+
+    def _reset_episodes(self, mask: np.ndarray | None) -> np.ndarray:
+        """Reset the envs in ``mask`` (all if ``None``) with fresh seeds from the agent's rng."""
+        which = np.arange(self.n_envs) if mask is None else np.flatnonzero(mask)
+        seeds: list[int | None] = [None] * self.n_envs
+        for i in which:
+            self._episode_seeds[i] = int(self.np_rng.integers(2**31 - 1))
+            seeds[i] = int(self._episode_seeds[i])
+            self._episode_actions[i] = []
+            self._episode_return[i] = 0.0
+            self._episode_length[i] = 0
+        if mask is None:
+            obs, _ = self.envs.reset(seed=seeds)
+        else:
+            obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": mask})
+        return np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1)
+
+    def learn(self, total_steps: int, callback: Callback | list[Callback] | None = None,
+              progress_bar: bool = False) -> SAC:
+        """Train for ``total_steps`` more env steps (transitions over all copies).
+
+        Raises:
+            FloatingPointError: NaN/inf in an observation, a reward or a loss; the message names
+                the step, and checkpoints written before it are left as they were.
+        """
+        if int(total_steps) != total_steps or total_steps <= 0:
+            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+        cfg = self.config
+        end = self.num_timesteps + int(total_steps)
+        callback = as_callback(callback)
+        if self.logger is None:
+            self.logger = mlog.RunLogger(self.log_dir, progress_bar=progress_bar, total_steps=end,
+                                         initial_step=self.num_timesteps)
+        elif progress_bar:
+            self.logger.close()
+            self.logger = mlog.RunLogger(self.log_dir, progress_bar=True, total_steps=end,
+                                         initial_step=self.num_timesteps)
+        logger = self.logger
+        if self._obs is None:
+            self._obs = self._reset_episodes(None)
+        callback.on_training_start(self)
+
+        vector_step = 0
+        next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
+        window_start, window_steps = time.perf_counter(), self.num_timesteps
+        try:
+            while self.num_timesteps < end:
+                if self.num_timesteps < cfg.learning_starts:
+                    squashed = self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
+                else:
+                    squashed = self._policy_action(self._obs, deterministic=False)
+                env_action = self._to_env_action(squashed).reshape((self.n_envs, *self.action_space.shape))
+                next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
+                next_obs = np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1)
+                check_finite(next_obs, "observation", self.num_timesteps)
+                check_finite(reward, "reward", self.num_timesteps)
+                self.buffer.add(self._obs, squashed, reward, next_obs, terminated)
+                for i in range(self.n_envs):
+                    self._episode_actions[i].append(env_action[i])
+                self._episode_return += reward
+                self._episode_length += 1
+                self.num_timesteps += self.n_envs
+                vector_step += 1
+
+                done = np.logical_or(terminated, truncated)
+                if done.any():
+                    for i in np.flatnonzero(done):
+                        self.episode_returns.append(float(self._episode_return[i]))
+                        self.episode_lengths.append(int(self._episode_length[i]))
+                    self._obs = self._reset_episodes(done)
+                else:
+                    self._obs = next_obs
+
+                if self.num_timesteps >= cfg.learning_starts and vector_step % cfg.train_freq == 0:
+                    for _ in range(cfg.gradient_steps):
+                        rows = self.buffer.sample_rows(cfg.batch_size, self.generator)
+                        critic_loss, actor_loss, entropy, alpha = self._update_fn(rows)
+                        self.n_updates += 1
+                        logger.record(mlog.CRITIC_LOSS, critic_loss)
+                        logger.record(mlog.ACTOR_LOSS, actor_loss)
+                        logger.record(mlog.POLICY_ENTROPY, entropy)
+                        logger.record(mlog.ALPHA, alpha)
+
+                if self.num_timesteps >= next_log or self.num_timesteps >= end:
+                    next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
+                    now = time.perf_counter()
+                    fps = (self.num_timesteps - window_steps) / max(now - window_start, 1e-9)
+                    window_start, window_steps = now, self.num_timesteps
+                    self._log_row(fps)
+
+                if not callback.on_step(self):
+                    break
+        finally:
+            callback.on_training_end(self)
+        return self
+
+    def _log_row(self, fps: float) -> None:
+        logger = self.logger
+        logger.record(mlog.FPS, fps)
+        if self.episode_returns:
+            logger.record(mlog.EP_RETURN, float(np.mean(self.episode_returns)))
+            logger.record(mlog.EP_LENGTH, float(np.mean(self.episode_lengths)))
+        row = logger.dump(self.num_timesteps)
+        for name in (mlog.CRITIC_LOSS, mlog.ACTOR_LOSS):
+            if name in row and not math.isfinite(row[name]):
+                raise FloatingPointError(
+                    f"{name} became {row[name]} by step {self.num_timesteps}: training diverged. "
+                    "Lower learning_rate or check rewards' scale; checkpoints written before this "
+                    "step are left as they were."
+                )
+        postfix = {"fps": f"{fps:.0f}"}
+        if self.episode_returns:
+            postfix["return"] = f"{np.mean(self.episode_returns):.1f}"
+        logger.progress(self.num_timesteps, **postfix)
+
+    # ----------------------------------------------------------------------- checkpoints
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors: dict[str, torch.Tensor] = {}
+        for name, module in (("actor", self.actor), ("critic", self.critic),
+                             ("critic_target", self.critic_target)):
+            for key, value in module.state_dict().items():
+                tensors[f"{name}.{key}"] = value
+        return tensors
+
+    def save(self, path: str | Path, include_replay_buffer: bool = True) -> Path:
+        """Save config, weights, optimiser, temperature and RNG states (and the replay buffer,
+        needed for an exact resume) to the directory ``path``, atomically."""
+        tensors = self._tensors()
+        bad = [name for name, t in tensors.items() if not torch.isfinite(t).all()]
+        if bad:
+            raise FloatingPointError(
+                f"refusing to save non-finite weights ({bad[0]}...): training diverged; the "
+                f"checkpoint at {path} is left as it was"
+            )
+        optim_meta = {}
+        for name, optimizer in (("actor_optimizer", self.actor_optimizer),
+                                ("critic_optimizer", self.critic_optimizer)):
+            flat, meta = optimizer_state_to_tensors(optimizer, name)
+            tensors.update(flat)
+            optim_meta[name] = meta
+        temperature_scalars = {}
+        for key, value in self.temperature.state_dict().items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"temperature.{key}"] = value
+            else:
+                temperature_scalars[key] = value
+        tensors["rng.torch"] = self.generator.get_state()
+        for i, actions in enumerate(self._episode_actions):
+            if actions:
+                tensors[f"episode.actions.{i}"] = torch.from_numpy(np.stack(actions).astype(np.float32))
+        state = {
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "num_timesteps": self.num_timesteps,
+            "n_updates": self.n_updates,
+            "observation_shape": list(self.observation_space.shape),
+            "action_shape": list(self.action_space.shape),
+            "optimizers": optim_meta,
+            "temperature": {"kind": type(self.temperature).__name__, **temperature_scalars},
+            "rng_numpy": self.np_rng.bit_generator.state,
+            "in_flight": self._obs is not None,
+            "episode_seeds": self._episode_seeds.tolist(),
+            "episode_returns": list(self.episode_returns),
+            "episode_lengths": list(self.episode_lengths),
+            "episode_return": self._episode_return.tolist(),
+            "episode_length": self._episode_length.tolist(),
+        }
+        arrays = self.buffer.to_arrays() if include_replay_buffer else None
+        return save_checkpoint(path, kind="SAC", config=self.config.to_json(), tensors=tensors,
+                               state=state, arrays=arrays)
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, log_dir: str | Path | None = None,
+             **overrides: Any) -> SAC:
+        """Rebuild a saved SAC; ``learn`` continues exactly where the saved run stopped.
+
+        Args:
+            path: the checkpoint directory.
+            env: the env to continue on; ``None`` rebuilds it from the saved env id.
+            log_dir: where further logs go.
+            **overrides: config fields to change (e.g. ``device="cuda"``, ``n_envs``); fields that
+                change the networks' shapes make loading fail with a clear error.
+        """
+        ckpt = load_checkpoint(path, kind="SAC")
+        state = ckpt.state
+        try:
+            config = SACConfig.from_json(ckpt.config, **overrides)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}/config.json holds an invalid SAC config: {err}") from None
+        if env is None:
+            env = state.get("env_id")
+            if env is None:
+                raise ValueError(
+                    f"the agent in {path} was trained on a custom env instance; pass env=... to load it")
+        agent = cls(env, config=config, seed=state["seed"], log_dir=log_dir)
+        if list(agent.observation_space.shape) != state["observation_shape"] or \
+                list(agent.action_space.shape) != state["action_shape"]:
+            raise CheckpointError(
+                f"the agent in {path} was trained with observations {state['observation_shape']} and "
+                f"actions {state['action_shape']}, but this env has {list(agent.observation_space.shape)}"
+                f" and {list(agent.action_space.shape)}; load it with the env it was trained on")
+        agent._restore(ckpt, path)
+        return agent
+
+    def _restore(self, ckpt: Any, path: str | Path) -> None:
+        tensors, state = ckpt.tensors, ckpt.state
+        try:
+            for name, module in (("actor", self.actor), ("critic", self.critic),
+                                 ("critic_target", self.critic_target)):
+                prefix = name + "."
+                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                                        if k.startswith(prefix)})
+            for name, optimizer in (("actor_optimizer", self.actor_optimizer),
+                                    ("critic_optimizer", self.critic_optimizer)):
+                load_optimizer_state(optimizer, tensors, state["optimizers"][name], name)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(
+                f"weights in {path} do not fit this config (was hidden_sizes or n_critics changed?): {err}"
+            ) from None
+        saved_kind = state["temperature"].get("kind")
+        if saved_kind != type(self.temperature).__name__:
+            raise CheckpointError(
+                f"{path} holds a {saved_kind} temperature but the config asks for "
+                f"{type(self.temperature).__name__} (auto_alpha changed?)")
+        temp_state = {k: v for k, v in state["temperature"].items() if k != "kind"}
+        temp_state.update({k[len("temperature."):]: v.to(self.device) for k, v in tensors.items()
+                           if k.startswith("temperature.")})
+        self.temperature.load_state_dict(temp_state)
+        self.generator.set_state(tensors["rng.torch"])
+        self.np_rng.bit_generator.state = state["rng_numpy"]
+        self.num_timesteps = state["num_timesteps"]
+        self.n_updates = state["n_updates"]
+        self.episode_returns.extend(state["episode_returns"])
+        self.episode_lengths.extend(state["episode_lengths"])
+        if ckpt.arrays is not None:
+            self.buffer.load_arrays(ckpt.arrays)
+        if state["in_flight"]:
+            actions = [tensors[f"episode.actions.{i}"].numpy() if f"episode.actions.{i}" in tensors
+                       else np.zeros((0, self.action_dim), np.float32) for i in range(self.n_envs)]
+            if len(state["episode_seeds"]) == self.n_envs:
+                self._replay_episodes(np.asarray(state["episode_seeds"], dtype=np.int64), actions)
+                self._episode_return[:] = state["episode_return"]
+                self._episode_length[:] = state["episode_length"]
+
+    def _replay_episodes(self, seeds: np.ndarray, actions: list[np.ndarray]) -> None:
+        """Bring the envs back to where the saved run was: reset each with its episode seed and
+        replay its actions. Exact for any env whose randomness comes from its seeded ``np_random``.
+        Copies with shorter histories start later so that all finish on the same step."""
+        lengths = np.array([len(a) for a in actions])
+        longest = int(lengths.max())
+        start = longest - lengths
+        seed_list = [int(s) for s in seeds]
+        obs, _ = self.envs.reset(seed=seed_list)
+        filler = self._to_env_action(np.zeros((self.n_envs, self.action_dim), np.float32))
+        for t in range(longest + 1):
+            restart = start == t
+            if t > 0 and restart.any():
+                obs, _ = self.envs.reset(seed=seed_list, options={"reset_mask": restart})
+            if t == longest:
+                break
+            step_action = filler.copy()
+            for i in range(self.n_envs):
+                if t >= start[i]:
+                    step_action[i] = actions[i][t - start[i]].reshape(-1)
+            obs, *_ = self.envs.step(step_action.reshape((self.n_envs, *self.action_space.shape)))
+        self._obs = np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1)
+        self._episode_seeds[:] = seeds
+        self._episode_actions = [list(a) for a in actions]
+
+    def close(self) -> None:
+        """Close the environments and the log writers."""
+        self.envs.close()
+        if self.logger is not None:
+            self.logger.close()

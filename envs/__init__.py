@@ -1,0 +1,1 @@
+"""Environments built on the maxent layer, registered under ``maxent/...`` ids on import."""

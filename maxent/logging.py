@@ -1,0 +1,244 @@
+"""Run logging shared by every agent: TensorBoard scalars, a ``progress.csv`` and a tqdm bar.
+
+Metrics use the standard names below so runs of different algorithms line up in one TensorBoard.
+"""
+
+import csv as csv_module
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+EP_RETURN = "rollout/ep_return"
+EP_LENGTH = "rollout/ep_length"
+CRITIC_LOSS = "train/critic_loss"
+ACTOR_LOSS = "train/actor_loss"
+ALPHA_LOSS = "train/alpha_loss"
+POLICY_ENTROPY = "entropy/policy"
+ALPHA = "temperature/alpha"
+FPS = "time/fps"
+EVAL_RETURN = "eval/mean_return"
+EVAL_RETURN_STD = "eval/std_return"
+
+CSV_FILE = "progress.csv"
+
+
+class RunLogger:
+    """Accumulates scalar metrics and writes their means to TensorBoard and CSV at each dump.
+
+    ``record`` never synchronizes with the GPU: tensors are summed on their device and converted
+    to floats once per ``dump``.
+
+    Args:
+        log_dir: directory for TensorBoard event files and ``progress.csv``; None writes nothing.
+        tensorboard: write TensorBoard event files (the writer is created at the first dump).
+        csv: write ``progress.csv``, appending to an existing one so resumed runs keep old rows.
+        progress_bar: show a tqdm progress bar, advanced by :meth:`progress`.
+        total_steps: the bar's total; None for an open-ended bar.
+        initial_step: where the bar starts, e.g. the step a resumed run continues from.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | Path | None,
+        *,
+        tensorboard: bool = True,
+        csv: bool = True,
+        progress_bar: bool = False,
+        total_steps: int | None = None,
+        initial_step: int = 0,
+    ):
+        self.log_dir = None if log_dir is None else Path(log_dir)
+        if self.log_dir is not None and (tensorboard or csv):
+            if self.log_dir.exists() and not self.log_dir.is_dir():
+                raise NotADirectoryError(
+                    f"log_dir {self.log_dir} exists and is a file; pass a directory path"
+                )
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._use_tensorboard = tensorboard and self.log_dir is not None
+        self._use_csv = csv and self.log_dir is not None
+        self._writer = None  # SummaryWriter, created at the first dump
+        self._csv_fields: list[str] | None = None  # header of progress.csv once known
+        self._sums: dict[str, Any] = {}  # name -> float or 0-dim tensor
+        self._counts: dict[str, int] = {}
+        self.latest: dict[str, float] = {}
+        self._bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True
+            )
+        self._closed = False
+
+    @property
+    def csv_path(self) -> Path | None:
+        """Path of ``progress.csv``, or None when CSV logging is off."""
+        return self.log_dir / CSV_FILE if self._use_csv else None
+
+    def record(self, name: str, value: Any) -> None:
+        """Add one value to the running mean of ``name`` until the next :meth:`dump`.
+
+        Args:
+            name: metric name, e.g. :data:`CRITIC_LOSS`.
+            value: a Python number, numpy scalar, or one-element torch tensor (kept on its
+                device; no host sync happens here).
+        """
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    f"record({name!r}, ...) needs a scalar, got a tensor of shape "
+                    f"{tuple(value.shape)}; reduce it first, e.g. with .mean()"
+                )
+            value = value.detach().reshape(())
+            if value.dtype not in (torch.float32, torch.float64):
+                value = value.float()  # half precision loses accuracy when summed; ints/bools
+        elif isinstance(value, (numbers.Real, np.number, np.bool_)):
+            value = float(value)
+        elif isinstance(value, np.ndarray) and value.size == 1:
+            value = float(value.reshape(()))
+        else:
+            raise TypeError(
+                f"record({name!r}, ...) needs a number or scalar tensor, got {type(value).__name__}"
+            )
+        if name in self._sums:
+            self._sums[name] = self._sums[name] + value
+            self._counts[name] += 1
+        else:
+            self._sums[name] = value
+            self._counts[name] = 1
+
+    def dump(self, step: int) -> dict[str, float]:
+        """Write the means recorded since the last dump at ``step`` and reset them.
+
+        Args:
+            step: the x-axis value (environment steps) for TensorBoard and the CSV ``step`` column.
+
+        Returns:
+            name -> mean, as Python floats; empty when nothing was recorded (nothing is written).
+        """
+        if not self._sums:
+            return {}
+        sums = _to_floats(self._sums)
+        means = {name: sums[name] / self._counts[name] for name in self._sums}
+        self._sums.clear()
+        self._counts.clear()
+        if self._use_tensorboard:
+            self._write_tensorboard(step, means)
+        if self._use_csv:
+            self._write_csv(step, means)
+        self.latest = means
+        return dict(means)
+
+    def progress(self, step: int, **postfix: Any) -> None:
+        """Move the progress bar to ``step`` and show ``postfix`` (e.g. ``fps=...``); no-op without a bar.
+
+        Args:
+            step: the current step.
+            **postfix: values shown after the bar; pass floats, not GPU tensors (formatting
+                a tensor forces a host sync).
+        """
+        bar = self._bar
+        if bar is None:
+            return
+        if postfix:
+            bar.set_postfix(postfix, refresh=False)
+        if step >= bar.n:
+            bar.update(step - bar.n)
+        else:
+            bar.n = step
+            bar.refresh()
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer and the progress bar; safe to call twice.
+
+        Values recorded since the last dump are discarded: call :meth:`dump` first to keep them.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writers ------------------------------------------------------------------------------
+
+    def _write_tensorboard(self, step: int, means: dict[str, float]) -> None:
+        if self._writer is None:
+            # Imported here: tensorboard is slow to import and only needed once something is due.
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+        for name, value in means.items():
+            self._writer.add_scalar(name, value, global_step=step)
+        self._writer.flush()
+
+    def _write_csv(self, step: int, means: dict[str, float]) -> None:
+        path = self.csv_path
+        if self._csv_fields is None:
+            self._csv_fields = _read_csv_header(path)
+        fields = self._csv_fields
+        new = [name for name in means if name not in fields]
+        if not fields:
+            fields = ["step", *new]
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                csv_module.writer(f).writerow(fields)
+        elif new:
+            fields = [*fields, *new]
+            _rewrite_csv(path, fields)
+        self._csv_fields = fields
+        row = {"step": step, **means}
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            csv_module.DictWriter(f, fieldnames=fields, restval="").writerow(row)
+
+
+def _to_floats(sums: dict[str, Any]) -> dict[str, float]:
+    """Convert sums to floats with one host transfer per device (not one per metric)."""
+    out = {name: v for name, v in sums.items() if isinstance(v, float)}
+    by_device: dict[torch.device, list[str]] = {}
+    for name, v in sums.items():
+        if isinstance(v, torch.Tensor):
+            by_device.setdefault(v.device, []).append(name)
+    for names in by_device.values():
+        dtype = torch.float32 if names and sums[names[0]].device.type == "mps" else torch.float64
+        stacked = torch.stack([sums[n].to(dtype) for n in names])  # mps has no float64
+        for name, value in zip(names, stacked.tolist(), strict=True):
+            out[name] = value
+    return out
+
+
+def _read_csv_header(path: Path) -> list[str]:
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv_module.reader(f), [])
+    if not header or header[0] != "step":
+        raise ValueError(
+            f"{path} exists but its first column is not 'step', so it was not written by "
+            "maxent; choose another log_dir or move the file away"
+        )
+    return header
+
+
+def _rewrite_csv(path: Path, fields: list[str]) -> None:
+    """Rewrite ``path`` with the extended header ``fields``; earlier rows get blanks."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv_module.DictReader(f))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv_module.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)  # a crash mid-rewrite leaves the old file intact

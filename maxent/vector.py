@@ -1,0 +1,107 @@
+"""Building the vectorized environments agents train on, with the checks users need first.
+
+Agents accept an env id or a ``gymnasium.Env``; this module turns either into a
+``gymnasium.vector.VectorEnv`` whose resets the agent controls (autoreset disabled), so that every
+episode starts from a seed the agent drew and a run can be replayed exactly on resume.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+VECTORIZATIONS = ("sync", "async")
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ``ValueError`` listing close matches when ``env_id`` is not registered."""
+    _import_maxent_envs()
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"unknown environment id {env_id!r}.{hint} "
+        "Pass a registered id (see gymnasium.registry) or a gymnasium.Env instance."
+    )
+
+
+def _import_maxent_envs() -> None:
+    # Importing maxent.envs registers the maxent/... ids; it is optional for plain Gymnasium ids.
+    try:
+        import maxent.envs  # noqa: F401
+    except ImportError:
+        pass
+
+
+def env_factory(env: str | gym.Env | Callable[[], gym.Env], **make_kwargs: Any) -> Callable[[], gym.Env]:
+    """Return a zero-argument constructor for ``env`` (an id, a constructor, or an instance).
+
+    An instance can serve only one copy; asking for more raises in :func:`make_vector_env`.
+    """
+    if isinstance(env, str):
+        check_env_id(env)
+        return lambda: gym.make(env, **make_kwargs)
+    if isinstance(env, gym.Env):
+        return lambda: env
+    if callable(env):
+        return env
+    raise TypeError(f"env must be an env id, a gymnasium.Env or a callable returning one, got {type(env).__name__}")
+
+
+def make_vector_env(
+    env: str | gym.Env | Callable[[], gym.Env] | gym.vector.VectorEnv,
+    n_envs: int = 1,
+    vectorization: str = "sync",
+    **make_kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """Build a vector env of ``n_envs`` copies with autoreset disabled (the agent resets episodes).
+
+    ``vectorization`` is ``"sync"`` (one process; best for cheap envs) or ``"async"`` (one
+    subprocess per copy; pays off when a step costs more than ~0.1 ms).
+    """
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    if vectorization not in VECTORIZATIONS:
+        raise ValueError(f"vectorization must be one of {VECTORIZATIONS}, got {vectorization!r}")
+    if isinstance(env, gym.vector.VectorEnv):
+        mode = env.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.DISABLED:
+            raise ValueError(
+                f"a VectorEnv passed to an agent must use autoreset_mode=AutoresetMode.DISABLED "
+                f"(the agent resets episodes itself), got {mode}; or pass an env id instead"
+            )
+        return env
+    if isinstance(env, gym.Env) and n_envs > 1:
+        raise ValueError(
+            f"an env instance can back only one copy, but n_envs={n_envs}: pass an env id or a "
+            "callable that builds a new env"
+        )
+    factory = env_factory(env, **make_kwargs)
+    cls = SyncVectorEnv if vectorization == "sync" or isinstance(env, gym.Env) else AsyncVectorEnv
+    return cls([factory] * n_envs, autoreset_mode=AutoresetMode.DISABLED)
+
+
+def require_box(space: gym.Space, what: str, agent: str) -> gym.spaces.Box:
+    """Check ``space`` is a finite-shape ``Box`` and return it, or explain what the agent supports."""
+    if isinstance(space, gym.spaces.Box):
+        return space
+    fix = {
+        "action": "use a continuous (Box) action space, or a discrete-action agent",
+        "observation": "flatten it with gymnasium.wrappers.FlattenObservation",
+    }[what]
+    raise ValueError(f"{agent} supports Box {what} spaces only, got {type(space).__name__} ({space}); {fix}")
+
+
+def check_finite(array: np.ndarray, what: str, step: int) -> None:
+    """Raise ``FloatingPointError`` naming the step when ``array`` holds NaN or inf."""
+    if not np.isfinite(array).all():
+        raise FloatingPointError(
+            f"non-finite {what} at step {step}: {array!r}. The environment produced NaN/inf; "
+            "fix or wrap it (e.g. clip observations). The last checkpoint is untouched."
+        )
