@@ -622,7 +622,13 @@ class SAC(Agent):
             for i in range(self.n_envs):
                 if t >= start[i]:
                     step_action[i] = actions[i][t - start[i]].reshape(-1)
-            obs, *_ = self.envs.step(step_action.reshape((self.n_envs, *self.action_space.shape)))
+            obs, _, terminated, truncated, _ = self.envs.step(
+                step_action.reshape((self.n_envs, *self.action_space.shape)))
+            # A filler episode may end before its env's real one starts; the env must not be
+            # stepped past its end, so restart it (its real reset comes at its start step).
+            ended = np.logical_or(terminated, truncated) & (start > t + 1)
+            if ended.any():
+                obs, _ = self.envs.reset(seed=seed_list, options={"reset_mask": ended})
         self._obs = np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1)
         self._episode_seeds[:] = seeds
         self._episode_actions = [list(a) for a in actions]

@@ -1,0 +1,271 @@
+"""Tests for maxent/entropy.py: the tanh-squashed Gaussian of SAC (Haarnoja et al. 2018) against
+torch.distributions, its stability, sampling, and the categorical / Monte-Carlo entropies."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.distributions import Categorical, Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
+
+from maxent.entropy import (
+    categorical_entropy,
+    gaussian_entropy,
+    gaussian_log_prob_from_noise,
+    monte_carlo_entropy,
+    sample_squashed_gaussian,
+    squashed_gaussian_entropy,
+    squashed_gaussian_log_prob,
+)
+
+
+def reference_log_prob(mean, log_std, u):
+    """torch.distributions' tanh-Gaussian log-density at a = tanh(u), summed over the last dim."""
+    dist = TransformedDistribution(Normal(mean, log_std.exp()), TanhTransform(cache_size=1))
+    a = dist.transforms[0](u)  # fills the cache so log_prob inverts to u, not atanh(a)
+    return dist.log_prob(a).sum(-1)
+
+
+def naive_log_prob(mean, log_std, u):
+    """The textbook formula with log(1 - tanh(u)^2): overflows once tanh(u) rounds to 1."""
+    return (Normal(mean, log_std.exp()).log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+
+
+shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=shapes,
+    seed=st.integers(0, 2**31 - 1),
+    mean_scale=st.floats(0.0, 4.0),
+    log_std_lo=st.floats(-5.0, 1.0),
+    u_scale=st.floats(0.0, 8.0),
+)
+def test_log_prob_matches_torch_distributions(shape, seed, mean_scale, log_std_lo, u_scale):
+    g = torch.Generator().manual_seed(seed)
+    mean = (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * mean_scale
+    log_std = log_std_lo + torch.rand(shape, generator=g, dtype=torch.float64) * 1.0
+    u = ((torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * u_scale).clamp(-8, 8)
+    ours = squashed_gaussian_log_prob(mean, log_std, u)
+    assert ours.shape == shape[:-1]
+    torch.testing.assert_close(ours, reference_log_prob(mean, log_std, u), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31 - 1))
+def test_log_prob_float32_matches_float64(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    mean, log_std, u = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(3))
+    ours = squashed_gaussian_log_prob(mean.float(), log_std.float(), (3 * u).float())
+    ref = reference_log_prob(mean, log_std, 3 * u)
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_log_prob_gradients_match_reference():
+    mean0, log_std0, u0 = torch.randn(5, 3), torch.randn(5, 3) * 0.5, torch.randn(5, 3) * 2
+    grads = []
+    for fn in (squashed_gaussian_log_prob, reference_log_prob):
+        args = [t.clone().requires_grad_() for t in (mean0, log_std0, u0)]
+        fn(*args).sum().backward()
+        grads.append([a.grad for a in args])
+    for ours, ref in zip(*grads):
+        torch.testing.assert_close(ours, ref)
+
+
+def test_log_prob_hand_value():
+    # dim 1, mean 0, std 1, u 0: log N(0) = -0.5 log(2 pi), tanh'(0) = 1.
+    z = torch.zeros(1, 1)
+    assert squashed_gaussian_log_prob(z, z, z).item() == pytest.approx(-0.5 * math.log(2 * math.pi))
+
+
+def test_log_prob_stays_finite_where_naive_formula_fails():
+    u = torch.tensor([[20.0, -20.0, 50.0]])
+    mean = torch.tensor([[19.0, -21.0, 49.0]])
+    log_std = torch.zeros(1, 3)
+    assert not torch.isfinite(naive_log_prob(mean, log_std, u)).all()
+    ours = squashed_gaussian_log_prob(mean, log_std, u)
+    assert torch.isfinite(ours).all()
+    # For |u| >> 1: log(1 - tanh(u)^2) = log 4 - 2|u| to within e^(-2|u|).
+    expected = sum(
+        -0.5 - 0.5 * math.log(2 * math.pi) - (math.log(4) - 2 * abs(v)) for v in (20, 20, 50)
+    )
+    assert ours.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_log_prob_broadcasts_state_independent_log_std():
+    mean, u = torch.randn(5, 3), torch.randn(5, 3)
+    log_std = torch.randn(3)
+    torch.testing.assert_close(
+        squashed_gaussian_log_prob(mean, log_std, u),
+        squashed_gaussian_log_prob(mean, log_std.expand(5, 3), u),
+    )
+
+
+def test_sample_log_prob_equals_log_prob_at_pre_tanh_point():
+    mean, log_std = torch.randn(7, 4), torch.randn(7, 4) * 0.5
+    action, log_prob = sample_squashed_gaussian(
+        mean, log_std, generator=torch.Generator().manual_seed(3)
+    )
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(3))
+    u = mean + log_std.exp() * eps
+    assert action.shape == mean.shape and log_prob.shape == (7,)
+    torch.testing.assert_close(action, torch.tanh(u))
+    torch.testing.assert_close(log_prob, squashed_gaussian_log_prob(mean, log_std, u))
+    torch.testing.assert_close(log_prob, reference_log_prob(mean, log_std, u), rtol=1e-5, atol=1e-5)
+    assert (action.abs() < 1).all()
+
+
+def test_sample_gradients_match_rsample_reference():
+    torch.manual_seed(0)
+    mean0, log_std0 = torch.randn(6, 3), torch.randn(6, 3) * 0.3
+    weights = torch.randn(6, 3)
+
+    mean, log_std = mean0.clone().requires_grad_(), log_std0.clone().requires_grad_()
+    action, log_prob = sample_squashed_gaussian(
+        mean, log_std, generator=torch.Generator().manual_seed(1)
+    )
+    ((action * weights).sum() + log_prob.sum()).backward()
+
+    ref_mean, ref_log_std = mean0.clone().requires_grad_(), log_std0.clone().requires_grad_()
+    eps = torch.randn(mean0.shape, generator=torch.Generator().manual_seed(1))
+    u = ref_mean + ref_log_std.exp() * eps  # what Normal.rsample does
+    ref_lp = (
+        Normal(ref_mean, ref_log_std.exp()).log_prob(u)
+        - TanhTransform().log_abs_det_jacobian(u, None)
+    ).sum(-1)
+    ((torch.tanh(u) * weights).sum() + ref_lp.sum()).backward()
+
+    assert mean.grad.abs().sum() > 0 and log_std.grad.abs().sum() > 0
+    torch.testing.assert_close(mean.grad, ref_mean.grad)
+    torch.testing.assert_close(log_std.grad, ref_log_std.grad)
+
+
+def test_sample_generator_determinism():
+    mean, log_std = torch.randn(4, 2), torch.zeros(4, 2)
+    a1, lp1 = sample_squashed_gaussian(mean, log_std, generator=torch.Generator().manual_seed(7))
+    a2, lp2 = sample_squashed_gaussian(mean, log_std, generator=torch.Generator().manual_seed(7))
+    a3, _ = sample_squashed_gaussian(mean, log_std, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a1, a2) and torch.equal(lp1, lp2)
+    assert not torch.equal(a1, a3)
+
+
+def test_sample_deterministic():
+    mean, log_std = torch.randn(3, 2), torch.randn(3, 2)
+    action, log_prob = sample_squashed_gaussian(mean, log_std, deterministic=True)
+    torch.testing.assert_close(action, torch.tanh(mean))
+    torch.testing.assert_close(log_prob, squashed_gaussian_log_prob(mean, log_std, mean))
+
+
+def test_gaussian_log_prob_from_noise():
+    mean, log_std, eps = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3)
+    u = mean + log_std.exp() * eps
+    torch.testing.assert_close(
+        gaussian_log_prob_from_noise(eps, log_std),
+        Normal(mean, log_std.exp()).log_prob(u).sum(-1),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_gaussian_entropy_matches_normal():
+    log_std = torch.randn(4, 3, 5)
+    torch.testing.assert_close(
+        gaussian_entropy(log_std), Normal(0.0, log_std.exp()).entropy().sum(-1)
+    )
+
+
+def test_squashed_gaussian_entropy_close_to_large_sample_reference():
+    mean = torch.tensor([[0.0, 0.5], [1.5, -2.0], [0.3, 0.0]], dtype=torch.float64)
+    log_std = torch.tensor([[0.0, -1.0], [0.5, -0.5], [-3.0, 1.0]], dtype=torch.float64)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    dist = TransformedDistribution(Normal(mean, log_std.exp()), TanhTransform(cache_size=1))
+    samples = dist.rsample((200_000,))
+    reference = -dist.log_prob(samples).sum(-1).mean(0)
+    est = squashed_gaussian_entropy(mean, log_std, n_samples=100_000, generator=g)
+    assert est.shape == (3,)
+    # Standard errors: <= 0.006 (reference), <= 0.01 (estimate, the std-2.7 row).
+    torch.testing.assert_close(est, reference, rtol=0, atol=0.04)
+    assert (est - reference)[:2].abs().max() < 0.015
+    # Squashing only removes entropy (|tanh'| <= 1).
+    assert (est < gaussian_entropy(log_std)).all()
+
+
+def test_squashed_gaussian_entropy_small_std_limit_and_grad():
+    # std -> 0: H(tanh u) ~ H(u) + log(1 - tanh(mean)^2).
+    mean = torch.tensor([0.7], requires_grad=True)
+    log_std = torch.tensor([-6.0], requires_grad=True)
+    est = squashed_gaussian_entropy(mean, log_std, n_samples=64)
+    expected = (
+        gaussian_entropy(log_std.detach()) + torch.log(1 - torch.tanh(mean.detach()) ** 2).sum()
+    )
+    assert est.shape == ()
+    assert est.item() == pytest.approx(expected.item(), abs=1e-3)
+    est.backward()
+    assert torch.isfinite(mean.grad).all() and mean.grad.abs().item() > 0
+    assert log_std.grad.item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_squashed_gaussian_entropy_bad_n_samples():
+    with pytest.raises(ValueError, match="n_samples"):
+        squashed_gaussian_entropy(torch.zeros(2), torch.zeros(2), n_samples=0)
+
+
+def test_monte_carlo_entropy():
+    log_probs = torch.tensor([[-1.0, -3.0], [0.0, -2.0]])
+    torch.testing.assert_close(monte_carlo_entropy(log_probs), torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(monte_carlo_entropy(log_probs, dim=0), torch.tensor([0.5, 2.5]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31 - 1), scale=st.floats(0.0, 50.0))
+def test_categorical_entropy_matches_torch(shape, seed, scale):
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * scale
+    ours = categorical_entropy(logits)
+    assert ours.shape == shape[:-1]
+    torch.testing.assert_close(ours, Categorical(logits=logits).entropy(), rtol=1e-5, atol=1e-5)
+
+
+def test_categorical_entropy_uniform_and_masked():
+    assert categorical_entropy(torch.zeros(10)).item() == pytest.approx(math.log(10))
+    logits = torch.tensor(
+        [[0.0, 0.0, float("-inf"), float("-inf")], [1.0, float("-inf"), 2.0, 3.0]]
+    )
+    ours = categorical_entropy(logits)
+    assert ours[0].item() == pytest.approx(math.log(2))
+    torch.testing.assert_close(ours, Categorical(logits=logits).entropy())
+
+
+def test_categorical_entropy_chunked_equals_unchunked():
+    logits = torch.randn(3, 7, 50) * 4
+    full = categorical_entropy(logits)
+    for chunk in (1, 4, 21, 100):
+        torch.testing.assert_close(categorical_entropy(logits, chunk_size=chunk), full)
+    assert categorical_entropy(torch.randn(0, 5), chunk_size=2).shape == (0,)
+
+
+def test_categorical_entropy_bf16_computed_in_fp32():
+    logits = (torch.randn(4, 6, 1000) * 3).bfloat16()
+    ref = Categorical(logits=logits.float()).entropy()
+    for chunk in (None, 5):
+        ours = categorical_entropy(logits, chunk_size=chunk)
+        assert ours.dtype == torch.float32
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_categorical_entropy_gradient():
+    logits = torch.randn(2, 5, requires_grad=True)
+    ref_logits = logits.detach().clone().requires_grad_()
+    categorical_entropy(logits, chunk_size=1).sum().backward()
+    Categorical(logits=ref_logits).entropy().sum().backward()
+    torch.testing.assert_close(logits.grad, ref_logits.grad)
+
+
+def test_categorical_entropy_bad_args():
+    with pytest.raises(ValueError, match="chunk_size"):
+        categorical_entropy(torch.zeros(2, 3), chunk_size=0)
+    with pytest.raises(ValueError, match="0-dim"):
+        categorical_entropy(torch.tensor(1.0))

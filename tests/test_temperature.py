@@ -1,0 +1,199 @@
+"""Tests for maxent/temperature.py: SAC's learned temperature (Haarnoja et al. 2018, Eq. 18)
+against torch.optim.Adam, its direction, schedules, checkpoints and argument errors."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from maxent.temperature import (
+    AutoTemperature,
+    FixedTemperature,
+    ScheduledTemperature,
+    TemperatureController,
+    make_temperature,
+)
+
+
+def entropies(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(8, generator=g) * 2 - 1 for _ in range(n)]
+
+
+def assert_checkpointable(state):
+    for key, value in state.items():
+        assert isinstance(key, str)
+        assert isinstance(value, (torch.Tensor, int, float, str)), (key, type(value))
+    json.dumps({k: v for k, v in state.items() if not isinstance(v, torch.Tensor)})
+
+
+@pytest.mark.parametrize(
+    "lr,betas,eps,initial_alpha",
+    [(3e-4, (0.9, 0.999), 1e-8, 1.0), (0.05, (0.5, 0.9), 1e-3, 0.2), (0.1, (0.0, 0.99), 1e-8, 3.0)],
+)
+def test_auto_matches_torch_adam(lr, betas, eps, initial_alpha):
+    target = -2.0
+    ctrl = AutoTemperature(target, initial_alpha=initial_alpha, lr=lr, betas=betas, eps=eps)
+    log_alpha = torch.tensor(math.log(initial_alpha), requires_grad=True)
+    opt = torch.optim.Adam([log_alpha], lr=lr, betas=betas, eps=eps)
+    for h in entropies(50):
+        log_pi = -h
+        ref_loss = -(log_alpha * (log_pi + target).detach()).mean()  # SB3's form
+        opt.zero_grad()
+        ref_loss.backward()
+        opt.step()
+        loss = ctrl.update(entropy=h)
+        assert loss.shape == () and not loss.requires_grad
+        torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ctrl.log_alpha, log_alpha.detach(), rtol=0, atol=1e-6)
+    # Guard against a vacuous comparison: alpha did move.
+    assert abs(ctrl.log_alpha.item() - math.log(initial_alpha)) > 10 * lr * 0.5
+
+
+def test_auto_alpha_direction():
+    low = AutoTemperature(-1.0, lr=0.01)
+    high = AutoTemperature(-1.0, lr=0.01)
+    for _ in range(5):
+        low.update(entropy=torch.full((16,), -3.0))  # below target: more exploration needed
+        high.update(entropy=torch.full((16,), 2.0))
+    assert low.value.item() > 1.0 > high.value.item()
+
+
+def test_auto_value_and_attributes():
+    ctrl = AutoTemperature(-6.0, initial_alpha=0.5)
+    value = ctrl.value
+    assert value.shape == () and value.dtype == torch.float32 and not value.requires_grad
+    assert value.item() == pytest.approx(0.5)
+    assert ctrl.target_entropy == -6.0
+    torch.testing.assert_close(ctrl.log_alpha, torch.tensor(math.log(0.5)))
+    ctrl.update(entropy=torch.tensor(0.0))
+    assert value.item() == pytest.approx(0.5)  # an earlier value is a snapshot
+    assert ctrl.value.item() < 0.5
+
+
+def test_auto_entropy_is_detached_and_step_ignored():
+    ctrl = AutoTemperature(-1.0, lr=0.1)
+    h = torch.tensor([0.5, 1.5], requires_grad=True)
+    loss = ctrl.update(entropy=h, step=123)
+    assert not loss.requires_grad and h.grad is None
+    assert loss.item() == pytest.approx(0.0)  # log(1) * (1 - (-1))
+
+
+def test_auto_state_dict_round_trip():
+    ctrl = AutoTemperature(-3.0, initial_alpha=0.7, lr=0.02)
+    hs = entropies(20, seed=1)
+    for h in hs[:10]:
+        ctrl.update(entropy=h)
+    state = ctrl.state_dict()
+    assert_checkpointable(state)
+    assert set(state) == {"log_alpha", "exp_avg", "exp_avg_sq", "step", "target_entropy", "lr"}
+    assert state["step"].item() == 10
+
+    fresh = AutoTemperature(0.0, initial_alpha=5.0, lr=1.0)
+    fresh.load_state_dict(state)
+    assert fresh.target_entropy == -3.0 and fresh.lr == 0.02
+    for h in hs[10:]:
+        assert torch.equal(ctrl.update(entropy=h), fresh.update(entropy=h))
+        assert torch.equal(ctrl.log_alpha, fresh.log_alpha)
+    # The saved state is a copy, untouched by later updates.
+    assert state["step"].item() == 10
+
+
+def test_auto_bad_args():
+    with pytest.raises(ValueError, match="initial_alpha"):
+        AutoTemperature(-1.0, initial_alpha=0.0)
+    with pytest.raises(ValueError, match="lr"):
+        AutoTemperature(-1.0, lr=-1e-3)
+    with pytest.raises(ValueError, match="target_entropy"):
+        AutoTemperature(float("nan"))
+    with pytest.raises(ValueError, match="betas"):
+        AutoTemperature(-1.0, betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="entropy="):
+        AutoTemperature(-1.0).update()
+    with pytest.raises(ValueError, match="missing"):
+        AutoTemperature(-1.0).load_state_dict({"log_alpha": torch.tensor(0.0)})
+
+
+def test_fixed():
+    ctrl = FixedTemperature(0.2)
+    assert ctrl.update(entropy=torch.tensor(1.0), step=5) is None
+    assert ctrl.value.dtype == torch.float32 and ctrl.value.shape == ()
+    assert ctrl.value.item() == pytest.approx(0.2)
+    assert_checkpointable(ctrl.state_dict())
+    other = FixedTemperature(0.0)
+    other.load_state_dict(ctrl.state_dict())
+    assert other.value.item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="alpha"):
+        FixedTemperature(-0.1)
+
+
+SCHEDULE_CASES = {
+    # schedule: (value at 0, at T/2, at T)
+    "linear": (1.0, 0.55, 0.1),
+    "exponential": (1.0, math.sqrt(0.1), 0.1),
+    "cosine": (1.0, 0.55, 0.1),
+}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULE_CASES))
+def test_scheduled_values(schedule):
+    ctrl = ScheduledTemperature(1.0, 0.1, 100, schedule=schedule)
+    at0, mid, end = SCHEDULE_CASES[schedule]
+    assert ctrl.value.item() == pytest.approx(at0)
+    for step, expected in ((0, at0), (50, mid), (100, end), (1000, end), (-5, at0)):
+        assert ctrl.update(step=step) is None
+        assert ctrl.value.item() == pytest.approx(expected, rel=1e-6), step
+    assert ctrl.value.dtype == torch.float32 and ctrl.value.shape == ()
+
+
+def test_scheduled_shapes_differ_between_schedules():
+    values = {}
+    for schedule in SCHEDULE_CASES:
+        ctrl = ScheduledTemperature(1.0, 0.1, 100, schedule=schedule)
+        ctrl.update(step=25)
+        values[schedule] = ctrl.value.item()
+    assert values["linear"] == pytest.approx(0.775)
+    assert values["exponential"] == pytest.approx(0.1**0.25)
+    assert values["cosine"] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_scheduled_state_dict_round_trip():
+    ctrl = ScheduledTemperature(0.5, 0.01, 10, schedule="exponential")
+    ctrl.update(step=3)
+    state = ctrl.state_dict()
+    assert_checkpointable(state)
+    fresh = ScheduledTemperature(9.0, 9.0, 1)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.value, ctrl.value)
+    for step in range(4, 12):
+        ctrl.update(step=step)
+        fresh.update(step=step)
+        assert torch.equal(fresh.value, ctrl.value)
+
+
+def test_scheduled_bad_args():
+    with pytest.raises(ValueError, match="linear"):
+        ScheduledTemperature(1.0, 0.1, 10, schedule="step")
+    with pytest.raises(ValueError, match="start > 0"):
+        ScheduledTemperature(1.0, 0.0, 10, schedule="exponential")
+    with pytest.raises(ValueError, match="duration"):
+        ScheduledTemperature(1.0, 0.1, 0)
+    with pytest.raises(ValueError, match=">= 0"):
+        ScheduledTemperature(-1.0, 0.1, 10)
+    with pytest.raises(ValueError, match="step="):
+        ScheduledTemperature(1.0, 0.1, 10).update(entropy=torch.tensor(1.0))
+
+
+def test_make_temperature_and_protocol():
+    made = [
+        make_temperature("fixed", alpha=0.1),
+        make_temperature("auto", target_entropy=-2.0, lr=1e-3),
+        make_temperature("scheduled", start=1.0, end=0.0, duration=5, schedule="cosine"),
+    ]
+    assert [type(c) for c in made] == [FixedTemperature, AutoTemperature, ScheduledTemperature]
+    for ctrl in made:
+        assert isinstance(ctrl, TemperatureController)
+    assert not isinstance(object(), TemperatureController)
+    with pytest.raises(ValueError, match="fixed"):
+        make_temperature("adaptive")
