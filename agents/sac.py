@@ -13,11 +13,10 @@ import dataclasses
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -67,6 +66,8 @@ class SACConfig:
         vectorization: ``"sync"`` (one process) or ``"async"`` (a subprocess per copy).
         device: torch device for networks and replay (``"cpu"``, ``"cuda"``...).
         compile: run the update through ``torch.compile`` (first steps pay compile time).
+        precision: ``"float32"``, or ``"bfloat16"`` to autocast the update's matmuls (faster on
+            CPUs with AVX512-BF16/AMX and on GPUs; parameters and optimiser stay float32).
         torch_threads: intra-op threads for torch on CPU; ``None`` leaves torch's default.
         log_interval: env steps between log rows (TensorBoard, CSV, progress bar).
     """
@@ -92,6 +93,7 @@ class SACConfig:
     vectorization: str = "sync"
     device: str = "cpu"
     compile: bool = False
+    precision: str = "float32"
     torch_threads: int | None = None
     log_interval: int = 1000
 
@@ -123,6 +125,8 @@ class SACConfig:
             raise ValueError(
                 f"SACConfig.log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})"
             )
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"SACConfig.precision must be 'float32' or 'bfloat16', got {self.precision!r}")
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"SACConfig.vectorization must be 'sync' or 'async', got {self.vectorization!r}")
         try:
@@ -172,42 +176,37 @@ class Actor(nn.Module):
 
 
 class StackedCritics(nn.Module):
-    """``n`` Q-networks stored as stacked weights and evaluated together: the first layer is one
-    matmul for all critics, the others one batched matmul each. Returns ``(n, batch)``."""
+    """``n`` Q-networks stored as stacked ``(n, fan_in, fan_out)`` weights and evaluated together,
+    one batched matmul per layer for all critics. Returns ``(n, batch)``."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], n: int):
         super().__init__()
         sizes = [obs_dim + action_dim, *hidden, 1]
         self.n = n
-        self.first_weight = nn.Parameter(torch.empty(sizes[0], n * sizes[1]))
-        self.first_bias = nn.Parameter(torch.empty(n * sizes[1]))
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n, sizes[i], sizes[i + 1])) for i in range(1, len(sizes) - 1))
+            nn.Parameter(torch.empty(n, sizes[i], sizes[i + 1])) for i in range(len(sizes) - 1))
         self.biases = nn.ParameterList(
-            nn.Parameter(torch.empty(n, 1, sizes[i + 1])) for i in range(1, len(sizes) - 1))
+            nn.Parameter(torch.empty(n, 1, sizes[i + 1])) for i in range(len(sizes) - 1))
         # nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per critic.
         with torch.no_grad():
-            bound = 1 / math.sqrt(sizes[0])
-            self.first_weight.uniform_(-bound, bound)
-            self.first_bias.uniform_(-bound, bound)
             for w, b in zip(self.weights, self.biases):
                 bound = 1 / math.sqrt(w.shape[1])
                 w.uniform_(-bound, bound)
                 b.uniform_(-bound, bound)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        params = [self.first_weight, self.first_bias, *self.weights, *self.biases]
+        weights, biases = list(self.weights), list(self.biases)
         if detach_params:  # the actor step needs gradients w.r.t. actions only
-            params = [p.detach() for p in params]
-        w0, b0 = params[0], params[1]
-        depth = len(self.weights)
-        ws, bs = params[2:2 + depth], params[2 + depth:]
+            weights = [w.detach() for w in weights]
+            biases = [b.detach() for b in biases]
         x = torch.cat([obs, action], dim=-1)
-        h = torch.addmm(b0, x, w0).relu_()                        # (batch, n * hidden)
-        h = h.view(x.shape[0], self.n, -1).transpose(0, 1)       # (n, batch, hidden)
-        for i, (w, b) in enumerate(zip(ws, bs)):
+        # Every critic reads the same input: a stride-0 expand, no copy. Each layer's output is
+        # contiguous (n, batch, width), so no transpose copies are needed in forward or backward.
+        h = x.unsqueeze(0).expand(self.n, *x.shape)
+        last = len(weights) - 1
+        for i, (w, b) in enumerate(zip(weights, biases)):
             h = torch.baddbmm(b, h, w)
-            if i < depth - 1:
+            if i < last:
                 h = h.relu_()
         return h.squeeze(-1)                                     # (n, batch)
 
@@ -265,10 +264,12 @@ class SAC(Agent):
                                             cfg.n_critics).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        fused = {"fused": True}
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.learning_rate, **fused)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(),
-                                                 lr=cfg.critic_lr or cfg.learning_rate, **fused)
+        # One Adam over both networks (a param group each): the actor and critic losses are
+        # summed and stepped together, which halves the optimiser's per-step overhead.
+        self.optimizer = torch.optim.Adam([
+            {"params": list(self.actor.parameters()), "lr": cfg.learning_rate},
+            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr or cfg.learning_rate},
+        ], fused=True)
         target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
         if cfg.auto_alpha:
             self.temperature = AutoTemperature(target_entropy, initial_alpha=cfg.alpha,
@@ -280,7 +281,8 @@ class SAC(Agent):
         self._target_params = list(self.critic_target.parameters())
 
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, self.action_dim, self.device)
-        self._update_fn = torch.compile(self._update) if cfg.compile else self._update
+        self._loss_fn = torch.compile(self._losses) if cfg.compile else self._losses
+        self._optimizer_step = torch.compile(self.optimizer.step) if cfg.compile else self.optimizer.step
 
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.logger: mlog.RunLogger | None = None
@@ -296,6 +298,11 @@ class SAC(Agent):
         self._episode_length = np.zeros(self.n_envs, dtype=np.int64)
 
     # ----------------------------------------------------------------------- acting
+
+    def _autocast(self):
+        """bf16 autocast around the losses when ``precision="bfloat16"``; a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.precision == "bfloat16")
 
     def _policy_action(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """Squashed action in [-1, 1] for a batch of flat observations."""
@@ -326,33 +333,44 @@ class SAC(Agent):
 
     # ----------------------------------------------------------------------- the update
 
-    def _update(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One gradient step of critics, actor and temperature on a replay minibatch."""
-        obs, action, reward, next_obs, terminated = self.buffer.split(rows)
-        alpha = self.temperature.value
+    def _losses(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                next_obs: torch.Tensor, terminated: torch.Tensor, noise: torch.Tensor,
+                alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Critic and actor losses from the same parameters, as in the authors' softlearning code.
 
+        ``noise`` (2, batch, action_dim) holds the standard-normal draws of the next-state and the
+        current-state actions, drawn outside so that this function stays a pure graph to compile.
+        """
         with torch.no_grad():
             next_mean, next_log_std = self.actor(next_obs)
-            next_action, next_log_prob = sample_squashed_gaussian(next_mean, next_log_std,
-                                                                  generator=self.generator)
+            next_action, next_log_prob = sample_squashed_gaussian(next_mean, next_log_std, noise=noise[0])
             next_q = self.critic_target(next_obs, next_action).min(dim=0).values
             target = soft_bellman_target(reward, terminated, next_q, next_log_prob, alpha,
                                          self.config.gamma)
         critic_loss = soft_q_loss(self.critic(obs, action), target)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-
         mean, log_std = self.actor(obs)
-        new_action, log_prob = sample_squashed_gaussian(mean, log_std, generator=self.generator)
+        new_action, log_prob = sample_squashed_gaussian(mean, log_std, noise=noise[1])
+        # Detached critic weights: the actor loss moves the actor only, and autograd skips the
+        # critic weight-gradients it would otherwise compute and throw away.
         q_new = self.critic(obs, new_action, detach_params=True).min(dim=0).values
         actor_loss = soft_policy_loss(log_prob, q_new, alpha)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
+        return critic_loss, actor_loss, log_prob.detach()
 
-        entropy = -log_prob.detach().mean()
-        alpha_loss = self.temperature.update(entropy=entropy)
+    def _update(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One gradient step of critics, actor and temperature on a replay minibatch."""
+        obs, action, reward, next_obs, terminated = self.buffer.split(rows)
+        noise = torch.randn((2, rows.shape[0], self.action_dim), generator=self.generator,
+                            device=self.device)
+        alpha = self.temperature.value
+        with self._autocast():
+            critic_loss, actor_loss, log_prob = self._loss_fn(obs, action, reward, next_obs,
+                                                             terminated, noise, alpha)
+        # The two losses touch disjoint parameters, so one backward and one fused Adam step serve both.
+        self.optimizer.zero_grad(set_to_none=True)
+        (critic_loss + actor_loss).backward()
+        self._optimizer_step()
+        entropy = -log_prob.float().mean()
+        self.temperature.update(entropy=entropy)
         polyak_update(self._target_params, self._critic_params, self.config.tau)
         return critic_loss.detach(), actor_loss.detach(), entropy, alpha
 
@@ -402,55 +420,55 @@ class SAC(Agent):
         vector_step = 0
         next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
         window_start, window_steps = time.perf_counter(), self.num_timesteps
-        try:
-            while self.num_timesteps < end:
-                if self.num_timesteps < cfg.learning_starts:
-                    squashed = self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
-                else:
-                    squashed = self._policy_action(self._obs, deterministic=False)
-                env_action = self._to_env_action(squashed).reshape((self.n_envs, *self.action_space.shape))
-                next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
-                next_obs = np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1)
-                check_finite(next_obs, "observation", self.num_timesteps)
-                check_finite(reward, "reward", self.num_timesteps)
-                self.buffer.add(self._obs, squashed, reward, next_obs, terminated)
-                for i in range(self.n_envs):
-                    self._episode_actions[i].append(env_action[i])
-                self._episode_return += reward
-                self._episode_length += 1
-                self.num_timesteps += self.n_envs
-                vector_step += 1
+        while self.num_timesteps < end:
+            if self.num_timesteps < cfg.learning_starts:
+                squashed = self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
+            else:
+                squashed = self._policy_action(self._obs, deterministic=False)
+            env_action = self._to_env_action(squashed).reshape((self.n_envs, *self.action_space.shape))
+            next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
+            next_obs = np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1)
+            check_finite(next_obs, "observation", self.num_timesteps)
+            check_finite(reward, "reward", self.num_timesteps)
+            self.buffer.add(self._obs, squashed, reward, next_obs, terminated)
+            for i in range(self.n_envs):
+                self._episode_actions[i].append(env_action[i])
+            self._episode_return += reward
+            self._episode_length += 1
+            self.num_timesteps += self.n_envs
+            vector_step += 1
 
-                done = np.logical_or(terminated, truncated)
-                if done.any():
-                    for i in np.flatnonzero(done):
-                        self.episode_returns.append(float(self._episode_return[i]))
-                        self.episode_lengths.append(int(self._episode_length[i]))
-                    self._obs = self._reset_episodes(done)
-                else:
-                    self._obs = next_obs
+            done = np.logical_or(terminated, truncated)
+            if done.any():
+                for i in np.flatnonzero(done):
+                    self.episode_returns.append(float(self._episode_return[i]))
+                    self.episode_lengths.append(int(self._episode_length[i]))
+                self._obs = self._reset_episodes(done)
+            else:
+                self._obs = next_obs
 
-                if self.num_timesteps >= cfg.learning_starts and vector_step % cfg.train_freq == 0:
-                    for _ in range(cfg.gradient_steps):
-                        rows = self.buffer.sample_rows(cfg.batch_size, self.generator)
-                        critic_loss, actor_loss, entropy, alpha = self._update_fn(rows)
-                        self.n_updates += 1
-                        logger.record(mlog.CRITIC_LOSS, critic_loss)
-                        logger.record(mlog.ACTOR_LOSS, actor_loss)
-                        logger.record(mlog.POLICY_ENTROPY, entropy)
-                        logger.record(mlog.ALPHA, alpha)
+            if self.num_timesteps >= cfg.learning_starts and vector_step % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    rows = self.buffer.sample_rows(cfg.batch_size, self.generator)
+                    critic_loss, actor_loss, entropy, alpha = self._update(rows)
+                    self.n_updates += 1
+                    logger.record(mlog.CRITIC_LOSS, critic_loss)
+                    logger.record(mlog.ACTOR_LOSS, actor_loss)
+                    logger.record(mlog.POLICY_ENTROPY, entropy)
+                    logger.record(mlog.ALPHA, alpha)
 
-                if self.num_timesteps >= next_log or self.num_timesteps >= end:
-                    next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
-                    now = time.perf_counter()
-                    fps = (self.num_timesteps - window_steps) / max(now - window_start, 1e-9)
-                    window_start, window_steps = now, self.num_timesteps
-                    self._log_row(fps)
+            if self.num_timesteps >= next_log or self.num_timesteps >= end:
+                next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
+                now = time.perf_counter()
+                fps = (self.num_timesteps - window_steps) / max(now - window_start, 1e-9)
+                window_start, window_steps = now, self.num_timesteps
+                self._log_row(fps)
 
-                if not callback.on_step(self):
-                    break
-        finally:
-            callback.on_training_end(self)
+            if not callback.on_step(self):
+                break
+        # Not in a `finally`: after an error or Ctrl-C the agent may be mid-step, and a checkpoint
+        # saved then would not resume exactly; the last periodic checkpoint stays the one to use.
+        callback.on_training_end(self)
         return self
 
     def _log_row(self, fps: float) -> None:
@@ -492,12 +510,8 @@ class SAC(Agent):
                 f"refusing to save non-finite weights ({bad[0]}...): training diverged; the "
                 f"checkpoint at {path} is left as it was"
             )
-        optim_meta = {}
-        for name, optimizer in (("actor_optimizer", self.actor_optimizer),
-                                ("critic_optimizer", self.critic_optimizer)):
-            flat, meta = optimizer_state_to_tensors(optimizer, name)
-            tensors.update(flat)
-            optim_meta[name] = meta
+        flat, optim_meta = optimizer_state_to_tensors(self.optimizer, "optimizer")
+        tensors.update(flat)
         temperature_scalars = {}
         for key, value in self.temperature.state_dict().items():
             if isinstance(value, torch.Tensor):
@@ -515,7 +529,7 @@ class SAC(Agent):
             "n_updates": self.n_updates,
             "observation_shape": list(self.observation_space.shape),
             "action_shape": list(self.action_space.shape),
-            "optimizers": optim_meta,
+            "optimizer": optim_meta,
             "temperature": {"kind": type(self.temperature).__name__, **temperature_scalars},
             "rng_numpy": self.np_rng.bit_generator.state,
             "in_flight": self._obs is not None,
@@ -570,9 +584,7 @@ class SAC(Agent):
                 prefix = name + "."
                 module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
                                         if k.startswith(prefix)})
-            for name, optimizer in (("actor_optimizer", self.actor_optimizer),
-                                    ("critic_optimizer", self.critic_optimizer)):
-                load_optimizer_state(optimizer, tensors, state["optimizers"][name], name)
+            load_optimizer_state(self.optimizer, tensors, state["optimizer"], "optimizer")
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(
                 f"weights in {path} do not fit this config (was hidden_sizes or n_critics changed?): {err}"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 import tyro
 
 from maxent import __version__
@@ -24,13 +24,22 @@ from maxent import __version__
 MODEL_SUBDIR = "model"
 # Config fields that may differ between a checkpoint and the command resuming it: they change how
 # a run executes, not what it learns.
-RESUMABLE_CHANGES = {"device", "compile", "torch_threads", "log_interval", "vectorization"}
+RESUMABLE_CHANGES = {"device", "compile", "precision", "torch_threads", "log_interval",
+                     "vectorization"}
 
 
 def parse_count(text: str) -> int:
     """Accept step counts as ``20000``, ``2e4`` or ``20_000``."""
-    value = float(text.replace("_", ""))
-    if value != int(value):
+    digits = text.strip().replace("_", "")
+    try:
+        return int(digits)
+    except ValueError:
+        pass
+    try:
+        value = float(digits)
+    except ValueError:
+        raise ValueError(f"expected a number of steps such as 20000 or 2e4, got {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
         raise ValueError(f"expected a whole number of steps, got {text!r}")
     return int(value)
 
@@ -82,25 +91,35 @@ def _train(algo: str, argv: list[str]) -> int:
         raise SystemExit(f"maxent train: unknown algorithm {algo!r}; choose from {sorted(algorithms)}")
     agent_cls, config_cls = algorithms[algo]
 
-    @dataclass
-    class Args(TrainArgs):
-        config: config_cls = field(default_factory=config_cls)
-
+    # Built with make_dataclass so the field's type is the class itself: with postponed annotations
+    # a class body here would hold the string "config_cls", which tyro cannot resolve.
+    Args = dataclasses.make_dataclass(
+        "Args", [("config", config_cls, field(default_factory=config_cls))], bases=(TrainArgs,))
+    Args.__module__ = __name__
     Args.__doc__ = f"Train {agent_cls.__name__}; the same command resumes from the run's last checkpoint."
     args = tyro.cli(Args, args=argv, prog=f"maxent train {algo}")
-    if args.total_steps <= 0:
-        raise SystemExit(f"maxent train: --total-steps must be positive, got {args.total_steps}")
+    # Checked before anything is built, so a bad flag never costs (or overwrites) a training run.
+    for flag, value, least in (("--total-steps", args.total_steps, 1),
+                               ("--checkpoint-every", args.checkpoint_every, 1),
+                               ("--eval-episodes", args.eval_episodes, 1)):
+        if value < least:
+            raise SystemExit(f"maxent train: {flag} must be positive, got {value}")
     run_dir = args.run_dir or Path("runs") / f"{algo}-{args.env.replace('/', '_')}-s{args.seed}"
     model_dir = run_dir / MODEL_SUBDIR
 
     from maxent.agent import CheckpointCallback, evaluate
     from maxent.checkpoint import read_checkpoint_header
 
-    if model_dir.exists():
+    # A save killed between its two renames leaves only a .model.old-* sibling, which loads too.
+    if model_dir.exists() or any(run_dir.glob(f".{MODEL_SUBDIR}.old-*")):
         if not args.resume:
-            raise SystemExit(f"maxent train: {model_dir} already holds a checkpoint; pass --resume "
-                             "to continue it or choose another --run-dir")
-        saved = read_checkpoint_header(model_dir)["config"]
+            raise SystemExit(f"maxent train: {model_dir} already holds a checkpoint; drop "
+                             "--no-resume to continue it, or choose another --run-dir")
+        header = read_checkpoint_header(model_dir)
+        if header["kind"] != agent_cls.__name__:
+            raise SystemExit(f"maxent train: {model_dir} holds a {header['kind']} agent, not "
+                             f"{agent_cls.__name__}; choose another --run-dir")
+        saved = header["config"]
         wanted = args.config.to_json()
         changed = sorted(k for k in wanted if k in saved and saved[k] != wanted[k]
                          and k not in RESUMABLE_CHANGES)
@@ -110,20 +129,38 @@ def _train(algo: str, argv: list[str]) -> int:
                 f" differ); resume with the same values or choose another --run-dir")
         overrides = {k: wanted[k] for k in RESUMABLE_CHANGES if k in wanted}
         agent = agent_cls.load(model_dir, log_dir=run_dir, **overrides)
-        print(f"resuming {model_dir} at step {agent.num_timesteps}")
+        for flag, saved_value, value in (("--env", getattr(agent, "env_id", args.env), args.env),
+                                         ("--seed", getattr(agent, "seed", args.seed), args.seed)):
+            if saved_value != value:
+                agent.close()
+                raise SystemExit(
+                    f"maxent train: {model_dir} was trained with {flag} {saved_value}, not {value}; "
+                    f"resume with {flag} {saved_value} or choose another --run-dir")
+        note = "" if agent.num_timesteps < args.total_steps else \
+            f" (already at or past --total-steps {args.total_steps}: nothing left to train)"
+        print(f"resuming {model_dir} at step {agent.num_timesteps}{note}")
     else:
         agent = agent_cls(args.env, config=args.config, seed=args.seed, log_dir=run_dir)
 
-    remaining = args.total_steps - agent.num_timesteps
+    first_step = agent.num_timesteps
+    remaining = args.total_steps - first_step
     start = time.perf_counter()
-    if remaining > 0:
-        checkpoints = CheckpointCallback(args.checkpoint_every, model_dir,
-                                         include_replay_buffer=args.save_replay_buffer)
-        agent.learn(remaining, callback=checkpoints, progress_bar=args.progress_bar)
-    elapsed = time.perf_counter() - start
-    returns = evaluate(agent, args.env, n_episodes=args.eval_episodes, seed=10_000 + args.seed)
-    agent.close()
-    fps = max(remaining, 0) / elapsed if remaining > 0 else float("nan")
+    try:
+        if remaining > 0:
+            checkpoints = CheckpointCallback(args.checkpoint_every, model_dir,
+                                             include_replay_buffer=args.save_replay_buffer)
+            try:
+                agent.learn(remaining, callback=checkpoints, progress_bar=args.progress_bar)
+            except KeyboardInterrupt:
+                raise SystemExit(f"\nmaxent train: interrupted at step {agent.num_timesteps}; the last "
+                                 f"checkpoint in {model_dir} is intact; run the same command to resume"
+                                 ) from None
+        elapsed = time.perf_counter() - start
+        returns = evaluate(agent, args.env, n_episodes=args.eval_episodes, seed=10_000 + args.seed)
+    finally:
+        agent.close()
+    trained = agent.num_timesteps - first_step
+    fps = trained / elapsed if trained > 0 and elapsed > 0 else 0.0
     print(f"{agent_cls.__name__} {args.env}: {agent.num_timesteps} steps, {elapsed:.1f} s, "
           f"{fps:.0f} steps/s, eval return {returns.mean():.1f} ± {returns.std():.1f} "
           f"({args.eval_episodes} episodes); saved to {model_dir}; "
@@ -149,6 +186,8 @@ class EvalArgs:
 
 def _eval(argv: list[str]) -> int:
     args = tyro.cli(EvalArgs, args=argv, prog="maxent eval")
+    if args.episodes < 1:
+        raise SystemExit(f"maxent eval: --episodes must be positive, got {args.episodes}")
     from maxent.agent import evaluate
     from maxent.checkpoint import read_checkpoint_header
 
@@ -157,9 +196,11 @@ def _eval(argv: list[str]) -> int:
     agent_cls = _agent_class(header["kind"])
     agent = agent_cls.load(path, env=args.env)
     env = args.env or agent.env_id
-    returns = evaluate(agent, env, n_episodes=args.episodes, deterministic=args.deterministic,
-                       seed=args.seed)
-    agent.close()
+    try:
+        returns = evaluate(agent, env, n_episodes=args.episodes, deterministic=args.deterministic,
+                           seed=args.seed)
+    finally:
+        agent.close()
     print(f"{header['kind']} {env}: return {returns.mean():.2f} ± {returns.std():.2f} over "
           f"{args.episodes} episodes (min {returns.min():.2f}, max {returns.max():.2f}; "
           f"trained {agent.num_timesteps} steps)")

@@ -91,6 +91,7 @@ def sample_squashed_gaussian(
     *,
     deterministic: bool = False,
     generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Reparameterised sample a = tanh(mean + exp(log_std) * eps), eps ~ N(0, I), and log pi(a).
 
@@ -106,6 +107,8 @@ def sample_squashed_gaussian(
         log_std: log standard deviations, broadcastable to ``mean`` (clamp them in the policy).
         deterministic: if True, no noise: a = tanh(mean), log-prob evaluated at u = mean.
         generator: optional ``torch.Generator`` on ``mean``'s device for reproducible draws.
+        noise: pre-drawn standard-normal eps of ``mean``'s shape, used instead of drawing (lets a
+            compiled caller keep the random draw outside the compiled graph).
 
     Returns:
         ``(action, log_prob)``: action in [-1, 1] with ``mean``'s shape (float32 tanh rounds to
@@ -114,7 +117,8 @@ def sample_squashed_gaussian(
     """
     if deterministic:
         return torch.tanh(mean), _squashed_log_prob(mean, None, log_std)
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    eps = noise if noise is not None else torch.randn(
+        mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
     u = torch.addcmul(mean, torch.exp(log_std), eps)
     return torch.tanh(u), _squashed_log_prob(u, eps, log_std)
 

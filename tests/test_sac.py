@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from maxent.agents import SAC, SACConfig
 
 from maxent.agent import CheckpointCallback, EvalCallback, StopOnRewardThreshold, evaluate
-from maxent.agents import SAC, SACConfig
 from maxent.checkpoint import CheckpointError
 
-TINY = dict(hidden_sizes=(32, 32), batch_size=32, learning_starts=50, buffer_size=10_000,
-            log_interval=100)
+TINY = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50,
+        "buffer_size": 10_000, "log_interval": 100}
 
 
 def weights(agent: SAC) -> dict[str, torch.Tensor]:
@@ -118,7 +117,8 @@ def test_eval_callback_and_reward_threshold_stop_training():
 
 def test_logs_tensorboard_and_csv(tmp_path):
     SAC("Pendulum-v1", seed=0, log_dir=tmp_path, **TINY).learn(400)
-    rows = list(csv.DictReader(open(tmp_path / "progress.csv")))
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [100, 200, 300, 400]
     for name in ("train/critic_loss", "train/actor_loss", "entropy/policy", "temperature/alpha",
                  "time/fps", "rollout/ep_return"):

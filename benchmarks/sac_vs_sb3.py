@@ -1,0 +1,99 @@
+"""maxent SAC side by side with Stable-Baselines3's SAC (and SBX, its JAX twin, when installed).
+
+Same env, seed, hyperparameters (SB3's defaults) and number of steps; the libraries alternate
+within one process run so that machine noise hits all of them alike. Prints env-steps/s of each,
+the ratios, and the final deterministic evaluation return.
+
+    python benchmarks/sac_vs_sb3.py --env Pendulum-v1 --steps 5000 --repeats 2
+    python benchmarks/sac_vs_sb3.py --env HalfCheetah-v5 --steps 5000
+    python benchmarks/sac_vs_sb3.py --env HalfCheetah-v5 --device cuda --compile   # on a GPU
+
+Targets on the 2-core CPU machine: >= 2x SB3 and >= 1.2x SBX steps/s, return no worse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+from maxent.agents import SAC, SACConfig
+
+from maxent.agent import evaluate
+
+
+def run_maxent(args: argparse.Namespace) -> tuple[float, object]:
+    config = SACConfig(device=args.device, compile=args.compile, log_interval=10**9,
+                       precision=args.precision)
+    agent = SAC(args.env, config=config, seed=args.seed)
+    start = time.perf_counter()
+    agent.learn(args.steps)
+    return args.steps / (time.perf_counter() - start), agent
+
+
+def run_sb3(args: argparse.Namespace) -> tuple[float, object]:
+    from stable_baselines3 import SAC as SB3SAC
+    model = SB3SAC("MlpPolicy", args.env, seed=args.seed, device=args.device, verbose=0)
+    start = time.perf_counter()
+    model.learn(args.steps)
+    return args.steps / (time.perf_counter() - start), model
+
+
+def run_sbx(args: argparse.Namespace) -> tuple[float, object]:
+    from sbx import SAC as SBXSAC
+    model = SBXSAC("MlpPolicy", args.env, seed=args.seed, verbose=0)
+    start = time.perf_counter()
+    model.learn(args.steps)
+    return args.steps / (time.perf_counter() - start), model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile maxent's update")
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                        help="maxent's update precision (bfloat16 = autocast on the matmuls)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (both libraries)")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["maxent", "sb3", "sbx"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("MUJOCO_GL", "disable")
+
+    runners = {"maxent": run_maxent, "sb3": run_sb3}
+    if importlib.util.find_spec("sbx") is not None and args.device == "cpu":
+        runners["sbx"] = run_sbx
+    runners = {k: v for k, v in runners.items() if k not in args.skip}
+
+    fps: dict[str, list[float]] = {name: [] for name in runners}
+    returns: dict[str, list[float]] = {name: [] for name in runners}
+    for repeat in range(args.repeats):
+        for name, run in runners.items():  # alternate libraries within each repeat
+            steps_per_s, model = run(args)
+            ret = evaluate(model, args.env, n_episodes=args.eval_episodes, seed=1000).mean()
+            fps[name].append(steps_per_s)
+            returns[name].append(float(ret))
+            print(f"[{repeat}] {name:7s} {steps_per_s:8.1f} steps/s   eval return {ret:9.1f}", flush=True)
+
+    print(f"\n{args.env}, {args.steps} steps, seed {args.seed}, device {args.device}, "
+          f"compile={args.compile}, precision={args.precision}, threads={args.threads}")
+    median = {name: statistics.median(v) for name, v in fps.items()}
+    for name in runners:
+        print(f"  {name:7s} median {median[name]:8.1f} steps/s   eval return "
+              f"{np.mean(returns[name]):9.1f}")
+    if "maxent" in median:
+        for peer in ("sb3", "sbx"):
+            if peer in median:
+                print(f"  maxent / {peer}: {median['maxent'] / median[peer]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
