@@ -9,6 +9,7 @@ optimisers are fused, and nothing in the loop waits on a tensor's value except t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -160,6 +161,18 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@contextlib.contextmanager
+def full_precision_head(hidden: torch.Tensor):
+    """Run a network's output layer in float32 even under bf16 autocast: Q-values and action
+    means need the mantissa (bf16 resolves a Q of 300 only to ±1); the wide hidden matmuls,
+    where the time goes, stay in bf16. Yields ``hidden`` cast to float32 when needed."""
+    if not torch.is_autocast_enabled(hidden.device.type):
+        yield hidden
+        return
+    with torch.autocast(hidden.device.type, enabled=False):
+        yield hidden.float()
+
+
 class Actor(nn.Module):
     """Tanh-squashed diagonal Gaussian policy: one MLP emits mean and log-std."""
 
@@ -171,7 +184,9 @@ class Actor(nn.Module):
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.net(obs).split(self.action_dim, dim=-1)
+        hidden = self.net[:-1](obs)
+        with full_precision_head(hidden) as hidden:
+            mean, log_std = self.net[-1](hidden).split(self.action_dim, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
 
@@ -203,12 +218,11 @@ class StackedCritics(nn.Module):
         # Every critic reads the same input: a stride-0 expand, no copy. Each layer's output is
         # contiguous (n, batch, width), so no transpose copies are needed in forward or backward.
         h = x.unsqueeze(0).expand(self.n, *x.shape)
-        last = len(weights) - 1
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = h.relu_()
-        return h.squeeze(-1)                                     # (n, batch)
+        for w, b in zip(weights[:-1], biases[:-1]):
+            h = torch.baddbmm(b, h, w).relu_()
+        with full_precision_head(h) as h:
+            q = torch.baddbmm(biases[-1], h, weights[-1])
+        return q.squeeze(-1)                                     # (n, batch)
 
 
 # --------------------------------------------------------------------------- the agent

@@ -4,7 +4,7 @@ Same env, seed, hyperparameters (SB3's defaults) and number of steps; the librar
 within one process run so that machine noise hits all of them alike. Prints env-steps/s of each,
 the ratios, and the final deterministic evaluation return.
 
-    python benchmarks/sac_vs_sb3.py --env Pendulum-v1 --steps 5000 --repeats 2
+    python benchmarks/sac_vs_sb3.py --env Pendulum-v1 --steps 6000 --seeds 0 1 2
     python benchmarks/sac_vs_sb3.py --env HalfCheetah-v5 --steps 5000
     python benchmarks/sac_vs_sb3.py --env HalfCheetah-v5 --device cuda --compile   # on a GPU
 
@@ -55,8 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Pendulum-v1")
     parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run of each library per seed, alternating libraries")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="torch.compile maxent's update")
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
@@ -75,20 +75,22 @@ def main() -> None:
 
     fps: dict[str, list[float]] = {name: [] for name in runners}
     returns: dict[str, list[float]] = {name: [] for name in runners}
-    for repeat in range(args.repeats):
-        for name, run in runners.items():  # alternate libraries within each repeat
+    for seed in args.seeds:
+        args.seed = seed
+        for name, run in runners.items():  # alternate libraries within each seed
             steps_per_s, model = run(args)
             ret = evaluate(model, args.env, n_episodes=args.eval_episodes, seed=1000).mean()
             fps[name].append(steps_per_s)
             returns[name].append(float(ret))
-            print(f"[{repeat}] {name:7s} {steps_per_s:8.1f} steps/s   eval return {ret:9.1f}", flush=True)
+            print(f"[seed {seed}] {name:7s} {steps_per_s:8.1f} steps/s   eval return {ret:9.1f}", flush=True)
 
-    print(f"\n{args.env}, {args.steps} steps, seed {args.seed}, device {args.device}, "
+    print(f"\n{args.env}, {args.steps} steps, seeds {args.seeds}, device {args.device}, "
           f"compile={args.compile}, precision={args.precision}, threads={args.threads}")
     median = {name: statistics.median(v) for name, v in fps.items()}
     for name in runners:
         print(f"  {name:7s} median {median[name]:8.1f} steps/s   eval return "
-              f"{np.mean(returns[name]):9.1f}")
+              f"{np.mean(returns[name]):9.1f} (mean over seeds; per seed "
+              f"{', '.join(f'{r:.0f}' for r in returns[name])})")
     if "maxent" in median:
         for peer in ("sb3", "sbx"):
             if peer in median:

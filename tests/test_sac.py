@@ -279,3 +279,26 @@ def test_checkpoint_for_other_env_is_rejected(tmp_path):
     path = SAC("Pendulum-v1", **TINY).learn(60).save(tmp_path / "ck")
     with pytest.raises(CheckpointError, match="trained with observations"):
         SAC.load(path, env="MountainCarContinuous-v0")
+
+
+# --------------------------------------------------------------------------- speed options
+
+
+@pytest.mark.slow
+def test_compiled_update_matches_eager():
+    """torch.compile (CPU inductor, ~30 s to compile) computes the same losses as eager."""
+    eager = SAC("Pendulum-v1", seed=5, **TINY).learn(150)
+    compiled = SAC("Pendulum-v1", seed=5, compile=True, **TINY).learn(150)
+    for key, value in weights(eager).items():
+        torch.testing.assert_close(weights(compiled)[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_update_keeps_heads_in_float32():
+    agent = SAC("Pendulum-v1", seed=0, precision="bfloat16", **TINY).learn(200)
+    rows = agent.buffer.sample_rows(8, agent.generator)
+    obs, action, *_ = agent.buffer.split(rows)
+    with agent._autocast():
+        q = agent.critic(obs, action)
+        mean, log_std = agent.actor(obs)
+    assert q.dtype == mean.dtype == log_std.dtype == torch.float32
+    assert all(torch.isfinite(t).all() for t in weights(agent).values())
