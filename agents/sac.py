@@ -37,6 +37,9 @@ from maxent.soft import polyak_update, soft_bellman_target, soft_policy_loss, so
 from maxent.temperature import AutoTemperature, FixedTemperature
 from maxent.vector import check_finite, make_vector_env, require_box
 
+# Longest in-flight episode whose actions a checkpoint keeps for an exact resume.
+MAX_REPLAY_STEPS = 100_000
+
 # --------------------------------------------------------------------------- config
 
 
@@ -307,7 +310,9 @@ class SAC(Agent):
         # In-flight episodes: their reset seeds and actions so far let a resumed run replay them.
         self._obs: np.ndarray | None = None
         self._episode_seeds = np.zeros(self.n_envs, dtype=np.int64)
-        self._episode_actions: list[list[np.ndarray]] = [[] for _ in range(self.n_envs)]
+        # None once an episode outgrows MAX_REPLAY_STEPS (an env without a time limit): memory
+        # stays bounded, and a resume restarts that episode instead of replaying it.
+        self._episode_actions: list[list[np.ndarray] | None] = [[] for _ in range(self.n_envs)]
         self._episode_return = np.zeros(self.n_envs)
         self._episode_length = np.zeros(self.n_envs, dtype=np.int64)
 
@@ -445,10 +450,14 @@ class SAC(Agent):
             check_finite(next_obs, "observation", self.num_timesteps)
             check_finite(reward, "reward", self.num_timesteps)
             self.buffer.add(self._obs, squashed, reward, next_obs, terminated)
-            for i in range(self.n_envs):
-                self._episode_actions[i].append(env_action[i])
+            for i, history in enumerate(self._episode_actions):
+                if history is not None:
+                    history.append(env_action[i])
             self._episode_return += reward
             self._episode_length += 1
+            if self._episode_length.max() > MAX_REPLAY_STEPS:
+                for i in np.flatnonzero(self._episode_length > MAX_REPLAY_STEPS):
+                    self._episode_actions[i] = None
             self.num_timesteps += self.n_envs
             vector_step += 1
 
@@ -534,7 +543,7 @@ class SAC(Agent):
                 temperature_scalars[key] = value
         tensors["rng.torch"] = self.generator.get_state()
         for i, actions in enumerate(self._episode_actions):
-            if actions:
+            if actions:  # neither empty nor dropped (None)
                 tensors[f"episode.actions.{i}"] = torch.from_numpy(np.stack(actions).astype(np.float32))
         state = {
             "env_id": self.env_id,
@@ -548,6 +557,7 @@ class SAC(Agent):
             "rng_numpy": self.np_rng.bit_generator.state,
             "in_flight": self._obs is not None,
             "episode_seeds": self._episode_seeds.tolist(),
+            "episode_replayable": [a is not None for a in self._episode_actions],
             "episode_returns": list(self.episode_returns),
             "episode_lengths": list(self.episode_lengths),
             "episode_return": self._episode_return.tolist(),
@@ -623,10 +633,11 @@ class SAC(Agent):
         if state["in_flight"]:
             actions = [tensors[f"episode.actions.{i}"].numpy() if f"episode.actions.{i}" in tensors
                        else np.zeros((0, self.action_dim), np.float32) for i in range(self.n_envs)]
-            if len(state["episode_seeds"]) == self.n_envs:
+            if len(state["episode_seeds"]) == self.n_envs:  # else n_envs changed: fresh episodes
                 self._replay_episodes(np.asarray(state["episode_seeds"], dtype=np.int64), actions)
-                self._episode_return[:] = state["episode_return"]
-                self._episode_length[:] = state["episode_length"]
+                replayable = np.asarray(state["episode_replayable"], dtype=bool)
+                self._episode_return[:] = np.where(replayable, state["episode_return"], 0.0)
+                self._episode_length[:] = np.where(replayable, state["episode_length"], 0)
 
     def _replay_episodes(self, seeds: np.ndarray, actions: list[np.ndarray]) -> None:
         """Bring the envs back to where the saved run was: reset each with its episode seed and

@@ -302,3 +302,15 @@ def test_bfloat16_update_keeps_heads_in_float32():
         mean, log_std = agent.actor(obs)
     assert q.dtype == mean.dtype == log_std.dtype == torch.float32
     assert all(torch.isfinite(t).all() for t in weights(agent).values())
+
+
+def test_endless_episode_history_is_bounded_and_resume_restarts_it(tmp_path, monkeypatch):
+    import maxent.agents.sac as sac_module
+
+    monkeypatch.setattr(sac_module, "MAX_REPLAY_STEPS", 50)
+    agent = SAC("Pendulum-v1", seed=0, **TINY).learn(120)  # 120 steps into a 200-step episode
+    assert agent._episode_actions == [None]
+    resumed = SAC.load(agent.save(tmp_path / "ck"))
+    assert resumed._episode_length.tolist() == [0] and resumed._episode_actions == [[]]
+    resumed.learn(100)
+    assert resumed.num_timesteps == 220
