@@ -195,37 +195,44 @@ class Actor(nn.Module):
 
 class StackedCritics(nn.Module):
     """``n`` Q-networks stored as stacked ``(n, fan_in, fan_out)`` weights and evaluated together,
-    one batched matmul per layer for all critics. Returns ``(n, batch)``."""
+    one batched matmul per hidden layer for all critics. Returns ``(n, batch)``."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...], n: int):
         super().__init__()
-        sizes = [obs_dim + action_dim, *hidden, 1]
+        sizes = [obs_dim + action_dim, *hidden]
         self.n = n
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(n, sizes[i], sizes[i + 1])) for i in range(len(sizes) - 1))
         self.biases = nn.ParameterList(
             nn.Parameter(torch.empty(n, 1, sizes[i + 1])) for i in range(len(sizes) - 1))
+        # The scalar head is a weighted sum, not a width-1 matmul: batched GEMV calls cost several
+        # times more than the multiply-and-sum they do.
+        self.head_weight = nn.Parameter(torch.empty(n, 1, sizes[-1]))
+        self.head_bias = nn.Parameter(torch.empty(n, 1))
         # nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per critic.
         with torch.no_grad():
             for w, b in zip(self.weights, self.biases):
                 bound = 1 / math.sqrt(w.shape[1])
                 w.uniform_(-bound, bound)
                 b.uniform_(-bound, bound)
+            bound = 1 / math.sqrt(sizes[-1])
+            self.head_weight.uniform_(-bound, bound)
+            self.head_bias.uniform_(-bound, bound)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        weights, biases = list(self.weights), list(self.biases)
+        params = [*self.weights, *self.biases, self.head_weight, self.head_bias]
         if detach_params:  # the actor step needs gradients w.r.t. actions only
-            weights = [w.detach() for w in weights]
-            biases = [b.detach() for b in biases]
+            params = [p.detach() for p in params]
+        depth = len(self.weights)
+        weights, biases, (head_weight, head_bias) = params[:depth], params[depth:2 * depth], params[-2:]
         x = torch.cat([obs, action], dim=-1)
         # Every critic reads the same input: a stride-0 expand, no copy. Each layer's output is
         # contiguous (n, batch, width), so no transpose copies are needed in forward or backward.
         h = x.unsqueeze(0).expand(self.n, *x.shape)
-        for w, b in zip(weights[:-1], biases[:-1]):
+        for w, b in zip(weights, biases):
             h = torch.baddbmm(b, h, w).relu_()
         with full_precision_head(h) as h:
-            q = torch.baddbmm(biases[-1], h, weights[-1])
-        return q.squeeze(-1)                                     # (n, batch)
+            return (h * head_weight).sum(-1) + head_bias         # (n, batch)
 
 
 # --------------------------------------------------------------------------- the agent
@@ -292,7 +299,7 @@ class SAC(Agent):
             self.temperature = AutoTemperature(target_entropy, initial_alpha=cfg.alpha,
                                                lr=cfg.alpha_lr or cfg.learning_rate, device=self.device)
         else:
-            self.temperature = FixedTemperature(cfg.alpha)
+            self.temperature = FixedTemperature(cfg.alpha, device=self.device)
         self.target_entropy = target_entropy
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
