@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from maxent import logging as mlog
-from maxent.agent import Agent, Callback, as_callback
+from maxent.agent import Agent, AgentConfig, Callback, as_callback
 from maxent.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -44,7 +44,7 @@ MAX_REPLAY_STEPS = 100_000
 
 
 @dataclass
-class SACConfig:
+class SACConfig(AgentConfig):
     """Every SAC setting, with Stable-Baselines3's defaults unless noted.
 
     Attributes:
@@ -137,19 +137,6 @@ class SACConfig:
             torch.device(self.device)
         except RuntimeError as err:
             raise ValueError(f"SACConfig.device {self.device!r} is not a torch device: {err}") from None
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["hidden_sizes"] = list(self.hidden_sizes)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], **overrides: Any) -> SACConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted((set(data) | set(overrides)) - known)
-        if unknown:
-            raise ValueError(f"unknown SACConfig field(s) {unknown}; valid fields: {sorted(known)}")
-        return cls(**{**data, **overrides})
 
 
 # --------------------------------------------------------------------------- networks

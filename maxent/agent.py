@@ -8,6 +8,8 @@ how benchmarks run them side by side.
 from __future__ import annotations
 
 import abc
+import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,25 @@ import numpy as np
 
 from maxent import logging as mlog
 from maxent.vector import env_factory
+
+
+class AgentConfig:
+    """Mixin for an agent's config dataclass: the JSON form saved in ``config.json`` and read back.
+
+    Tuples become lists (as JSON has them), so a saved config compares equal to a fresh one.
+    """
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any):
+        """Rebuild from :meth:`to_json` output; unknown fields are rejected by name."""
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted((set(data) | set(overrides)) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**{**data, **overrides})
 
 
 class Agent(abc.ABC):
