@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 import torch
-from maxent.agents import SAC, SACConfig
 
 from maxent.agent import evaluate
+from maxent.agents import SAC, SACConfig
 
 
 def run_maxent(args: argparse.Namespace) -> tuple[float, object]:

@@ -9,9 +9,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from maxent.agents import SAC, SACConfig
 
 from maxent.agent import CheckpointCallback, EvalCallback, StopOnRewardThreshold, evaluate
+from maxent.agents import SAC, SACConfig
 from maxent.checkpoint import CheckpointError
 
 TINY = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50,

@@ -1,0 +1,438 @@
+"""Bandit agents for confounded worlds: surgery on free observational data versus a naive
+conditional and UCB1 (Jacobs, Kissinger & Zanasi 2019, "Causal Inference by String Diagram
+Surgery"; Auer, Cesa-Bianchi & Fischer 2002 for UCB1).
+
+``SurgeryAgent`` counts the free observational samples of
+:class:`maxent.envs.causal.ConfoundedCausalBandit`, estimates the joint over (S, T, C), and turns
+it into P(t, c | do(s)) by comb disintegration and surgery; it then plays the arm of highest
+estimated expected reward. ``NaiveAgent`` reads the same counts as P(t, c | S = s), which the
+hidden confounder biases. ``UCBAgent`` ignores the free data and learns from its own
+interventions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
+from maxent.agent import Agent, AgentConfig, Callback, as_callback
+from maxent.agents.channels import State, surgery_front_door_joint
+from maxent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+__all__ = ["NaiveAgent", "NaiveConfig", "SurgeryAgent", "SurgeryConfig", "UCBAgent", "UCBConfig"]
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass
+class SurgeryConfig(AgentConfig):
+    """Settings of :class:`SurgeryAgent`.
+
+    Attributes:
+        prior: pseudo-count added to every cell (s, t, c) of the observational count table before
+            normalising (a symmetric Dirichlet(prior) posterior mean; 0.5 is the
+            Krichevsky–Trofimov / Jeffreys choice). It keeps every P(s, t) > 0 so the front-door
+            effect stays identified from the very first step; its bias is O(1/N), below the
+            O(1/sqrt(N)) sampling error.
+        warmup_samples: free observational samples drawn with ``env.observational_samples`` at
+            the start of the first ``learn`` call, before any arm is pulled.
+        use_observations: also count the free sample each step's observation carries.
+        update_every: steps between re-estimates of the arm values (1 = every step).
+    """
+
+    prior: float = 0.5
+    warmup_samples: int = 0
+    use_observations: bool = True
+    update_every: int = 1
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if not self.prior > 0:
+            raise ValueError(f"{name}.prior must be > 0 so that positivity holds, got {self.prior!r}")
+        if int(self.warmup_samples) != self.warmup_samples or self.warmup_samples < 0:
+            raise ValueError(f"{name}.warmup_samples must be an integer >= 0, got {self.warmup_samples!r}")
+        if int(self.update_every) != self.update_every or self.update_every < 1:
+            raise ValueError(f"{name}.update_every must be an integer >= 1, got {self.update_every!r}")
+        self.warmup_samples = int(self.warmup_samples)
+        self.update_every = int(self.update_every)
+
+
+@dataclass
+class NaiveConfig(SurgeryConfig):
+    """Settings of :class:`NaiveAgent`; the same fields as :class:`SurgeryConfig`."""
+
+
+@dataclass
+class UCBConfig(AgentConfig):
+    """Settings of :class:`UCBAgent`.
+
+    Attributes:
+        c: exploration coefficient; the index of arm a is mean_a + sqrt(c ln t / n_a), so the
+            default 2.0 is UCB1.
+    """
+
+    c: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.c >= 0:
+            raise ValueError(f"UCBConfig.c must be >= 0, got {self.c!r}")
+
+
+# --------------------------------------------------------------------------- shared loop
+
+
+class _BanditAgent(Agent):
+    """The learn loop, bookkeeping and checkpointing the three agents share; subclasses supply
+    ``_choose`` (the arm to pull), ``_update`` (after a step) and their tensors."""
+
+    kind = "Bandit"
+    config_cls: type = AgentConfig
+
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
+        self.env_id = env if isinstance(env, str) else None
+        self.env = gym.make(env) if isinstance(env, str) else env
+        if not isinstance(self.env.action_space, gym.spaces.Discrete):
+            raise TypeError(f"{type(self).__name__} needs a Discrete action space of arms, got "
+                             f"{self.env.action_space}")
+        self.config = self.config_cls() if config is None else config
+        if not isinstance(self.config, self.config_cls):
+            raise TypeError(f"config must be a {self.config_cls.__name__}, got "
+                            f"{type(self.config).__name__}")
+        self.n_arms = int(self.env.action_space.n)
+        self.seed = int(seed)
+        self.np_rng = np.random.default_rng(self.seed)
+        arm_values = getattr(self.env.unwrapped, "arm_values", None)
+        # True arm values, for regret only; the agents never read them to act.
+        self._true_values = None if arm_values is None else np.asarray(arm_values(), np.float64)
+        self.num_timesteps = 0
+        self.logger = None
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+        self.regret = 0.0  # cumulative expected (pseudo-)regret: Σ_t max_a μ_a − μ_{a_t}
+        self.regret_curve: list[float] = []  # regret after each step
+        self.arm_counts = np.zeros(self.n_arms, dtype=np.int64)  # interventions per arm
+        self._obs: np.ndarray | None = None
+        self._episode_return = 0.0
+        self._episode_length = 0
+
+    # -- to override
+    def _choose(self) -> int:
+        raise NotImplementedError
+
+    def _update(self, arm: int, reward: float, obs: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _on_start(self) -> None:
+        pass
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+    # -- the Agent surface
+    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
+              progress_bar: bool = False) -> _BanditAgent:
+        """Pull ``total_steps`` more arms (one env step each); ``callback.on_step`` may stop early.
+        ``progress_bar`` shows a tqdm bar."""
+        if int(total_steps) != total_steps or total_steps < 0:
+            raise ValueError(f"total_steps must be an integer >= 0, got {total_steps!r}")
+        cb = as_callback(callback)
+        self._on_start()
+        cb.on_training_start(self)
+        bar = None
+        if progress_bar:
+            from tqdm import tqdm
+            bar = tqdm(total=int(total_steps), desc=type(self).__name__)
+        try:
+            for _ in range(int(total_steps)):
+                if self._obs is None:
+                    self._obs, _ = self.env.reset(seed=int(self.np_rng.integers(2**31 - 1)))
+                    self._update_obs(self._obs)
+                arm = self._choose()
+                obs, reward, terminated, truncated, _ = self.env.step(arm)
+                self.num_timesteps += 1
+                self.arm_counts[arm] += 1
+                if self._true_values is not None:
+                    self.regret += float(self._true_values.max() - self._true_values[arm])
+                    self.regret_curve.append(self.regret)
+                self._episode_return += float(reward)
+                self._episode_length += 1
+                self._update(arm, float(reward), np.asarray(obs))
+                if terminated or truncated:
+                    self.episode_returns.append(self._episode_return)
+                    self.episode_lengths.append(self._episode_length)
+                    self._episode_return, self._episode_length = 0.0, 0
+                    self._obs = None
+                else:
+                    self._obs = obs
+                    self._update_obs(obs)
+                if bar is not None:
+                    bar.update(1)
+                if not cb.on_step(self):
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        cb.on_training_end(self)
+        return self
+
+    def _update_obs(self, obs: np.ndarray) -> None:
+        """Hook for the free observation of a reset (and of each step, after ``_update``)."""
+
+    def predict(self, observation: Any = None, deterministic: bool = True) -> int | np.ndarray:
+        """The arm the agent would pull now; an array of it for a batch of observations (rank 2).
+        The observation is not needed to act (every step is the same bandit), so it is ignored."""
+        arm = self._best_arm(deterministic)
+        obs = np.asarray(observation) if observation is not None else None
+        if obs is not None and obs.ndim == 2:
+            return np.full(obs.shape[0], arm, dtype=np.int64)
+        return arm
+
+    def _best_arm(self, deterministic: bool) -> int:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write config, counts, bookkeeping and RNG state to the directory ``path`` atomically.
+        The env's own episode in flight is not saved: ``learn`` after ``load`` starts a fresh one."""
+        tensors = self._tensors()
+        tensors["arm_counts"] = torch.from_numpy(self.arm_counts.copy())
+        state = {
+            "env_id": self.env_id,
+            "seed": self.seed,
+            "n_arms": self.n_arms,
+            "num_timesteps": self.num_timesteps,
+            "regret": self.regret,
+            "episode_returns": list(self.episode_returns),
+            "episode_lengths": list(self.episode_lengths),
+            "rng_numpy": self.np_rng.bit_generator.state,
+            **self._extra_state(),
+        }
+        arrays = {"regret_curve": np.asarray(self.regret_curve, dtype=np.float64)}
+        return save_checkpoint(path, kind=self.kind, config=self.config.to_json(), tensors=tensors,
+                               state=state, arrays=arrays)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    @classmethod
+    def load(cls, path: str | Path, env: Any = None, **overrides: Any) -> _BanditAgent:
+        """Rebuild a saved agent. ``env`` is needed unless it was built from a registered id;
+        ``overrides`` change config fields."""
+        ckpt = load_checkpoint(path, kind=cls.kind)
+        state = ckpt.state
+        try:
+            config = cls.config_cls.from_json(ckpt.config, **overrides)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}/config.json holds an invalid {cls.kind} config: {err}") from None
+        if env is None:
+            env = state.get("env_id")
+            if env is None:
+                raise ValueError(f"the agent in {path} was trained on a custom env instance; "
+                                 "pass env=... to load it")
+        agent = cls(env, config=config, seed=state["seed"])
+        if agent.n_arms != state["n_arms"]:
+            raise CheckpointError(f"the agent in {path} has {state['n_arms']} arms but this env has "
+                                  f"{agent.n_arms}; load it with the env it was trained on")
+        try:
+            agent._load_tensors(ckpt.tensors)
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"counts in {path} do not fit this env: {err}") from None
+        agent.arm_counts = ckpt.tensors["arm_counts"].numpy().astype(np.int64).copy()
+        agent.num_timesteps = int(state["num_timesteps"])
+        agent.regret = float(state["regret"])
+        agent.episode_returns = [float(r) for r in state["episode_returns"]]
+        agent.episode_lengths = [int(n) for n in state["episode_lengths"]]
+        agent.np_rng.bit_generator.state = state["rng_numpy"]
+        if ckpt.arrays is not None and "regret_curve" in ckpt.arrays:
+            agent.regret_curve = ckpt.arrays["regret_curve"].tolist()
+        agent._load_extra_state(state)
+        return agent
+
+
+# --------------------------------------------------------------------------- observational agents
+
+
+class _ObservationalAgent(_BanditAgent):
+    """Counts free observational samples (s, t, c) and acts greedily on a model of P(t, c | do(s))
+    built from them; subclasses differ only in :meth:`interventional_estimate`."""
+
+    config_cls = SurgeryConfig
+
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
+        super().__init__(env, config, seed)
+        space = self.env.observation_space
+        if not isinstance(space, gym.spaces.MultiDiscrete) or space.nvec.shape != (3,):
+            raise ValueError(f"{type(self).__name__} needs observations (s, t, c) in a "
+                             f"MultiDiscrete([|S|, |T|, |C|]) space, got {space}")
+        self.dims = tuple(int(n) for n in space.nvec)  # (|S|, |T|, |C|)
+        if self.dims[0] != self.n_arms:
+            raise ValueError(f"arms ({self.n_arms}) must be the values of S ({self.dims[0]})")
+        reward_table = getattr(self.env.unwrapped, "reward_table", None)
+        if reward_table is None:
+            raise ValueError(f"{type(self).__name__} needs the env's reward_table (the known "
+                             "utility of each outcome (s, t, c))")
+        self.reward_table = np.asarray(reward_table, dtype=np.float64)  # (S, T, C)
+        self.counts = np.zeros(self.dims, dtype=np.float64)  # (S, T, C) observational counts
+        self.warmed_up = False
+        self._values: np.ndarray | None = None
+        self._stale = 0
+
+    def observe(self, samples: np.ndarray) -> None:
+        """Add observational samples, shape (n, 3) or (3,), to the counts."""
+        samples = np.asarray(samples, dtype=np.int64).reshape(-1, 3)
+        if samples.size and (samples.min() < 0 or np.any(samples.max(0) >= np.array(self.dims))):
+            raise ValueError(f"observational samples must lie in {self.dims}, got rows up to "
+                             f"{samples.max(0).tolist()}")
+        np.add.at(self.counts, tuple(samples.T), 1.0)
+        self._stale += len(samples)
+        if self._values is None or self._stale >= self.config.update_every:
+            self._values = None
+
+    def estimated_joint(self) -> np.ndarray:
+        """Posterior-mean observational joint (counts + prior) / total, shape (S, T, C)."""
+        smoothed = self.counts + self.config.prior
+        return smoothed / smoothed.sum()
+
+    def interventional_estimate(self) -> np.ndarray:
+        """The agent's model of P(t, c | do(s)), shape (S, T, C)."""
+        raise NotImplementedError
+
+    def estimated_values(self) -> np.ndarray:
+        """Estimated expected reward of each arm, shape (|S|,)."""
+        if self._values is None:
+            self._values = np.einsum("stc,stc->s", self.interventional_estimate(), self.reward_table)
+            self._stale = 0
+        return self._values
+
+    def _on_start(self) -> None:
+        if not self.warmed_up:
+            if self.config.warmup_samples:
+                sampler = getattr(self.env.unwrapped, "observational_samples", None)
+                if sampler is None:
+                    raise ValueError("warmup_samples needs an env with observational_samples(n)")
+                self.observe(sampler(self.config.warmup_samples))
+            self.warmed_up = True
+
+    def _update_obs(self, obs: np.ndarray) -> None:
+        if self.config.use_observations:
+            self.observe(obs)
+
+    def _update(self, arm: int, reward: float, obs: np.ndarray) -> None:
+        pass  # the free observation is counted by _update_obs; interventions teach nothing here
+
+    def _choose(self) -> int:
+        return self._best_arm(True)
+
+    def _best_arm(self, deterministic: bool) -> int:
+        return int(np.argmax(self.estimated_values()))  # first maximum: ties -> lowest index
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {"counts": torch.from_numpy(self.counts.copy())}
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        counts = tensors["counts"].numpy().astype(np.float64)
+        if counts.shape != self.dims:
+            raise ValueError(f"saved counts have shape {counts.shape}, env has {self.dims}")
+        self.counts = counts.copy()
+        self._values = None
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"warmed_up": self.warmed_up}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.warmed_up = bool(state["warmed_up"])
+
+
+class SurgeryAgent(_ObservationalAgent):
+    """Greedy on P(t, c | do(s)) = P(t|s) Σ_s' P(c|s', t) P(s'), computed by comb
+    disintegration and surgery of the smoothed observational joint.
+
+    Args:
+        env: a :class:`~maxent.envs.causal.ConfoundedCausalBandit` (or its registered id).
+        config: a :class:`SurgeryConfig`; default ``SurgeryConfig()``.
+        seed: seeds the episode resets.
+    """
+
+    kind = "SurgeryAgent"
+
+    def interventional_estimate(self) -> np.ndarray:
+        joint = State(self.estimated_joint(), ("S", "T", "C"))
+        return surgery_front_door_joint(joint, "S", "T", "C").matrix  # (S, T, C)
+
+
+class NaiveAgent(_ObservationalAgent):
+    """Greedy on the observational conditional P(t, c | S = s), biased by the hidden confounder.
+    Same arguments as :class:`SurgeryAgent`, with a :class:`NaiveConfig`."""
+
+    kind = "NaiveAgent"
+    config_cls = NaiveConfig
+
+    def interventional_estimate(self) -> np.ndarray:
+        joint = self.estimated_joint()
+        return joint / joint.sum(axis=(1, 2), keepdims=True)  # (S, T, C) = P(t, c | s)
+
+
+# --------------------------------------------------------------------------- UCB1
+
+
+class UCBAgent(_BanditAgent):
+    """UCB1 on the rewards of its own interventions; the free observations are ignored.
+    Plays every arm once, then the arm maximising mean + sqrt(c ln t / n) (ties: lowest index).
+
+    Args:
+        env: any env with a ``Discrete`` action space (e.g. a ConfoundedCausalBandit).
+        config: a :class:`UCBConfig`; default ``UCBConfig()``.
+        seed: seeds the episode resets.
+    """
+
+    kind = "UCBAgent"
+    config_cls = UCBConfig
+
+    def __init__(self, env: str | gym.Env, config: UCBConfig | None = None, seed: int = 0):
+        super().__init__(env, config, seed)
+        self.reward_sums = np.zeros(self.n_arms, dtype=np.float64)
+
+    def means(self) -> np.ndarray:
+        """Empirical mean reward per arm (0 for arms never pulled), shape (n_arms,)."""
+        return self.reward_sums / np.maximum(self.arm_counts, 1)
+
+    def _index(self) -> np.ndarray:
+        n = self.arm_counts
+        if np.any(n == 0):
+            return np.where(n == 0, np.inf, -np.inf)
+        t = n.sum()
+        return self.means() + np.sqrt(self.config.c * np.log(t) / n)
+
+    def _choose(self) -> int:
+        return int(np.argmax(self._index()))
+
+    def _update(self, arm: int, reward: float, obs: np.ndarray) -> None:
+        self.reward_sums[arm] += reward
+
+    def _best_arm(self, deterministic: bool) -> int:
+        """Deterministic: the best empirical mean among pulled arms; otherwise the UCB arm."""
+        if not deterministic or not np.any(self.arm_counts):
+            return self._choose()
+        return int(np.argmax(np.where(self.arm_counts > 0, self.means(), -np.inf)))
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {"reward_sums": torch.from_numpy(self.reward_sums.copy())}
+
+    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        sums = tensors["reward_sums"].numpy().astype(np.float64)
+        if sums.shape != (self.n_arms,):
+            raise ValueError(f"saved reward sums have shape {sums.shape}, env has {self.n_arms} arms")
+        self.reward_sums = sums.copy()
