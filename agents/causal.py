@@ -144,8 +144,8 @@ class _BanditAgent(Agent):
               progress_bar: bool = False) -> _BanditAgent:
         """Pull ``total_steps`` more arms (one env step each); ``callback.on_step`` may stop early.
         ``progress_bar`` shows a tqdm bar."""
-        if int(total_steps) != total_steps or total_steps < 0:
-            raise ValueError(f"total_steps must be an integer >= 0, got {total_steps!r}")
+        if int(total_steps) != total_steps or total_steps <= 0:
+            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
         cb = as_callback(callback)
         self._on_start()
         cb.on_training_start(self)

@@ -284,3 +284,10 @@ def test_load_from_registered_id(tmp_path):
     loaded = SurgeryAgent.load(agent.save(tmp_path / "a"))
     assert loaded.env_id == "maxent/ConfoundedCausalBandit-v0"
     assert loaded.predict(None) == agent.predict(None)
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5])
+def test_bad_total_steps_rejected(steps):
+    agent = SurgeryAgent(ConfoundedCausalBandit.smoking())
+    with pytest.raises(ValueError, match="total_steps"):
+        agent.learn(steps)
