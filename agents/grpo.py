@@ -95,6 +95,9 @@ class GRPOConfig(AgentConfig):
             the stored old log-probs and the clip matter.
         micro_batch_size: sequences per forward/backward; gradients accumulate over micro-batches
             into one optimiser step (``None`` = the whole per-process batch at once).
+        share_prompt_pass: run each group's prompt once and repeat its KV cache for the group's
+            completions (same numbers, a third of the arithmetic with chat prompts; see
+            :func:`completion_logits`); ``False`` runs every row's whole sequence, as TRL does.
         scale_rewards: divide advantages by the group's reward std + 1e-6 (GRPO); ``False`` keeps
             r - mean (Dr.GRPO).
         aggregation: how token losses become one number: ``"token-mean"`` (DAPO, TRL "dapo"),
@@ -149,6 +152,7 @@ class GRPOConfig(AgentConfig):
     max_grad_norm: float | None = 1.0
     num_epochs: int = 1
     micro_batch_size: int | None = None
+    share_prompt_pass: bool = True
     scale_rewards: bool = True
     aggregation: str = "token-mean"
     clip_low: float = 0.2
@@ -307,18 +311,70 @@ def group_advantages(rewards: Tensor, group_size: int, scale: bool = True) -> Te
 # --------------------------------------------------------------------------- token log-probs
 
 
+def _groups_share_prompt(prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> bool:
+    """True when every run of ``group_size`` consecutive rows holds one prompt (as GRPO's do)."""
+    B = prompt_ids.shape[0]
+    if group_size < 2 or B % group_size:
+        return False
+    ids = prompt_ids.reshape(B // group_size, group_size, -1)
+    mask = prompt_mask.reshape(B // group_size, group_size, -1)
+    return bool((ids == ids[:, :1]).all() and (mask == mask[:, :1]).all())
+
+
+def _activation_checkpointing(model) -> bool:
+    # transformers 5 renamed is_gradient_checkpointing (deprecated) to is_activation_checkpointing.
+    flag = getattr(model, "is_activation_checkpointing", None)
+    return bool(flag if flag is not None else getattr(model, "is_gradient_checkpointing", False))
+
+
+def completion_logits(model, batch_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
+                      n_completion: int, group_size: int = 1) -> Tensor:
+    """(B, T, V) logits of the distributions the last T = ``n_completion`` tokens were drawn from.
+
+    With ``group_size`` G > 1 and each run of G rows sharing its prompt (a GRPO group), the prompt
+    is run once per group and its KV cache repeated for the G completions: the same logits and
+    gradients (attention is causal, so prompt states never see completions), for a forward and
+    backward over n·P + B·T tokens instead of B·(P + T). With SmolLM2's chat prompts (P ≈ 50,
+    T ≤ 32) that is about a third of the arithmetic. Rows that do not share prompts, models under
+    gradient checkpointing (no cache) and T < 2 take the plain full-sequence forward.
+    """
+    L = batch_ids.shape[1]
+    P = L - n_completion
+    shared = (group_size > 1 and n_completion > 1 and P > 0
+              and not _activation_checkpointing(model)
+              and _groups_share_prompt(batch_ids[:, :P], attention_mask[:, :P], group_size))
+    if not shared:
+        out = model(input_ids=batch_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    logits_to_keep=n_completion + 1, use_cache=False)
+        return out.logits[:, :-1]
+    from transformers import DynamicCache
+
+    heads = slice(None, None, group_size)   # the first row of each group
+    cache = DynamicCache(config=model.config)
+    prompt = model(input_ids=batch_ids[heads, :P], attention_mask=attention_mask[heads, :P],
+                   position_ids=position_ids[heads, :P], past_key_values=cache, use_cache=True,
+                   logits_to_keep=1)
+    # The prompt's last logits give each completion's first token; the repeated cache (a
+    # differentiable copy) lets the completions attend to the prompt.
+    cache.batch_repeat_interleave(group_size)
+    # The last completion token is never an input: nothing is predicted from it.
+    rest = model(input_ids=batch_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
+                 position_ids=position_ids[:, P:-1], past_key_values=cache, use_cache=True)
+    return torch.cat([prompt.logits.repeat_interleave(group_size, 0), rest.logits], 1)
+
+
 def token_log_probs(model, batch_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
                     n_completion: int, temperature: float = 1.0, *, with_entropy: bool = True,
-                    entropy_grad: bool = True) -> tuple[Tensor, Tensor | None]:
+                    entropy_grad: bool = True, group_size: int = 1) -> tuple[Tensor, Tensor | None]:
     """Log-probs of the last ``n_completion`` tokens of each row under ``model`` and the token
-    entropy of the distributions they were drawn from (logits / temperature).
+    entropy of the distributions they were drawn from (logits / temperature). ``group_size``:
+    see :func:`completion_logits` (rows sharing a prompt run it once).
 
     Returns:
         ``(log_probs (B, T), entropy (B, T) or None)``, float32; graphs are kept when grad is on.
     """
-    out = model(input_ids=batch_ids, attention_mask=attention_mask, position_ids=position_ids,
-                logits_to_keep=n_completion + 1, use_cache=False)
-    logits = out.logits[:, :-1].float() / temperature                # (B, T, V)
+    logits = completion_logits(model, batch_ids, attention_mask, position_ids, n_completion,
+                               group_size).float() / temperature                # (B, T, V)
     targets = batch_ids[:, -n_completion:]
     log_probs = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     entropy = None
@@ -568,15 +624,16 @@ class GRPO(Agent):
         if not fused:
             old_lp, old_ent = [], []
             policy = self.policy
+            sharing = cfg.group_size if cfg.share_prompt_pass else 1
             for mb in self._micro_batches(len(input_ids)):
                 lp, ent = token_log_probs(policy, input_ids[mb], attention[mb], position_ids[mb],
-                                          T, cfg.temperature)
+                                          T, cfg.temperature, group_size=sharing)
                 old_lp.append(lp)
                 old_ent.append(ent)
                 if self.ref_model is not None:
                     ref_lp.append(token_log_probs(self.ref_model, input_ids[mb], attention[mb],
                                                   position_ids[mb], T, cfg.temperature,
-                                                  with_entropy=False)[0])
+                                                  with_entropy=False, group_size=sharing)[0])
             old_log_probs, old_entropy = torch.cat(old_lp), torch.cat(old_ent)
         generated = rollout.completion_mask.to(dev).float()
         sequence_lp = None if fused else (old_log_probs * generated).sum(-1).cpu()
@@ -641,6 +698,9 @@ class GRPO(Agent):
         coef = self.entropy_controller.value
         want_entropy_grad = cfg.entropy_target is not None or cfg.entropy_coef > 0
         slices = self._micro_batches(len(batch.input_ids))
+        # One prompt pass per group (see completion_logits) on a single process; a DDP wrapper
+        # expects one forward call per backward, so several processes run whole sequences.
+        shared_prompts = cfg.group_size if cfg.share_prompt_pass and self.world_size == 1 else 1
         sums: dict[str, Tensor] = {}
         self.model.train()
         for _ in range(cfg.num_epochs):
@@ -652,7 +712,7 @@ class GRPO(Agent):
                     log_probs, entropy = token_log_probs(
                         self.model, batch.input_ids[mb], batch.attention_mask[mb],
                         batch.position_ids[mb], T, cfg.temperature,
-                        entropy_grad=want_entropy_grad)
+                        entropy_grad=want_entropy_grad, group_size=shared_prompts)
                     if batch.old_log_probs is None:  # fused on-policy pass (see prepare)
                         batch.old_log_probs = log_probs.detach()
                         batch.old_entropy = entropy.detach()

@@ -455,9 +455,18 @@ class StaticSampler:
         was_training = model.training
         model.eval()
         try:
-            logits = model(input_ids=ids, attention_mask=prompt_mask, position_ids=position,
+            # Prefill each distinct prompt once (GRPO asks for G copies of every prompt), then
+            # give every row its prompt's cache: a G-fold cut of the prefill's arithmetic.
+            unique, row_of = torch.unique(torch.cat([ids, prompt_mask], 1), dim=0, return_inverse=True)
+            first = torch.full((len(unique),), B, dtype=torch.long, device=device).scatter_reduce(
+                0, row_of, torch.arange(B, device=device), reduce="amin")
+            logits = model(input_ids=ids[first], attention_mask=prompt_mask[first],
+                           position_ids=position[first],
                            cache_position=torch.arange(width, device=device),
                            past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+            if len(unique) < B:
+                _select_cache_rows(cache, row_of)
+                logits = logits[row_of]
             last = position[:, -1:]
             done = torch.zeros(B, dtype=torch.bool, device=device)
             tokens: list[Tensor] = []
@@ -487,6 +496,17 @@ class StaticSampler:
 
     def sync(self, model) -> None:
         self.model = model  # the compiled step reads the live weights
+
+
+def _select_cache_rows(cache, rows: Tensor) -> None:
+    """Make a prefilled ``StaticCache``'s batch ``rows`` (row i takes cached row ``rows[i]``), with
+    the fresh tensors marked static like the ones the cache allocated itself."""
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, rows)
+        layer.values = layer.values.index_select(0, rows)
+        layer.batch_size = len(rows)
+        torch._dynamo.mark_static_address(layer.keys)
+        torch._dynamo.mark_static_address(layer.values)
 
 
 def vllm_available() -> bool:

@@ -54,8 +54,11 @@ class _SumEnv:
 def _agent(accelerator, **overrides):
     from maxent.agents.grpo import GRPO, GRPOConfig
 
+    # Whole sequences on one process too (DDP runs them; the shared prompt pass, equal up to
+    # float reassociation, has its own test): the comparisons below are to 1e-6.
     config = GRPOConfig(device="cpu", group_size=4, prompts_per_step=4, max_new_tokens=5,
-                        learning_rate=1e-2, mask_truncated=False, **{**SIZES, **overrides})
+                        learning_rate=1e-2, mask_truncated=False, share_prompt_pass=False,
+                        **{**SIZES, **overrides})
     return GRPO("tiny", _SumEnv(), config=config, seed=0, accelerator=accelerator)
 
 

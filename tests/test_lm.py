@@ -138,6 +138,13 @@ def test_static_sampler_greedy_equals_generate(tiny, compiled):
     assert torch.equal(out.truncated, reference.truncated)
     sampled = static.generate(prompts, max_new_tokens=8, seed=5)
     assert torch.equal(sampled.ids, static.generate(prompts, max_new_tokens=8, seed=5).ids)
+    # GRPO's layout (each prompt G times, prefilled once and its cache shared) decodes each copy
+    # exactly as the prompt alone; sampled copies diverge.
+    grouped = [p for p in prompts for _ in range(3)]
+    out = static.generate(grouped, max_new_tokens=8, greedy=True)
+    assert torch.equal(out.ids[:, :width], reference.ids.repeat_interleave(3, 0))
+    sampled = static.generate(grouped, max_new_tokens=8, seed=5)
+    assert len({tuple(r) for r in sampled.ids[:3].tolist()}) > 1
 
 
 def test_vllm_sampler_reports_absence(tiny):
