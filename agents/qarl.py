@@ -26,7 +26,7 @@ import torch
 
 from maxent import logging as mlog
 from maxent.agent import Agent, AgentConfig, Callback, as_callback, resolve_config
-from maxent.agents.sac import Actor, StackedCritics
+from maxent.agents.sac import Actor, SACObjective, StackedCritics
 from maxent.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -37,7 +37,7 @@ from maxent.checkpoint import (
 from maxent.entropy import sample_squashed_gaussian
 from maxent.envs.adversarial import TASKS, AdversarialMujoco
 from maxent.replay import ReplayBuffer
-from maxent.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
+from maxent.soft import polyak_update
 from maxent.temperature import (
     AutoTemperature,
     FixedCurriculum,
@@ -209,6 +209,7 @@ class Player:
                                             cfg.n_critics).to(device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
+        self.objective = SACObjective(self.actor, self.critic, self.critic_target, cfg.gamma)
         self.optimizer = torch.optim.Adam([
             {"params": list(self.actor.parameters()), "lr": cfg.actor_lr},
             {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
@@ -248,16 +249,9 @@ class Player:
         noise = torch.randn((2, rows.shape[0], self.action_dim), generator=self.generator,
                             device=self.device)
         alpha = self.alpha(obs)  # the temperature is constant within an episode: alpha(s') = alpha(s)
-        with torch.no_grad():
-            next_mean, next_log_std = self.actor(next_obs)
-            next_action, next_log_prob = sample_squashed_gaussian(next_mean, next_log_std, noise=noise[0])
-            next_q = self.critic_target(next_obs, next_action).min(dim=0).values
-            target = soft_bellman_target(reward, terminated, next_q, next_log_prob, alpha, self.cfg.gamma)
-        critic_loss = soft_q_loss(self.critic(obs, action), target)
-        mean, log_std = self.actor(obs)
-        new_action, log_prob = sample_squashed_gaussian(mean, log_std, noise=noise[1])
-        q_new = self.critic(obs, new_action, detach_params=True).min(dim=0).values
-        actor_loss = soft_policy_loss(log_prob, q_new, alpha)
+        # SAC's two losses; a per-row alpha (read from the observation) broadcasts through them.
+        critic_loss, actor_loss, log_prob = self.objective(obs, action, reward, next_obs, terminated,
+                                                           noise, alpha)
         self.optimizer.zero_grad(set_to_none=True)
         (critic_loss + actor_loss).backward()
         self.optimizer.step()
