@@ -104,7 +104,8 @@ def run_ours(args, model, tokenizer, env, chat) -> tuple[float, ...]:
         max_new_tokens=args.max_new_tokens, max_prompt_tokens=256, temperature=1.0,
         chat_template=chat, learning_rate=args.lr, max_grad_norm=1.0, num_epochs=1,
         aggregation="token-mean", clip_low=0.2, clip_high=0.28, kl_coef=0.0,
-        mask_truncated=False, device="cpu", log_interval=10**9, sampler=args.sampler)
+        mask_truncated=False, device="cpu", log_interval=10**9, sampler=args.sampler,
+        share_prompt_pass=not args.no_prompt_sharing)
     agent = GRPO(copy.deepcopy(model), env, config=config, seed=args.seed, tokenizer=tokenizer)
     clock = _Clock(args.prompts * args.group_size)
     start = time.perf_counter()
@@ -233,6 +234,8 @@ def main() -> None:
     parser.add_argument("--sampler", choices=["static", "hf"], default="static",
                         help="our sampler: static KV cache + compiled decode step (default), or "
                              "transformers generate exactly as TRL uses it")
+    parser.add_argument("--no-prompt-sharing", action="store_true",
+                        help="our training pass runs whole sequences, as TRL's (share_prompt_pass=False)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trl-bf16", action="store_true",
                         help="TRL's own default (bf16 autocast); off: float32 like ours")
