@@ -411,7 +411,7 @@ class SAC(Agent):
         """The eager step's arithmetic written so that ``torch.compile`` sees one graph: gradients
         from ``torch.func`` instead of ``.backward()``, Adam as tensor ops on the optimizer's own
         state. Inductor then fuses every elementwise op of forward, backward, Adam, α and Polyak
-        updates, and one call replaces ~150 eager kernel launches."""
+        updates, and one call replaces ≈ 200 small eager ops."""
         obs, action, reward, next_obs, terminated = self.buffer.split(rows)
         alpha = self.temperature.value
 
