@@ -334,7 +334,7 @@ def completion_logits(model, batch_ids: Tensor, attention_mask: Tensor, position
     With ``group_size`` G > 1 and each run of G rows sharing its prompt (a GRPO group), the prompt
     is run once per group and its KV cache repeated for the G completions: the same logits and
     gradients (attention is causal, so prompt states never see completions), for a forward and
-    backward over n·P + B·T tokens instead of B·(P + T). With SmolLM2's chat prompts (P ≈ 50,
+    backward over n·P + B·T tokens instead of B·(P + T). With SmolLM2's chat prompts (P ≈ 45,
     T ≤ 32) that is about a third of the arithmetic. Rows that do not share prompts, models under
     gradient checkpointing (no cache) and T < 2 take the plain full-sequence forward.
     """
