@@ -14,7 +14,6 @@ the protagonist learns; both phases reuse the iteration's alphas, and every epis
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -442,8 +441,7 @@ class QARL(Agent):
                                          initial_step=self.num_timesteps)
         logger = self.logger
         callback.on_training_start(self)
-        next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
-        window_start, window_steps = time.perf_counter(), self.num_timesteps
+        schedule = mlog.LogSchedule(cfg.log_interval, self.num_timesteps, end)
         while self.num_timesteps < end:
             if self._obs is None:
                 self._start_episode()
@@ -484,11 +482,8 @@ class QARL(Agent):
                 logger.record(mlog.ALPHA if key == "protagonist" else "temperature/adversary_batch",
                               alpha)
 
-            if self.num_timesteps >= next_log or self.num_timesteps >= end:
-                next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
-                now = time.perf_counter()
-                fps = (self.num_timesteps - window_steps) / max(now - window_start, 1e-9)
-                window_start, window_steps = now, self.num_timesteps
+            fps = schedule.due(self.num_timesteps)
+            if fps is not None:
                 self._log_row(fps)
             if not callback.on_step(self):
                 break

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -477,8 +476,7 @@ class SAC(Agent):
         callback.on_training_start(self)
 
         vector_step = 0
-        next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
-        window_start, window_steps = time.perf_counter(), self.num_timesteps
+        schedule = mlog.LogSchedule(cfg.log_interval, self.num_timesteps, end)
         while self.num_timesteps < end:
             if self.num_timesteps < cfg.learning_starts:
                 squashed = self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
@@ -520,11 +518,8 @@ class SAC(Agent):
                     logger.record(mlog.POLICY_ENTROPY, entropy)
                     logger.record(mlog.ALPHA, alpha)
 
-            if self.num_timesteps >= next_log or self.num_timesteps >= end:
-                next_log = (self.num_timesteps // cfg.log_interval + 1) * cfg.log_interval
-                now = time.perf_counter()
-                fps = (self.num_timesteps - window_steps) / max(now - window_start, 1e-9)
-                window_start, window_steps = now, self.num_timesteps
+            fps = schedule.due(self.num_timesteps)
+            if fps is not None:
                 self._log_row(fps)
 
             if not callback.on_step(self):

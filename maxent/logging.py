@@ -6,6 +6,7 @@ Metrics use the standard names below so runs of different algorithms line up in 
 import csv as csv_module
 import numbers
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,26 @@ def _rewrite_csv(path: Path, fields: list[str]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)  # a crash mid-rewrite leaves the old file intact
+
+
+class LogSchedule:
+    """When to write a log row during ``learn``, and the env-steps/s since the last one.
+
+    Rows fall on multiples of ``interval`` env steps (so a resumed run logs at the same steps as an
+    uninterrupted one) and at ``end``. ``due(step)`` returns the fps of the window it closes, or
+    ``None`` when no row is due.
+    """
+
+    def __init__(self, interval: int, start_step: int, end: int):
+        self.interval, self.end = interval, end
+        self._next = (start_step // interval + 1) * interval
+        self._window_time, self._window_step = time.perf_counter(), start_step
+
+    def due(self, step: int) -> float | None:
+        if step < self._next and step < self.end:
+            return None
+        self._next = (step // self.interval + 1) * self.interval
+        now = time.perf_counter()
+        fps = (step - self._window_step) / max(now - self._window_time, 1e-9)
+        self._window_time, self._window_step = now, step
+        return fps

@@ -188,3 +188,15 @@ def test_progress_without_bar_is_cheap():
     for step in range(1000):
         log.progress(step, fps=1.0)
     assert log._bar is None
+
+
+def test_log_schedule_falls_on_interval_multiples_and_the_end():
+    from maxent.logging import LogSchedule
+
+    schedule = LogSchedule(interval=100, start_step=250, end=520)  # a resumed run
+    due = [step for step in range(251, 521) if schedule.due(step) is not None]
+    assert due == [300, 400, 500, 520]
+    fresh = LogSchedule(interval=100, start_step=0, end=150)
+    assert fresh.due(50) is None
+    fps = fresh.due(100)
+    assert fps is not None and fps > 0
