@@ -31,7 +31,7 @@ from maxent.agent import (
     checked_config,
     restore_arms_agent,
 )
-from maxent.agents.channels import State, surgery_front_door_joint
+from maxent.channels import State, surgery_front_door_joint
 from maxent.checkpoint import save_checkpoint
 
 __all__ = ["NaiveAgent", "NaiveConfig", "SurgeryAgent", "SurgeryConfig", "UCBAgent", "UCBConfig"]

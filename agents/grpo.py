@@ -29,7 +29,7 @@ from torch import Tensor
 
 from maxent import logging as mlog
 from maxent.agent import Agent, AgentConfig, Callback, as_callback, resolve_config
-from maxent.agents import lm
+from maxent import lm
 from maxent.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -84,7 +84,7 @@ class GRPOConfig(AgentConfig):
         top_p: nucleus sampling mass (1.0 = off).
         chat_template: wrap prompts in the tokenizer's chat template; ``None`` = when it has one.
         sampler: ``"hf"`` (transformers ``generate``), ``"static"`` (static KV cache and a
-            compiled decode step, :class:`maxent.agents.lm.StaticSampler`: fastest on CPU after
+            compiled decode step, :class:`maxent.lm.StaticSampler`: fastest on CPU after
             a one-off compilation) or ``"vllm"`` (needs vLLM and a GPU, and a model loaded from a
             directory).
         learning_rate: Adam step size; ``None`` = 3e-4 for the tiny model, 1e-6 otherwise (TRL's

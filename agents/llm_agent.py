@@ -29,7 +29,7 @@ from torch import Tensor
 from maxent import logging as mlog
 from maxent import steering
 from maxent.agent import Agent, AgentConfig, Callback, as_callback, resolve_config
-from maxent.agents import lm
+from maxent import lm
 from maxent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = ["ACTION_TEMPLATE", "REACT_TEMPLATE", "Decision", "LLMAgent", "LLMAgentConfig",
@@ -222,7 +222,7 @@ class LLMAgent(Agent):
             raise ValueError("a model object needs its tokenizer: LLMAgent(env, model, tokenizer=...)")
         lm.ensure_pad_token(tokenizer)
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.eos_ids = sorted(lm._eos_ids(model, tokenizer))
+        self.eos_ids = sorted(lm.eos_ids(model, tokenizer))
         n_layers = len(steering.find_layers(model))
         self.log_layers = [steering._layer_index(steering.find_layers(model), i)
                            for i in (cfg.log_layers or [n_layers // 2])]

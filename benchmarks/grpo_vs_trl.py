@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from maxent.agent import Callback
-from maxent.agents import lm
+from maxent import lm
 from maxent.agents.grpo import COMPLETION_LENGTH, GRPO, GRPOConfig
 from maxent.envs.text import make_arithmetic
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from maxent import steering
-from maxent.agents import lm
+from maxent import lm
 
 
 def bench(name: str, reps: int, batch: int, new_tokens: int, prompt_len: int) -> dict:

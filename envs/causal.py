@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from maxent.agents.channels import State, interventional_from_mechanisms, surgery_front_door_joint
+from maxent.channels import State, interventional_from_mechanisms, surgery_front_door_joint
 
 __all__ = ["SMOKING_JOINT", "ConfoundedCausalBandit", "make_smoking"]
 

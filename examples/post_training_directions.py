@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from maxent import steering
-from maxent.agents import lm
+from maxent import lm
 
 FEW_SHOT = "3+4=7. This statement is: True\n5+2=9. This statement is: False\n"
 SUFFIX = " This statement is:"

@@ -25,7 +25,7 @@ from maxent.agent import FunctionCallback, evaluate
 from maxent.agents.qarl import QARL, QARLConfig
 from maxent.agents.sac import SAC, SACConfig
 from maxent.envs.adversarial import task_defaults
-from maxent.robustness import run_benchmark
+from maxent.commands.robustness import run_benchmark
 
 
 def parse_args() -> argparse.Namespace:

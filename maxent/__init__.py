@@ -5,4 +5,4 @@ controllers, soft Bellman losses, checkpoints, logging and the command line. Alg
 ``maxent.agents`` and environments in ``maxent.envs``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

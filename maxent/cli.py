@@ -256,7 +256,7 @@ def _robustness(argv: list[str]) -> int:
     if args.max_episode_steps is not None and args.max_episode_steps < 1:
         raise SystemExit(f"maxent robustness: --max-episode-steps must be positive, got "
                          f"{args.max_episode_steps}")
-    from maxent.robustness import parse_grid, run_benchmark
+    from maxent.commands.robustness import parse_grid, run_benchmark
 
     grid = parse_grid(args.grid) if args.grid else None  # a bad spec fails before any run loads
     start = time.perf_counter()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maxent.agents.channels import (
+from maxent.channels import (
     Channel,
     State,
     comb_disintegrate,

@@ -122,7 +122,7 @@ def test_shared_prompt_forward_equals_full_sequences():
     """completion_logits runs each group's prompt once and repeats its KV cache: the same
     log-probs, entropies and gradients as whole sequences, with left-padded prompts of two
     lengths and a completion cut short by padding."""
-    from maxent.agents import lm
+    from maxent import lm
     from maxent.agents.grpo import token_log_probs
 
     tokenizer = lm.build_char_tokenizer()

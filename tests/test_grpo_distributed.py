@@ -65,7 +65,7 @@ def _agent(accelerator, **overrides):
 def _fixed_rollout(agent):
     """The same rollout in every process: 4 prompts x 4 completions, sampled with a fixed seed.
     Rewards are made varied so every group has a signal."""
-    from maxent.agents import lm
+    from maxent import lm
     from maxent.agents.grpo import Rollout
 
     pairs = agent.env.sample_prompts(4, np.random.default_rng(7))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.agents import lm
+from maxent import lm
 from maxent.agents.llm_agent import LLMAgent, LLMAgentConfig, action_distribution, empirical_entropy
 from maxent.checkpoint import CheckpointError
 from maxent.envs.text import make_arithmetic

@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from maxent.agents import lm
+from maxent import lm
 
 
 @pytest.fixture(scope="module")

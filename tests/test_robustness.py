@@ -17,7 +17,7 @@ import torch
 from maxent.agent import evaluate
 from maxent.cli import main
 from maxent.envs.adversarial import MassFrictionPerturbation
-from maxent.robustness import GridEvaluator, _Job, confidence_interval, load_run, parse_grid
+from maxent.commands.robustness import GridEvaluator, _Job, confidence_interval, load_run, parse_grid
 
 TASK = "InvertedPendulum-v5"
 SMALL = ["--env", TASK, "--config.hidden-sizes", "32", "32", "--config.batch-size", "32",

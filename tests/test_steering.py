@@ -11,7 +11,7 @@ import transformers
 from torch import nn
 
 from maxent import steering
-from maxent.agents import lm
+from maxent import lm
 
 
 @pytest.fixture(scope="module")
