@@ -6,14 +6,16 @@ Tasks are generated on the fly from a seeded ``numpy.random.Generator`` with a d
 integer arithmetic, Countdown (reach a target with + - * / over given numbers) and integer
 sequence completion. Parsing uses regular expressions, ``int`` and a small hand-written
 recursive-descent parser over integers, + - * / and parentheses: model output is never passed
-to ``eval``, ``exec`` or ``ast``.
+to ``eval``, ``exec`` or ``ast``. Parsing is linear-time and reads only a completion's last
+``ANSWER_WINDOW`` characters, so its work is bounded whatever the model writes.
 """
 
 from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -23,6 +25,7 @@ import numpy as np
 from gymnasium import spaces
 
 __all__ = [
+    "ANSWER_WINDOW",
     "CHARSET",
     "ArithmeticTask",
     "CountdownTarget",
@@ -40,6 +43,12 @@ __all__ = [
 # Printable ASCII (letters, digits, punctuation, space, \t \n \r \x0b \x0c): every prompt we
 # generate uses only these. Completions outside it are still scored (see TextTaskEnv).
 CHARSET = string.printable
+
+# The final answer must lie in a completion's last ANSWER_WINDOW characters: the parsers read
+# only that suffix (a reasoning trace ends with its answer), so a 1 MB completion costs what an
+# 8 KB one does. Shorter completions are read whole; in longer ones a tag or number cut by the
+# window's left edge is read from the edge.
+ANSWER_WINDOW = 8192
 
 _MAX_DIGITS = 30        # longer digit runs are not answers (and int() of huge strings is slow)
 _MAX_TOKENS = 256       # expression parser limits: bounded work whatever the model writes
@@ -60,20 +69,54 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
 # A number: optional sign (ASCII or Unicode minus), digits with optional thousands commas,
 # optional decimals. Decimals are matched so that "3.5" is read as 3.5 (rejected), not as 5.
 _NUMBER = re.compile(r"(?<![\w.])([-\u2212]?)(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w])")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+# Answer tags are found by literal searches (linear time), not by one lazy regex
+# "<answer>(.*?)</answer>": that one rescans the rest of the text from every unclosed <answer>,
+# quadratic in the number of unclosed tags.
+_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 _ANSWER_MARK = re.compile(r"(?:answer\s*(?:is)?\s*[:=]?|####|=)\s*", re.IGNORECASE)
 
 
-def _answer_region(completion: str) -> str:
-    """The part of a completion that holds the final answer: the last <answer>...</answer>, else
-    the text after the last "answer:", "####" or "=", else the whole completion."""
-    tags = _ANSWER_TAG.findall(completion)
-    if tags:
-        return tags[-1]
-    marks = list(_ANSWER_MARK.finditer(completion))
-    if marks:
-        return completion[marks[-1].end():]
-    return completion
+def _last(matches: Iterable[re.Match]) -> re.Match | None:
+    """The last of ``matches``, or None; one pass, keeping nothing else."""
+    tail = deque(matches, maxlen=1)
+    return tail[0] if tail else None
+
+
+def _answer_window(completion: str) -> str:
+    """The last ``ANSWER_WINDOW`` characters of a completion: all any parser reads."""
+    return completion[-ANSWER_WINDOW:]
+
+
+def _last_answer_tag(text: str) -> str | None:
+    """Content of the last <answer>...</answer> of ``text`` (tags case-insensitive), or None.
+
+    That is the text between the last opening tag that some closing tag follows and the first
+    closing tag after it; so in "<answer>3 <answer>4</answer>" it is "4" (unclosed tags before
+    the final answer are skipped) and in "<answer>4</answer></answer>" it is "4". Three
+    left-to-right scans: linear time.
+    """
+    last_close = _last(_ANSWER_CLOSE.finditer(text))
+    if last_close is None:
+        return None
+    last_open = _last(_ANSWER_OPEN.finditer(text, 0, last_close.start()))
+    if last_open is None:
+        return None
+    first_close = _ANSWER_CLOSE.search(text, last_open.end())  # exists: last_close at the latest
+    return text[last_open.end():first_close.start()]
+
+
+def _answer_region(text: str) -> str:
+    """The part of a (windowed) completion that holds the final answer: the last
+    <answer>...</answer>, else the text after the last "answer:", "####" or "=", else all of it
+    (the same object, which tells ``parse_final_integer`` that no marker was found)."""
+    tag = _last_answer_tag(text)
+    if tag is not None:
+        return tag
+    last_mark = _last(_ANSWER_MARK.finditer(text))
+    if last_mark is not None:
+        return text[last_mark.end():]
+    return text
 
 
 def parse_final_integer(completion: str) -> int | None:
@@ -82,16 +125,19 @@ def parse_final_integer(completion: str) -> int | None:
     Looks in ``_answer_region`` and takes its FIRST number (the answer after the marker; with no
     marker, the LAST number of the completion). Accepts "-12", "\u221212", "1,234", "7.0"; rejects
     non-integers ("3.5"), digit runs longer than 30 and text without a number. Regex and ``int``
-    only: nothing in the completion is executed.
+    only: nothing in the completion is executed. Only the last ``ANSWER_WINDOW`` characters are
+    read.
     """
     if not isinstance(completion, str):
         return None
-    region = _answer_region(completion)
-    matches = list(_NUMBER.finditer(region))
-    if not matches:
+    text = _answer_window(completion)
+    region = _answer_region(text)
+    marked = region is not text
+    # The number after the marker; with no marker, the completion's last number.
+    match = _NUMBER.search(region) if marked else _last(_NUMBER.finditer(region))
+    if match is None:
         return None
-    marked = region is not completion
-    sign, digits, frac = (matches[0] if marked else matches[-1]).groups()
+    sign, digits, frac = match.groups()
     digits = digits.replace(",", "")
     if len(digits) > _MAX_DIGITS:
         return None
@@ -373,11 +419,13 @@ class CountdownTask:
         """Candidate expression strings: the last <answer> tag's content; else, on the last line
         with an "=", the text left of it; else the last non-empty line. Prose before the
         expression is skipped by also trying every suffix that starts at a digit or "(",
-        longest first (within the last 200 characters)."""
-        tags = _ANSWER_TAG.findall(completion)
-        if tags:
-            return [tags[-1].strip()]
-        lines = [ln.strip() for ln in completion.strip().splitlines() if ln.strip()]
+        longest first (within the last 200 characters). Only the last ``ANSWER_WINDOW``
+        characters of the completion are read."""
+        text = _answer_window(completion)
+        tag = _last_answer_tag(text)
+        if tag is not None:
+            return [tag.strip()]
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         if not lines:
             return []
         text = lines[-1].rstrip(".")

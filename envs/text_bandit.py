@@ -2,7 +2,8 @@
 arXiv 2406.00244): arms are named buttons, every round's (button, reward) is written into the
 prompt, and the action is parsed from the model's completion ("Action: I choose Button 1.").
 
-Parsing is a regular expression over the final ``Action:`` line: model output is never evaluated.
+Parsing is a regular expression over the first ``Action:`` line: model output is never evaluated.
+It is linear-time and reads only a completion's first ``MAX_ACTION_CHARS`` characters.
 ``TextBanditVector`` holds N episodes at once so that one batched ``generate`` call serves them all.
 """
 
@@ -19,7 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from maxent.envs.text import CHARSET
 
-__all__ = ["TextBandit", "TextBanditVector", "parse_action"]
+__all__ = ["MAX_ACTION_CHARS", "TextBandit", "TextBanditVector", "parse_action"]
 
 INVALID_OUTCOMES = ("end", "random")
 
@@ -33,8 +34,16 @@ _HISTORY_EMPTY = "No buttons have been pressed yet.\n"
 _ROUND = "Round {t}: {name}, {reward:.1f} points.\n"
 _ASK = "Round {t} of {horizon}: which button do you press?\n"
 
+# The action line must start within a completion's first MAX_ACTION_CHARS characters: the parser
+# reads only that prefix, so its work is bounded whatever the model writes (a ReAct answer puts
+# its action after a short thought; the default action space allows 1024 characters).
+MAX_ACTION_CHARS = 16_384
+
 # "Action:" line: an optional verb phrase, then the button name, then optional "." / whitespace.
-_ACTION_LINE = re.compile(r"^\s*\**\s*action\s*\**\s*:\s*(.*)$", re.IGNORECASE)
+# Whitespace and the optional markdown stars are matched as "\s*(?:\*+\s*)?", not
+# "\s*\**\s*": with two adjacent "\s*" a line of n spaces is split between them in n ways
+# before the match fails, quadratic time.
+_ACTION_LINE = re.compile(r"^\s*(?:\*+\s*)?action\s*(?:\*+\s*)?:\s*(.*)$", re.IGNORECASE)
 _VERBS = re.compile(r"^(?:i\s+)?(?:will\s+)?(?:choose|press|pick|select)\s+", re.IGNORECASE)
 
 
@@ -64,12 +73,13 @@ def parse_action(completion: str, names: Sequence[str]) -> int | None:
     by a button name (case-insensitive) that ends at a non-alphanumeric character ("Button 1."
     and "Button 1, because ..." are read as Button 1; "Button 10" is not "Button 1"). Rejected:
     no action line, an unknown button, other words before the name, or a line that names a
-    second, different button. Only regular expressions and string comparison are used.
+    second, different button. Only regular expressions and string comparison are used, in
+    linear time; only the first ``MAX_ACTION_CHARS`` characters of the completion are read.
     """
     if not isinstance(completion, str):
         return None
     rest = None
-    for line in completion.splitlines():
+    for line in completion[:MAX_ACTION_CHARS].splitlines():
         m = _ACTION_LINE.match(line)
         if m:
             rest = m.group(1)
@@ -99,7 +109,7 @@ class TextBandit(gym.Env):
                     round, and the question for the current round. ``max_length`` is the longest
                     prompt the horizon allows (``observation_space.max_length``).
     Action          ``Text(max_completion_chars)``: the model's completion; the button is parsed
-                    from its final ``Action:`` line (:func:`parse_action`).
+                    from its first ``Action:`` line (:func:`parse_action`).
     Reward          points ~ Normal(means[arm], sigma) for the parsed arm; 0 for an invalid answer.
     Termination     ``terminated=True`` on an invalid answer when ``invalid_action="end"``
                     (the paper's rule: an invalid action ends the episode); otherwise never.
