@@ -8,6 +8,10 @@ Every function is pure: tensors in, tensors out. Shapes: B sequences, T completi
 ``mask`` (B, T) marks the valid completion tokens (bool or 0/1). ``log_probs`` carries the graph;
 old/reference log-probs, advantages and token selections are treated as constants.
 
+Finite gradients: log-ratios are set to 0 at masked tokens and clamped to [-20, 20] before
+``exp`` (as verl does), so that padding or a wild token cannot overflow into an inf whose
+gradient is NaN even where the mask multiplies it by 0 (0 * inf = NaN in the backward pass).
+
 Micro-batching: pass ``normalizer`` (see ``aggregate``) so that the losses of the micro-batches of
 one training batch sum to the full-batch loss, and select Clip-Cov/KL-Cov tokens with
 ``select_tokens`` ONCE on the whole batch (selection per micro-batch is a known flaw of the
@@ -45,6 +49,15 @@ STEER_MODES = ("exponential", "linear")
 # exponential map's scale uses max(max|Omega|, floor) so tiny batches are not over-penalised.
 _STEER_PROB_EPS = 1e-8
 _STEER_OMEGA_FLOOR = 0.02
+
+# Every log-ratio that goes through exp (log pi - log pi_old in the PPO ratio, log pi_ref - log pi
+# in the k3 KL) is clamped to [-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP] first, as verl does
+# (core_algos.compute_policy_loss and kl_penalty "low_var_kl" clamp to [-20, 20]): exp(20) ~ 4.9e8
+# is far outside any clip range, while exp of a float32 log-ratio above ~88.7 is inf. Log-ratios
+# in the range are unchanged, so the loss equals TRL's (which does not clamp) on them; outside it
+# the value is held at the bound and the gradient through exp is 0. (verl also clamps the k3
+# value to [-10, 10]; we do not, as that changes it from |log-ratio| ~ 2.6 on, unlike TRL.)
+_LOG_RATIO_CLAMP = 20.0
 
 
 # --------------------------------------------------------------------------- input checks
@@ -97,6 +110,21 @@ def _check_no_nan(name: str, t: Tensor, mask: Tensor) -> None:
         )
 
 
+def _check_finite_advantages(a: Tensor, mask: Tensor) -> None:
+    # One host sync: an inf advantage makes the loss +-inf (and its gradient inf or NaN), a NaN
+    # one makes it NaN; neither is an error torch would raise.
+    bad = ~torch.isfinite(a.detach()) & mask
+    if bool(bad.any()):
+        b, t = (int(i) for i in torch.nonzero(bad)[0])
+        value = float(a[b, t])
+        raise ValueError(
+            f"advantages must be finite at valid (mask != 0) tokens, got {value} at "
+            f"(sequence {b}, token {t}) (in {a.dtype}); an inf or NaN reward, or a division by a "
+            "zero reward std without eps, gives this: replace non-finite rewards before computing "
+            "advantages, normalise with (r - mean) / (std + eps), or mask those tokens out"
+        )
+
+
 def _check_ratio(ratio: float) -> float:
     ratio = float(ratio)
     if not 0.0 <= ratio <= 1.0:
@@ -129,19 +157,28 @@ def _n_select(ratio: float, n_valid: int) -> int:
 # --------------------------------------------------------------------------- building blocks
 
 
-def k3_kl(log_probs: Tensor, ref_log_probs: Tensor) -> Tensor:
+def k3_kl(log_probs: Tensor, ref_log_probs: Tensor, mask: Tensor | None = None) -> Tensor:
     """Per-token k3 estimate of KL(pi || pi_ref) (Schulman 2020), as in GRPO (Shao et al. 2024):
 
-        kl_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1   (>= 0, unbiased for samples of pi)
+        kl_t = exp(d_t) - d_t - 1,  d_t = clamp(ref_t - logp_t, -20, 20)
+        (>= 0, unbiased for samples of pi)
+
+    The clamp (verl's, see ``_LOG_RATIO_CLAMP``) keeps exp finite; TRL does not clamp, which is
+    the same for |ref_t - logp_t| <= 20.
 
     Args:
         log_probs: (B, T) log pi(o_t) of the policy being trained (with grad).
         ref_log_probs: (B, T) log pi_ref(o_t) of the reference model (detached).
+        mask: (B, T) valid tokens, optional; d_t is set to 0 (kl_t = 0, gradient 0) where it is 0,
+            so padding can never overflow into a NaN gradient.
 
     Returns:
-        (B, T) per-token KL estimate (no clamping, as in TRL).
+        (B, T) per-token KL estimate.
     """
     d = ref_log_probs.detach() - log_probs
+    if mask is not None:
+        d = torch.where(_bool_mask(mask, log_probs.shape), d, 0.0)
+    d = d.clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP)
     return torch.exp(d) - d - 1.0
 
 
@@ -394,10 +431,11 @@ def clipped_surrogate(
     clip_low: float = 0.2,
     clip_high: float = 0.28,
     dual_clip: float | None = None,
+    mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Per-token PPO clipped surrogate with asymmetric clip (DAPO's clip-higher) and dual clip:
 
-        r_t = exp(logp_t - logp_old,t)
+        r_t = exp(clamp(logp_t - logp_old,t, -20, 20))     (verl's clamp, ``_LOG_RATIO_CLAMP``)
         l_t = max(-A_t r_t, -A_t clip(r_t, 1 - eps_low, 1 + eps_high))
         dual clip (Ye et al. 2020, as in verl), for A_t < 0 only: l_t = min(l_t, -A_t c)
 
@@ -406,12 +444,20 @@ def clipped_surrogate(
         advantages: (B, T) (already expanded).
         clip_low, clip_high: eps_low (default 0.2) and eps_high (default 0.28).
         dual_clip: c > 1 (e.g. 3.0) or None.
+        mask: (B, T) valid tokens, optional; where it is 0 the log-ratio and the advantage are
+            set to 0 first (r = 1, l = 0), so that padding (any value, even inf or NaN) gives
+            exactly 0 gradient instead of 0 * inf = NaN.
 
     Returns:
         (per-token loss (B, T), ratio (B, T), boolean masks "low", "high" (clipped region, as in
         TRL's clip_ratio metrics), "dual" (dual clip active)).
     """
-    ratio = torch.exp(log_probs - old_log_probs.detach())
+    log_ratio = log_probs - old_log_probs.detach()
+    if mask is not None:
+        m = _bool_mask(mask, log_probs.shape)
+        log_ratio = torch.where(m, log_ratio, 0.0)
+        advantages = torch.where(m, advantages, 0.0)
+    ratio = torch.exp(log_ratio.clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP))
     loss1 = -advantages * ratio
     loss2 = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     loss = torch.maximum(loss1, loss2)
@@ -482,7 +528,8 @@ def policy_loss(
     - ``"clip_cov"`` (Cui et al. 2025, Eq. 12): l_t for unselected tokens; 0 (value and gradient)
       for ``selected`` ones. The divisor still counts them, as in the reference code.
     - ``"kl_cov"`` (Eq. 13): selected tokens use -A_t r_t + kl_cov_coef * |logp_t - logp_old,t|
-      (unclipped), the others keep l_t. On a fully on-policy step (logp == logp_old exactly) the
+      (unclipped; r_t is the clamped ratio of ``clipped_surrogate``, the |.| term is not
+      clamped), the others keep l_t. On a fully on-policy step (logp == logp_old exactly) the
       KL term is 0 in value, and its gradient is 0 as well (d|x|/dx at 0 is taken as 0), so the
       selected tokens get -A_t grad r_t: exactly the clipped surrogate's gradient, since r = 1 lies
       inside the clip range. KL-Cov therefore acts only from the second update on the same
@@ -522,7 +569,9 @@ def policy_loss(
         kl_importance_correction: multiply kl3_t by r_t (with grad), the unbiased reverse-KL
             gradient of DeepSeek-V3.2; TRL 1.16's ``use_bias_correction_kl`` (default True there).
             Default False: the GRPO paper's plain k3 term.
-        check_finite: raise on NaN in the log-probs at valid tokens (one host sync each).
+        check_finite: raise on NaN in the log-probs and on non-finite (inf or NaN) advantages at
+            valid tokens (one host sync each). Masked tokens may hold anything: their log-ratios
+            and advantages are set to 0 before use, so they add exactly 0 to loss and gradient.
 
     Returns:
         ``TokenLoss``: ``loss`` and metrics "policy_loss", "clip_fraction" (+ "_low", "_high"),
@@ -548,11 +597,12 @@ def policy_loss(
     if check_finite:
         _check_no_nan("log_probs", log_probs, m)
         _check_no_nan("old_log_probs", old_log_probs, m)
-        _check_no_nan("advantages", a, m)
+        _check_finite_advantages(a, m)
     old = old_log_probs.detach()
+    a = torch.where(m, a, 0.0)  # (B, T); padding's advantage, even inf or NaN, never reaches a grad
 
     per_token, ratio, flags = clipped_surrogate(
-        log_probs, old, a, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip)
+        log_probs, old, a, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mask=m)
 
     touched = torch.zeros_like(m)
     weights = None
@@ -567,8 +617,8 @@ def policy_loss(
         if intervention == "clip_cov":
             per_token = torch.where(touched, torch.zeros_like(per_token), per_token)
         else:
-            log_ratio = log_probs - old
-            kl_loss = -a * torch.exp(log_ratio) + kl_cov_coef * log_ratio.abs()
+            log_ratio = torch.where(m, log_probs - old, 0.0)  # (B, T), 0 at padding
+            kl_loss = -a * ratio + kl_cov_coef * log_ratio.abs()
             per_token = torch.where(touched, kl_loss, per_token)
     elif intervention == "steer":
         if token_weights is None:
@@ -592,7 +642,7 @@ def policy_loss(
         _check_2d("ref_log_probs", ref_log_probs, shape)
         if check_finite:
             _check_no_nan("ref_log_probs", ref_log_probs, m)
-        kl = k3_kl(log_probs, ref_log_probs)
+        kl = k3_kl(log_probs, ref_log_probs, m)
         if kl_coef != 0.0:
             kl_term = kl * ratio if kl_importance_correction else kl
             per_token = per_token + kl_coef * kl_term
