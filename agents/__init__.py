@@ -6,6 +6,10 @@ transformers, scipy or scikit-learn for agents you do not use.
 
 from importlib import import_module
 
+# Registers the maxent/... env ids (entry points are strings: no environment module is imported),
+# so that every agent can be given one.
+import maxent.envs  # noqa: F401
+
 _EXPORTS = {
     "SAC": "sac", "SACConfig": "sac",
     "SurgeryAgent": "causal", "NaiveAgent": "causal", "UCBAgent": "causal",

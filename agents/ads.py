@@ -20,7 +20,6 @@ the step-by-step environment interface and each decision uses finished posterior
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,11 @@ import torch
 from torch import Tensor, nn
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent import logging as mlog
-from maxent.agent import Agent, AgentConfig, Callback, as_callback
+from maxent.agent import Agent, AgentConfig, check_saved, load_module_state
 from maxent.checkpoint import (
-    CheckpointError,
     generator_state_to_tensor,
-    load_checkpoint,
     load_optimizer_state,
     optimizer_state_to_tensors,
-    save_checkpoint,
 )
 from maxent.entropy import ads_entropy_score, gaussian_mixture_entropy
 from maxent.envs.subsampling import check_images
@@ -188,7 +183,9 @@ class ADS(Agent):
             (default) writes nothing.
     """
 
-    kind = "ADS"
+    config_cls = ADSConfig
+    load_arguments = ("images",)
+    default_log_interval = 100
 
     def __init__(self, env: str | gym.Env = "maxent/MeasurementAcquisition-v0",
                  config: ADSConfig | None = None, seed: int = 0,
@@ -209,7 +206,7 @@ class ADS(Agent):
         self.dim = self.height * self.width
         self.n_locations = self.dim if self.mode == "pixel" else self.height
         self.seed = int(seed)
-        self.log_dir = log_dir
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self.logger = None
         self.num_timesteps = 0
         self.losses: list[float] = []
@@ -222,6 +219,7 @@ class ADS(Agent):
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, foreach=True)
+        self._params, self._ema_params = list(self.model.parameters()), list(self.ema.parameters())
         self.alpha_bar = _alpha_bar(c.train_timesteps)
         self.train_generator = torch.Generator().manual_seed(self.seed)
         self.sample_generator = torch.Generator().manual_seed(self.seed + 1)
@@ -244,47 +242,34 @@ class ADS(Agent):
         pred = self.model(xt, t.float() / self.config.train_timesteps)
         return (pred - eps).square().mean()
 
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> ADS:
-        """Take ``total_steps`` more gradient steps on the denoiser (each counts as one step;
-        ``callback.on_step`` runs after each and may stop early)."""
-        if isinstance(total_steps, bool) or int(total_steps) != total_steps or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        cb = as_callback(callback)
-        end = self.num_timesteps + int(total_steps)
-        if self.logger is None:
-            self.logger = mlog.RunLogger(self.log_dir, progress_bar=progress_bar, total_steps=end,
-                                         initial_step=self.num_timesteps)
-        logger = self.logger
-        cb.on_training_start(self)
+    def _on_learn_start(self, end: int) -> None:
         self.model.train()
+
+    def _on_learn_end(self) -> None:
+        self.model.eval()
+
+    def _learn_step(self) -> None:
+        """One gradient step on the denoising loss (and the EMA update)."""
         n = len(self.data)
-        decay = self.config.ema_decay
-        ema_params, params = list(self.ema.parameters()), list(self.model.parameters())
-        try:
-            while self.num_timesteps < end:
-                idx = torch.randint(0, n, (min(self.config.batch_size, n),),
-                                    generator=self.train_generator)
-                loss = self._loss(self.data[idx])
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                with torch.no_grad():
-                    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-                self.num_timesteps += 1
-                logger.record(DIFFUSION_LOSS, loss.detach())
-                if self.num_timesteps % 100 == 0 or self.num_timesteps == end:
-                    row = logger.dump(self.num_timesteps)
-                    self.losses.append(row.get(DIFFUSION_LOSS, float("nan")))
-                    logger.progress(self.num_timesteps, loss=self.losses[-1])
-                if not cb.on_step(self):
-                    break
-        finally:
-            self.model.eval()
-            logger.close()
-            self.logger = None
-        cb.on_training_end(self)
-        return self
+        idx = torch.randint(0, n, (min(self.config.batch_size, n),), generator=self.train_generator)
+        loss = self._loss(self.data[idx])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self._ema_params, self._params, 1.0 - self.config.ema_decay)
+        self.num_timesteps += 1
+        self.logger.record(DIFFUSION_LOSS, loss.detach())
+
+    def _log_metrics(self) -> None:
+        # The loss curve kept with the agent (and its checkpoint): one mean per log row. Taken
+        # from the logger's running sums, so the row written next has the same value.
+        mean = self.logger.peek(DIFFUSION_LOSS)
+        if mean is not None:
+            self.losses.append(mean)
+
+    def _headline(self) -> dict[str, str]:
+        return {"loss": f"{self.losses[-1]:.4f}"} if self.losses else {}
 
     # ------------------------------------------------------------------ posterior sampling
 
@@ -424,47 +409,25 @@ class ADS(Agent):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, path: str | Path) -> Path:
-        """Write config, denoiser, EMA weights, optimizer and generator states to ``path``."""
+    def _checkpoint(self):
+        """Config, denoiser, EMA weights, optimizer and generator states."""
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         opt_tensors, opt_meta = optimizer_state_to_tensors(self.optimizer, "optim")
         tensors.update(opt_tensors)
         tensors["rng.train"] = generator_state_to_tensor(self.train_generator)
         tensors["rng.sample"] = generator_state_to_tensor(self.sample_generator)
-        state = {"env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps,
-                 "image_shape": [self.height, self.width],
-                 "losses": list(self.losses), "optimizer": opt_meta}
-        return save_checkpoint(path, kind=self.kind, config=self.config.to_json(),
-                               tensors=tensors, state=state)
+        state = {"image_shape": [self.height, self.width], "losses": list(self.losses),
+                 "optimizer": opt_meta}
+        return tensors, state, None
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, images: np.ndarray | None = None,
-             **overrides: Any) -> ADS:
-        """Rebuild a saved agent; ``env`` is needed unless it was built from a registered id.
-        ``images`` as in the constructor; ``overrides`` change config fields (e.g. strategy)."""
-        ckpt = load_checkpoint(path, kind=cls.kind)
-        state = ckpt.state
-        try:
-            config = ADSConfig.from_json(ckpt.config, **overrides)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}/config.json holds an invalid ADS config: {err}") from None
-        if env is None:
-            env = state.get("env_id")
-            if env is None:
-                raise ValueError(f"the agent in {path} was trained on a custom env instance; "
-                                 "pass env=... to load it")
-        agent = cls(env, config=config, seed=state["seed"], images=images)
-        if [agent.height, agent.width] != state["image_shape"]:
-            raise CheckpointError(
-                f"the agent in {path} models {state['image_shape']} images, but this env has "
-                f"[{agent.height}, {agent.width}]; load it with an env of that image size")
-        t = ckpt.tensors
-        agent.model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-        agent.ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
-        load_optimizer_state(agent.optimizer, t, state["optimizer"], "optim")
-        agent.train_generator.set_state(t["rng.train"])
-        agent.sample_generator.set_state(t["rng.sample"])
-        agent.num_timesteps = int(state["num_timesteps"])
-        agent.losses = list(state["losses"])
-        return agent
+    def _restore(self, ckpt: Any, path: Path) -> None:
+        state, t = ckpt.state, ckpt.tensors
+        check_saved(path, "image shape", state["image_shape"], [self.height, self.width],
+                    "load it with an env of that image size")
+        load_module_state(self.model, t, "model", path)
+        load_module_state(self.ema, t, "ema", path)
+        load_optimizer_state(self.optimizer, t, state["optimizer"], "optim")
+        self.train_generator.set_state(t["rng.train"])
+        self.sample_generator.set_state(t["rng.sample"])
+        self.losses = list(state["losses"])

@@ -19,6 +19,7 @@ recharging bandits (:mod:`maxent.envs.lsd`).
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,19 +33,12 @@ import torch
 from scipy.optimize import linprog
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.agent import (
-    Agent,
-    AgentConfig,
-    Callback,
-    arms_env,
-    as_callback,
-    checked_config,
-    restore_arms_agent,
-)
-from maxent.checkpoint import save_checkpoint
+from maxent import logging as mlog
+from maxent.agent import Agent, AgentConfig, restore_arm_counts, setup_arms_agent
 from maxent.entropy import categorical_entropy
 from maxent.envs.lsd import LSDModel
 from maxent.temperature import AutoTemperature, FixedTemperature, ScheduledTemperature
+from maxent.vector import check_finite
 
 __all__ = [
     "UCB1",
@@ -67,8 +61,10 @@ __all__ = [
     "Thompson",
     "ThompsonConfig",
     "UCB1Config",
+    "check_planner_memory",
     "exact_block_plan",
     "finite_horizon_values",
+    "karp_memory_bytes",
     "max_mean_cycle",
     "recharging_lp",
     "sample_schedule",
@@ -133,6 +129,34 @@ class StateGraph:
         return np.asarray(table)[np.arange(self.model.n_arms)[None, :], self.nodes]
 
 
+def karp_memory_bytes(n_states: int, n_arms: int) -> int:
+    """Peak memory of :func:`max_mean_cycle` on a graph of ``n_states`` nodes, ``n_arms`` edges
+    each: the predecessor table of V + 1 rows of V entries dominates."""
+    itemsize = 4 if n_arms * n_states < 2**31 else 8
+    return itemsize * (n_states + 1) * n_states + 64 * n_states * max(n_arms, 1)
+
+
+def _memory_budget(max_memory_gb: float | None) -> float:
+    """Bytes the exact planner may use: ``max_memory_gb``, or half of the machine's memory."""
+    if max_memory_gb is not None:
+        return max_memory_gb * 2**30
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 4 * 2**30
+
+
+def check_planner_memory(n_states: int, n_arms: int, d: int, max_memory_gb: float | None) -> None:
+    """Refuse, before allocating, an exact plan whose memory would exceed the budget."""
+    need, budget = karp_memory_bytes(n_states, n_arms), _memory_budget(max_memory_gb)
+    if need > budget:
+        raise MemoryError(
+            f"exact planning on this instance (K={n_arms}, d={d}: {n_states} counter states) needs "
+            f"about {need / 2**30:.1f} GB (memory grows with the square of the state count), more "
+            f"than the {budget / 2**30:.1f} GB allowed. Use LPPlanner (recharging bandits), a "
+            "smaller d or fewer arms, or raise PlannerConfig.max_memory_gb")
+
+
 def max_mean_cycle(nxt: np.ndarray, w: np.ndarray) -> tuple[float, list[int], list[int]]:
     """Karp's maximum mean cycle of a graph with out-edges (v, a) -> nxt[v, a] of weight w[v, a].
 
@@ -158,19 +182,31 @@ def max_mean_cycle(nxt: np.ndarray, w: np.ndarray) -> tuple[float, list[int], li
     src = np.where(valid, in_edges // k, 0)
     wflat = w.ravel()
     win = np.where(valid, wflat[np.where(valid, in_edges, 0)], -np.inf)  # (V, width)
-    dist = np.empty((n + 1, n))
-    pred = np.zeros((n + 1, n), dtype=np.int64)  # flat edge id of the best last edge
-    dist[0] = 0.0
-    for step in range(1, n + 1):
-        cand = dist[step - 1][src] + win  # (V, width)
+    rows = np.arange(n)
+
+    def relax(previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cand = previous[src] + win  # (V, width)
         j = np.argmax(cand, axis=1)
-        dist[step] = cand[np.arange(n), j]
-        pred[step] = in_edges[np.arange(n), j]
-    final = dist[n]
-    with np.errstate(invalid="ignore"):
-        ratios = (final[None, :] - dist[:n]) / (n - np.arange(n))[:, None]  # (V, V)
-    ratios = np.where(np.isfinite(dist[:n]), ratios, np.inf)
-    per_node = np.where(np.isfinite(final), ratios.min(axis=0), -np.inf)
+        return cand[rows, j], j
+
+    # Memory is O(V) besides the int32 predecessor table (4 V^2 bytes): D_k rows are computed
+    # twice (once up to D_V, once more for the ratios) instead of stored, an (V+1, V) float64
+    # table that made large instances exhaust memory (see karp_memory_bytes).
+    pred = np.zeros((n + 1, n), dtype=np.int32 if k * n < 2**31 else np.int64)
+    row = np.zeros(n)
+    for step in range(1, n + 1):
+        row, j = relax(row)
+        pred[step] = in_edges[rows, j]
+    final = row
+    per_node = np.full(n, np.inf)
+    row = np.zeros(n)
+    for step in range(n):
+        if step:
+            row, _ = relax(row)
+        with np.errstate(invalid="ignore"):
+            ratio = (final - row) / (n - step)
+        per_node = np.minimum(per_node, np.where(np.isfinite(row), ratio, np.inf))
+    per_node = np.where(np.isfinite(final), per_node, -np.inf)
     v = int(np.argmax(per_node))
     best = float(per_node[v])
     # The heaviest walk of V edges ending at v repeats a node; its cycles include an optimal one.
@@ -215,7 +251,8 @@ class ExactPlan:
 
 
 def solve_long_run(model: LSDModel, start: np.ndarray, table: np.ndarray | None = None,
-                   graph: StateGraph | None = None, max_states: int = 200_000) -> ExactPlan:
+                   graph: StateGraph | None = None, max_states: int = 200_000,
+                   max_memory_gb: float | None = None) -> ExactPlan:
     """The optimal long-run average payoff and a policy reaching it (exact; small instances).
 
     Every policy from ``start`` ends on a cycle of the deterministic state graph, so the optimum
@@ -229,8 +266,11 @@ def solve_long_run(model: LSDModel, start: np.ndarray, table: np.ndarray | None 
             theirs).
         graph: a prebuilt :class:`StateGraph` containing ``start`` (reused across replans).
         max_states: passed to :class:`StateGraph`.
+        max_memory_gb: the memory the solver may use (default half the machine's); a larger need
+            raises ``MemoryError`` with the estimate before anything large is allocated.
     """
     graph = StateGraph(model, start, max_states) if graph is None else graph
+    check_planner_memory(len(graph), model.n_arms, model.d, max_memory_gb)
     w = graph.weights(model.table if table is None else table)
     gain, cyc_nodes, cyc_arms = max_mean_cycle(graph.nxt, w)
     arm_of = np.full(len(graph), -1, dtype=np.int64)
@@ -585,25 +625,17 @@ def exact_block_plan(value: np.ndarray, length: int, first: np.ndarray | None = 
 
 
 class _Bandit(Agent):
-    """Learn loop, bookkeeping and checkpointing shared by every agent here; subclasses supply
-    ``_act(obs)`` (the arm to pull), ``_observe(...)`` (after a step), their tensors and state."""
+    """Bookkeeping and checkpointing shared by every agent here (the loop itself is
+    :class:`maxent.agent.Agent`'s); subclasses supply ``_act(obs)`` (the arm to pull),
+    ``_observe(...)`` (after a step), their tensors and state. One ``learn`` step is one pull."""
 
-    kind = "Bandit"
     config_cls: type = AgentConfig
 
-    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
-        self.env, self.env_id, self.n_arms = arms_env(env, type(self).__name__)
-        self.config = checked_config(config, self.config_cls)
-        self.seed = int(seed)
-        self.np_rng = np.random.default_rng(self.seed)
-        self.num_timesteps = 0
-        self.logger = None
-        self.episode_returns: list[float] = []
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        setup_arms_agent(self, env, config, seed, log_dir)
         self.rewards: list[float] = []  # realised reward of every pull
         self.expected_rewards: list[float] = []  # info["expected_reward"] when the env gives it
-        self.arm_counts = np.zeros(self.n_arms, dtype=np.int64)
-        self._obs: np.ndarray | None = None
-        self._episode_return = 0.0
 
     # -- to override
     def _act(self, obs: np.ndarray) -> int:
@@ -631,49 +663,32 @@ class _Bandit(Agent):
         raise NotImplementedError
 
     # -- the Agent surface
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> _Bandit:
-        """Pull ``total_steps`` more arms (one env step each); ``callback.on_step`` returning
-        False stops early. ``progress_bar`` shows a tqdm bar."""
-        if isinstance(total_steps, bool) or int(total_steps) != total_steps or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        cb = as_callback(callback)
-        cb.on_training_start(self)
-        bar = None
-        if progress_bar:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=int(total_steps), desc=type(self).__name__)
-        try:
-            for _ in range(int(total_steps)):
-                if self._obs is None:
-                    self._obs, _ = self.env.reset(seed=int(self.np_rng.integers(2**31 - 1)))
-                    self._on_episode_start(np.asarray(self._obs))
-                obs = np.asarray(self._obs)
-                arm = self._act(obs)
-                next_obs, reward, terminated, truncated, info = self.env.step(arm)
-                reward = float(reward)
-                self.num_timesteps += 1
-                self.arm_counts[arm] += 1
-                self.rewards.append(reward)
-                if "expected_reward" in info:
-                    self.expected_rewards.append(float(info["expected_reward"]))
-                self._episode_return += reward
-                self._observe(obs, arm, reward, np.asarray(next_obs))
-                if terminated or truncated:
-                    self.episode_returns.append(self._episode_return)
-                    self._episode_return = 0.0
-                    self._obs = None
-                else:
-                    self._obs = next_obs
-                if bar is not None:
-                    bar.update(1)
-                if not cb.on_step(self):
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        cb.on_training_end(self)
-        return self
+    def _learn_step(self) -> None:
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=int(self.np_rng.integers(2**31 - 1)))
+            self._on_episode_start(np.asarray(self._obs))
+        obs = np.asarray(self._obs)
+        arm = self._act(obs)
+        next_obs, reward, terminated, truncated, info = self.env.step(arm)
+        reward = float(reward)
+        check_finite(np.asarray(reward), "reward", self.num_timesteps + 1)
+        self.num_timesteps += 1
+        self.arm_counts[arm] += 1
+        self.rewards.append(reward)
+        if "expected_reward" in info:
+            self.expected_rewards.append(float(info["expected_reward"]))
+        self._episode_return += reward
+        self._observe(obs, arm, reward, np.asarray(next_obs))
+        if terminated or truncated:
+            self.episode_returns.append(self._episode_return)
+            self._episode_return = 0.0
+            self._obs = None
+        else:
+            self._obs = next_obs
+
+    def _log_metrics(self) -> None:
+        if self.rewards:
+            self.logger.record(mlog.REWARD, float(np.mean(self.rewards[-self._log_interval:])))
 
     def predict(self, observation: Any = None, deterministic: bool = True) -> int | np.ndarray:
         """The arm to pull at ``observation``; an array of arms for a batch (leading dim)."""
@@ -683,43 +698,35 @@ class _Bandit(Agent):
             return np.array([self._policy_action(o, deterministic) for o in obs], dtype=np.int64)
         return self._policy_action(obs, deterministic)
 
-    def save(self, path: str | Path) -> Path:
-        """Write config, statistics, bookkeeping and RNG state to the directory ``path``
-        atomically. The episode in flight is not saved: ``learn`` after ``load`` starts a new one."""
+    def _checkpoint(self):
+        """Config, statistics, bookkeeping and RNG state. The episode in flight is not saved:
+        ``learn`` after ``load`` starts a new one."""
         tensors = self._tensors()
         tensors["arm_counts"] = torch.from_numpy(self.arm_counts.copy())
         state = {
-            "env_id": self.env_id,
-            "seed": self.seed,
             "n_arms": self.n_arms,
-            "num_timesteps": self.num_timesteps,
             "episode_returns": list(self.episode_returns),
             "rng_numpy": self.np_rng.bit_generator.state,
             **self._extra_state(),
         }
         arrays = {"rewards": np.asarray(self.rewards, dtype=np.float64),
                   "expected_rewards": np.asarray(self.expected_rewards, dtype=np.float64)}
-        return save_checkpoint(path, kind=self.kind, config=self.config.to_json(),
-                               tensors=tensors, state=state, arrays=arrays)
+        return tensors, state, arrays
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, **overrides: Any) -> _Bandit:
-        """Rebuild a saved agent; ``env`` is needed unless it was built from a registered id;
-        ``overrides`` change config fields. ``learn`` then continues with the saved statistics."""
-        agent, ckpt = restore_arms_agent(cls, path, env, overrides)
-        state = ckpt.state
+    def _restore(self, ckpt: Any, path: Path) -> None:
+        restore_arm_counts(self, ckpt, path)
         if ckpt.arrays is not None:
-            agent.rewards = ckpt.arrays["rewards"].tolist()
-            agent.expected_rewards = ckpt.arrays["expected_rewards"].tolist()
-        agent._load_extra_state(state)
-        return agent
+            self.rewards = ckpt.arrays["rewards"].tolist()
+            self.expected_rewards = ckpt.arrays["expected_rewards"].tolist()
+        self._load_extra_state(ckpt.state)
 
 
 class _MeanBandit(_Bandit):
     """Keeps per-arm pull counts and reward sums; the observation is ignored (a K-armed bandit)."""
 
-    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         self.reward_sums = np.zeros(self.n_arms, dtype=np.float64)
         self.reward_sq_sums = np.zeros(self.n_arms, dtype=np.float64)
 
@@ -840,8 +847,9 @@ class Thompson(_MeanBandit):
     kind = "Thompson"
     config_cls = ThompsonConfig
 
-    def __init__(self, env: str | gym.Env, config: ThompsonConfig | None = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: ThompsonConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         lik = self.config.likelihood
         if lik == "auto":
             lik = "bernoulli" if getattr(self.env.unwrapped, "reward_kind", None) == "bernoulli" \
@@ -946,8 +954,9 @@ class Boltzmann(_MeanBandit):
     kind = "Boltzmann"
     config_cls = BoltzmannConfig
 
-    def __init__(self, env: str | gym.Env, config: BoltzmannConfig | None = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: BoltzmannConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         cfg = self.config
         max_h = math.log(self.n_arms)
         self.target_entropy = 0.5 * max_h if cfg.target_entropy is None else cfg.target_entropy
@@ -1025,8 +1034,9 @@ class _LSDAgent(_Bandit):
 
     needs_recharging = False
 
-    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         self.model = _lsd_model(self.env, type(self).__name__)
         if self.needs_recharging and self.model.form != "recharging":
             raise ValueError(f"{type(self).__name__} plans recharging bandits (form='recharging'), "
@@ -1066,12 +1076,17 @@ class PlannerConfig(AgentConfig):
 
     Attributes:
         max_states: the largest counter-state graph to plan on.
+        max_memory_gb: memory the exact solver may use; ``None`` = half of the machine's. An
+            instance that needs more is refused up front with the estimate.
     """
 
     max_states: int = 200_000
+    max_memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         self.max_states = _pos_int("max_states", type(self).__name__, self.max_states)
+        if self.max_memory_gb is not None and not self.max_memory_gb > 0:
+            raise ValueError(f"PlannerConfig.max_memory_gb must be > 0 or None, got {self.max_memory_gb}")
 
 
 class ExactPlanner(_LSDAgent):
@@ -1084,16 +1099,17 @@ class ExactPlanner(_LSDAgent):
     kind = "ExactPlanner"
     config_cls = PlannerConfig
 
-    def __init__(self, env: str | gym.Env, config: PlannerConfig | None = None, seed: int = 0):
-        super().__init__(env, config, seed)
-        self.plan = solve_long_run(self.model, self.start_index,
-                                   max_states=self.config.max_states)
+    def __init__(self, env: str | gym.Env, config: PlannerConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
+        self.plan = solve_long_run(self.model, self.start_index, max_states=self.config.max_states,
+                                   max_memory_gb=self.config.max_memory_gb)
 
     def _act(self, obs) -> int:
         key = tuple(int(i) for i in self._index(obs))
         if key not in self.plan.policy:  # a start state outside the graph: plan from it
-            self.plan = solve_long_run(self.model, np.asarray(key),
-                                       max_states=self.config.max_states)
+            self.plan = solve_long_run(self.model, np.asarray(key), max_states=self.config.max_states,
+                                       max_memory_gb=self.config.max_memory_gb)
         return self.plan.policy[key]
 
     def _policy_action(self, obs, deterministic) -> int:
@@ -1134,8 +1150,9 @@ class LPPlanner(_LSDAgent):
     config_cls = LPConfig
     needs_recharging = True
 
-    def __init__(self, env: str | gym.Env, config: LPConfig | None = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: LPConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         self.lp_value, self.lp_solution = recharging_lp(self.model.table)
         best = None
         self.sample_averages = []
@@ -1174,8 +1191,9 @@ class LPPlanner(_LSDAgent):
 class _StateStatsAgent(_LSDAgent):
     """Per-(arm, counter state) pull counts and reward sums, and UCB indices on them."""
 
-    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         shape = (self.model.n_arms, self.model.n_states)
         self.counts = np.zeros(shape, dtype=np.float64)
         self.sums = np.zeros(shape, dtype=np.float64)
@@ -1260,8 +1278,9 @@ class _BlockLearner(_StateStatsAgent):
     needs_recharging = True
     isi = True
 
-    def __init__(self, env: str | gym.Env, config: CombUCBConfig | None = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: CombUCBConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         self.block_length = self.d + 1 if self.isi else self.d
         self.oracle = BlockOracle(self.model.n_arms, self.block_length, self.d) \
             if self.config.oracle == "lp" else None
@@ -1374,9 +1393,11 @@ class OptimisticPlanner(_StateStatsAgent):
     kind = "OptimisticPlanner"
     config_cls = OptimisticConfig
 
-    def __init__(self, env: str | gym.Env, config: OptimisticConfig | None = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: OptimisticConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         self.graph = StateGraph(self.model, self.start_index, self.config.max_states)
+        check_planner_memory(len(self.graph), self.model.n_arms, self.model.d, None)
         self.policy: dict[tuple[int, ...], int] | None = None
         self._since_plan = 0
 

@@ -12,7 +12,6 @@ interventions only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,10 @@ import numpy as np
 import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.agent import (
-    Agent,
-    AgentConfig,
-    Callback,
-    arms_env,
-    as_callback,
-    checked_config,
-    restore_arms_agent,
-)
+from maxent.agent import Agent, AgentConfig, restore_arm_counts, setup_arms_agent
 from maxent.channels import State, surgery_front_door_joint
-from maxent.checkpoint import save_checkpoint
+
+REGRET = "rollout/regret"
 
 __all__ = ["NaiveAgent", "NaiveConfig", "SurgeryAgent", "SurgeryConfig", "UCBAgent", "UCBConfig"]
 
@@ -98,29 +90,21 @@ class UCBConfig(AgentConfig):
 
 
 class _BanditAgent(Agent):
-    """The learn loop, bookkeeping and checkpointing the three agents share; subclasses supply
-    ``_choose`` (the arm to pull), ``_update`` (after a step) and their tensors."""
+    """Bookkeeping and checkpointing the three agents share (the loop is
+    :class:`maxent.agent.Agent`'s); subclasses supply ``_choose`` (the arm to pull), ``_update``
+    (after a step) and their tensors. One ``learn`` step is one intervention."""
 
-    kind = "Bandit"
     config_cls: type = AgentConfig
 
-    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
-        self.env, self.env_id, self.n_arms = arms_env(env, type(self).__name__)
-        self.config = checked_config(config, self.config_cls)
-        self.seed = int(seed)
-        self.np_rng = np.random.default_rng(self.seed)
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        setup_arms_agent(self, env, config, seed, log_dir)  # arm_counts: interventions per arm
         arm_values = getattr(self.env.unwrapped, "arm_values", None)
         # True arm values, for regret only; the agents never read them to act.
         self._true_values = None if arm_values is None else np.asarray(arm_values(), np.float64)
-        self.num_timesteps = 0
-        self.logger = None
-        self.episode_returns: list[float] = []
         self.episode_lengths: list[int] = []
         self.regret = 0.0  # cumulative expected (pseudo-)regret: Σ_t max_a μ_a − μ_{a_t}
         self.regret_curve: list[float] = []  # regret after each step
-        self.arm_counts = np.zeros(self.n_arms, dtype=np.int64)  # interventions per arm
-        self._obs: np.ndarray | None = None
-        self._episode_return = 0.0
         self._episode_length = 0
 
     # -- to override
@@ -130,7 +114,7 @@ class _BanditAgent(Agent):
     def _update(self, arm: int, reward: float, obs: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _on_start(self) -> None:
+    def _on_learn_start(self, end: int) -> None:
         pass
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -140,51 +124,32 @@ class _BanditAgent(Agent):
         pass
 
     # -- the Agent surface
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> _BanditAgent:
-        """Pull ``total_steps`` more arms (one env step each); ``callback.on_step`` may stop early.
-        ``progress_bar`` shows a tqdm bar."""
-        if int(total_steps) != total_steps or total_steps <= 0:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        cb = as_callback(callback)
-        self._on_start()
-        cb.on_training_start(self)
-        bar = None
-        if progress_bar:
-            from tqdm import tqdm
-            bar = tqdm(total=int(total_steps), desc=type(self).__name__)
-        try:
-            for _ in range(int(total_steps)):
-                if self._obs is None:
-                    self._obs, _ = self.env.reset(seed=int(self.np_rng.integers(2**31 - 1)))
-                    self._update_obs(self._obs)
-                arm = self._choose()
-                obs, reward, terminated, truncated, _ = self.env.step(arm)
-                self.num_timesteps += 1
-                self.arm_counts[arm] += 1
-                if self._true_values is not None:
-                    self.regret += float(self._true_values.max() - self._true_values[arm])
-                    self.regret_curve.append(self.regret)
-                self._episode_return += float(reward)
-                self._episode_length += 1
-                self._update(arm, float(reward), np.asarray(obs))
-                if terminated or truncated:
-                    self.episode_returns.append(self._episode_return)
-                    self.episode_lengths.append(self._episode_length)
-                    self._episode_return, self._episode_length = 0.0, 0
-                    self._obs = None
-                else:
-                    self._obs = obs
-                    self._update_obs(obs)
-                if bar is not None:
-                    bar.update(1)
-                if not cb.on_step(self):
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        cb.on_training_end(self)
-        return self
+    def _learn_step(self) -> None:
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=int(self.np_rng.integers(2**31 - 1)))
+            self._update_obs(self._obs)
+        arm = self._choose()
+        obs, reward, terminated, truncated, _ = self.env.step(arm)
+        self.num_timesteps += 1
+        self.arm_counts[arm] += 1
+        if self._true_values is not None:
+            self.regret += float(self._true_values.max() - self._true_values[arm])
+            self.regret_curve.append(self.regret)
+        self._episode_return += float(reward)
+        self._episode_length += 1
+        self._update(arm, float(reward), np.asarray(obs))
+        if terminated or truncated:
+            self.episode_returns.append(self._episode_return)
+            self.episode_lengths.append(self._episode_length)
+            self._episode_return, self._episode_length = 0.0, 0
+            self._obs = None
+        else:
+            self._obs = obs
+            self._update_obs(obs)
+
+    def _log_metrics(self) -> None:
+        if self._true_values is not None:
+            self.logger.record(REGRET, self.regret)
 
     def _update_obs(self, obs: np.ndarray) -> None:
         """Hook for the free observation of a reset (and of each step, after ``_update``)."""
@@ -201,16 +166,13 @@ class _BanditAgent(Agent):
     def _best_arm(self, deterministic: bool) -> int:
         raise NotImplementedError
 
-    def save(self, path: str | Path) -> Path:
-        """Write config, counts, bookkeeping and RNG state to the directory ``path`` atomically.
-        The env's own episode in flight is not saved: ``learn`` after ``load`` starts a fresh one."""
+    def _checkpoint(self):
+        """Config, counts, bookkeeping and RNG state. The env's own episode in flight is not
+        saved: ``learn`` after ``load`` starts a fresh one."""
         tensors = self._tensors()
         tensors["arm_counts"] = torch.from_numpy(self.arm_counts.copy())
         state = {
-            "env_id": self.env_id,
-            "seed": self.seed,
             "n_arms": self.n_arms,
-            "num_timesteps": self.num_timesteps,
             "regret": self.regret,
             "episode_returns": list(self.episode_returns),
             "episode_lengths": list(self.episode_lengths),
@@ -218,8 +180,7 @@ class _BanditAgent(Agent):
             **self._extra_state(),
         }
         arrays = {"regret_curve": np.asarray(self.regret_curve, dtype=np.float64)}
-        return save_checkpoint(path, kind=self.kind, config=self.config.to_json(), tensors=tensors,
-                               state=state, arrays=arrays)
+        return tensors, state, arrays
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
@@ -227,18 +188,14 @@ class _BanditAgent(Agent):
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, **overrides: Any) -> _BanditAgent:
-        """Rebuild a saved agent. ``env`` is needed unless it was built from a registered id;
-        ``overrides`` change config fields."""
-        agent, ckpt = restore_arms_agent(cls, path, env, overrides)
+    def _restore(self, ckpt: Any, path: Path) -> None:
+        restore_arm_counts(self, ckpt, path)
         state = ckpt.state
-        agent.regret = float(state["regret"])
-        agent.episode_lengths = [int(n) for n in state["episode_lengths"]]
+        self.regret = float(state["regret"])
+        self.episode_lengths = [int(n) for n in state["episode_lengths"]]
         if ckpt.arrays is not None and "regret_curve" in ckpt.arrays:
-            agent.regret_curve = ckpt.arrays["regret_curve"].tolist()
-        agent._load_extra_state(state)
-        return agent
+            self.regret_curve = ckpt.arrays["regret_curve"].tolist()
+        self._load_extra_state(state)
 
 
 # --------------------------------------------------------------------------- observational agents
@@ -250,8 +207,9 @@ class _ObservationalAgent(_BanditAgent):
 
     config_cls = SurgeryConfig
 
-    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         space = self.env.observation_space
         if not isinstance(space, gym.spaces.MultiDiscrete) or space.nvec.shape != (3,):
             raise ValueError(f"{type(self).__name__} needs observations (s, t, c) in a "
@@ -296,7 +254,7 @@ class _ObservationalAgent(_BanditAgent):
             self._stale = 0
         return self._values
 
-    def _on_start(self) -> None:
+    def _on_learn_start(self, end: int) -> None:
         if not self.warmed_up:
             if self.config.warmup_samples:
                 sampler = getattr(self.env.unwrapped, "observational_samples", None)
@@ -380,8 +338,9 @@ class UCBAgent(_BanditAgent):
     kind = "UCBAgent"
     config_cls = UCBConfig
 
-    def __init__(self, env: str | gym.Env, config: UCBConfig | None = None, seed: int = 0):
-        super().__init__(env, config, seed)
+    def __init__(self, env: str | gym.Env, config: UCBConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
         self.reward_sums = np.zeros(self.n_arms, dtype=np.float64)
 
     def means(self) -> np.ndarray:

@@ -27,16 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from maxent import lm, runlock
 from maxent import logging as mlog
-from maxent.agent import Agent, AgentConfig, Callback, as_callback, resolve_config
-from maxent import lm
-from maxent.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_optimizer_state,
-    optimizer_state_to_tensors,
-    save_checkpoint,
-)
+from maxent.agent import Agent, AgentConfig, resolve_config
+from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import categorical_entropy
 from maxent.temperature import EntropyTargetController, FixedTemperature
 
@@ -44,8 +38,9 @@ INTERVENTIONS = ("none", "clip_cov", "kl_cov", "steer", "seed")
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
 # Metric names (TensorBoard tags) of this agent.
-REWARD = "rollout/reward"
+REWARD = mlog.REWARD
 ACCURACY = "rollout/accuracy"
+EVAL_ACCURACY = "eval/accuracy"
 COMPLETION_LENGTH = "rollout/completion_length"
 TRUNCATED = "rollout/truncated_fraction"
 SKIPPED = "rollout/skipped_rewards"
@@ -409,6 +404,9 @@ class GRPO(Agent):
         accelerator: an ``accelerate.Accelerator`` to use (default: a new one for ``device``).
         **overrides: fields of :class:`GRPOConfig` to change.
     """
+
+    config_cls = GRPOConfig
+    load_arguments = ("reward_fn", "accelerator")
 
     def __init__(self, model: Any = None, env: Any = "maxent/TextArithmetic-v0",
                  config: GRPOConfig | None = None, seed: int = 0,
@@ -797,39 +795,19 @@ class GRPO(Agent):
         value = value.detach().float().reshape(1).to(self.device)
         return self.accelerator.reduce(value, reduction="mean").reshape(())
 
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> GRPO:
-        """Train for ``total_steps`` more GRPO steps (each: ``prompts_per_step * group_size``
-        completions scored, ``num_epochs`` optimiser steps).
+    def _learn_step(self) -> None:
+        """One GRPO step: ``prompts_per_step * group_size`` completions scored and
+        ``num_epochs`` optimiser steps; its metrics go to the log row."""
+        for name, value in self.train_step().items():
+            self.logger.record(name, value)
 
-        Raises:
-            FloatingPointError: the loss became NaN/inf (checkpoints written before stay intact).
-        """
-        if int(total_steps) != total_steps or total_steps <= 0:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        end = self.num_timesteps + int(total_steps)
-        callback = as_callback(callback)
-        main = self.accelerator.is_main_process
-        if self.logger is None or progress_bar:
-            if self.logger is not None:
-                self.logger.close()
-            self.logger = mlog.RunLogger(self.log_dir if main else None,
-                                         progress_bar=progress_bar and main, total_steps=end,
-                                         initial_step=self.num_timesteps)
-        logger = self.logger
-        callback.on_training_start(self)
-        while self.num_timesteps < end:
-            row = self.train_step()
-            for name, value in row.items():
-                logger.record(name, value)
-            if self.num_timesteps % self.config.log_interval == 0 or self.num_timesteps >= end:
-                logger.dump(self.num_timesteps)
-                logger.progress(self.num_timesteps, reward=f"{row[REWARD]:.3f}",
-                                entropy=f"{row[TOKEN_ENTROPY]:.3f}")
-            if not callback.on_step(self):
-                break
-        callback.on_training_end(self)
-        return self
+    def _headline(self) -> dict[str, str]:
+        row = self.last_metrics
+        return {"reward": f"{row[REWARD]:.3f}", "entropy": f"{row[TOKEN_ENTROPY]:.3f}"} if row else {}
+
+    @property
+    def _is_main_process(self) -> bool:
+        return self.accelerator.is_main_process
 
     # ----------------------------------------------------------------------- warm-up
 
@@ -886,34 +864,21 @@ class GRPO(Agent):
 
     # ----------------------------------------------------------------------- checkpoints
 
-    def _model_tensors(self, model, prefix: str) -> dict[str, Tensor]:
-        # named_parameters skips tied duplicates (e.g. lm_head = embed_tokens); tie_weights
-        # restores them after loading.
-        tensors = {f"{prefix}.{k}": v for k, v in model.named_parameters()}
-        buffers = dict(model.named_buffers())
-        persistent = set(model.state_dict())
-        tensors.update({f"{prefix}.{k}": v for k, v in buffers.items() if k in persistent})
-        return tensors
-
     def save(self, path: str | Path) -> Path:
         """Save config, weights, optimiser, entropy controller, law points and the model's
         architecture and tokenizer (enough to rebuild offline) to the directory ``path``
         atomically. Under several processes only the main one writes."""
         path = Path(path)
         self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
-            self.accelerator.wait_for_everyone()
-            return path
-        tensors = self._model_tensors(self.policy, "model")
-        bad = [name for name, t in tensors.items() if not torch.isfinite(t).all()]
-        if bad:
-            raise FloatingPointError(f"refusing to save non-finite weights ({bad[0]}...): training "
-                                     f"diverged; the checkpoint at {path} is left as it was")
+        out = super().save(path) if self.accelerator.is_main_process else path
+        self.accelerator.wait_for_everyone()
+        return out
+
+    def _checkpoint(self):
+        tensors = lm.model_tensors(self.policy, "model")
         if self.ref_model is not None:
-            tensors.update(self._model_tensors(self.ref_model, "ref"))
-        flat, optim_meta = optimizer_state_to_tensors(self.optimizer.optimizer
-                                                      if hasattr(self.optimizer, "optimizer")
-                                                      else self.optimizer, "optimizer")
+            tensors.update(lm.model_tensors(self.ref_model, "ref"))
+        flat, optim_meta = optimizer_state_to_tensors(self._torch_optimizer, "optimizer")
         tensors.update(flat)
         controller = {}
         for key, value in self.entropy_controller.state_dict().items():
@@ -922,9 +887,6 @@ class GRPO(Agent):
             else:
                 controller[key] = value
         state = {
-            "env_id": self.env_id,
-            "seed": self.seed,
-            "num_timesteps": self.num_timesteps,
             "num_completions": self.num_completions,
             "skipped_rewards": self.skipped_rewards,
             "warmed_up": self.warmed_up,
@@ -934,71 +896,49 @@ class GRPO(Agent):
             "entropy_controller": {"kind": type(self.entropy_controller).__name__, **controller},
             "law": self.law.state_dict(),
         }
-        out = save_checkpoint(path, kind="GRPO", config=self.config.to_json(), tensors=tensors,
-                              state=state)
-        self.accelerator.wait_for_everyone()
-        return out
+        return tensors, state, None
+
+    @property
+    def _torch_optimizer(self):
+        """The torch optimizer behind accelerate's wrapper."""
+        return getattr(self.optimizer, "optimizer", self.optimizer)
 
     @classmethod
-    def load(cls, path: str | Path, env: Any = None, log_dir: str | Path | None = None,
-             reward_fn: Callable[[str, Any], float] | None = None, accelerator: Any = None,
-             **overrides: Any) -> GRPO:
-        """Rebuild a saved GRPO agent offline; ``learn`` continues exactly where it stopped.
+    def _rebuild(cls, ckpt: Any, env: Any, config: Any, log_dir: Any, **arguments: Any) -> GRPO:
+        model = lm.model_from_state(ckpt.state["model"], config.torch_dtype)
+        lm.load_weights(model, ckpt.tensors, "model", ckpt.path)
+        tokenizer = lm.tokenizer_from_state(ckpt.state["tokenizer"])
+        return cls(model, env, config=config, seed=int(ckpt.state["seed"]), log_dir=log_dir,
+                   tokenizer=tokenizer, **arguments)
 
-        Args:
-            path: the checkpoint directory.
-            env: the text env to continue on; ``None`` rebuilds it from the saved env id.
-            log_dir: where further logs go.
-            reward_fn: as in :class:`GRPO` (functions are not saved).
-            accelerator: as in :class:`GRPO`.
-            **overrides: config fields to change (e.g. ``device``, ``micro_batch_size``).
-        """
-        ckpt = load_checkpoint(path, kind="GRPO")
+    def _restore(self, ckpt: Any, path: Path) -> None:
         state, tensors = ckpt.state, ckpt.tensors
-        try:
-            config = GRPOConfig.from_json(ckpt.config, **overrides)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}/config.json holds an invalid GRPO config: {err}") from None
-        if env is None:
-            env = state.get("env_id")
-            if env is None:
-                raise ValueError(f"the agent in {path} was trained on a custom env instance; "
-                                 "pass env=... to load it")
-        model = lm.model_from_state(state["model"], config.torch_dtype)
-        _load_weights(model, tensors, "model", path)
-        tokenizer = lm.tokenizer_from_state(state["tokenizer"])
-        agent = cls(model, env, config=config, seed=state["seed"], log_dir=log_dir,
-                    tokenizer=tokenizer, reward_fn=reward_fn, accelerator=accelerator)
-        if agent.ref_model is not None:
+        if self.ref_model is not None:
             if not any(k.startswith("ref.") for k in tensors):
                 raise CheckpointError(f"{path} has no reference model but kl_coef > 0 now; "
                                       "load with kl_coef=0 or from a run trained with a KL term")
-            _load_weights(agent.ref_model, tensors, "ref", path)
+            lm.load_weights(self.ref_model, tensors, "ref", path)
         try:
-            load_optimizer_state(agent.optimizer.optimizer if hasattr(agent.optimizer, "optimizer")
-                                 else agent.optimizer, tensors, state["optimizer"], "optimizer")
+            load_optimizer_state(self._torch_optimizer, tensors, state["optimizer"], "optimizer")
+        except CheckpointError:
+            raise
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(f"optimizer state in {path} does not fit this model: {err}") from None
-        saved_kind = state["entropy_controller"].pop("kind")
-        if saved_kind != type(agent.entropy_controller).__name__:
+        saved = dict(state["entropy_controller"])
+        saved_kind = saved.pop("kind", None)
+        if saved_kind != type(self.entropy_controller).__name__:
             raise CheckpointError(f"{path} holds a {saved_kind} entropy controller but the config "
-                                  f"asks for {type(agent.entropy_controller).__name__} "
+                                  f"asks for {type(self.entropy_controller).__name__} "
                                   "(entropy_target changed?)")
-        controller = dict(state["entropy_controller"])
-        controller.update({k[len("entropy_controller."):]: v.reshape(()) for k, v in tensors.items()
-                           if k.startswith("entropy_controller.")})
-        agent.entropy_controller.load_state_dict(controller)
-        agent.law.load_state_dict(state["law"])
-        agent.num_timesteps = state["num_timesteps"]
-        agent.num_completions = state["num_completions"]
-        agent.skipped_rewards = state["skipped_rewards"]
-        agent.warmed_up = state["warmed_up"]
-        return agent
-
-    def close(self) -> None:
-        """Close the log writers."""
-        if self.logger is not None:
-            self.logger.close()
+        saved.update({k[len("entropy_controller."):]: v.reshape(()) for k, v in tensors.items()
+                      if k.startswith("entropy_controller.")})
+        self.entropy_controller.load_state_dict(saved)
+        self.law.load_state_dict(state["law"])
+        self.num_completions = state["num_completions"]
+        self.skipped_rewards = state["skipped_rewards"]
+        self.warmed_up = state["warmed_up"]
+        # A sampler that holds its own copy of the weights (vLLM) must see the loaded ones.
+        self.sampler.sync(self.policy)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1028,26 +968,6 @@ def _safe_reward(fn: Callable[[str, Any], float], completion: str, target: Any) 
     if not math.isfinite(value):
         return math.nan, f"reward {value} on {completion!r}"
     return value, ""
-
-
-def _load_weights(model, tensors: dict[str, Tensor], prefix: str, path: Any) -> None:
-    state = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:
-        raise CheckpointError(f"weights in {path} do not fit the saved architecture: {err}") from None
-    model.tie_weights()
-    tied = {k for k, _ in model.state_dict().items()} - set(state)
-    really_missing = [k for k in missing if k not in tied or not _is_tied(model, k)]
-    if really_missing or unexpected:
-        raise CheckpointError(f"weights in {path} do not fit the saved architecture: missing "
-                              f"{really_missing[:3]}, unexpected {unexpected[:3]}")
-
-
-def _is_tied(model, key: str) -> bool:
-    """Whether state-dict entry ``key`` shares storage with a named parameter."""
-    tensor = model.state_dict()[key]
-    return any(p.data_ptr() == tensor.data_ptr() for p in model.parameters())
 
 
 # --------------------------------------------------------------------------- command line
@@ -1088,9 +1008,6 @@ def train_main(argv: list[str] | None = None) -> int:
 
     import tyro
 
-    from maxent.agent import CheckpointCallback
-    from maxent.checkpoint import read_checkpoint_header
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = tyro.cli(GRPOTrainArgs, args=argv, prog="maxent train grpo")
     for flag, value in (("--total-steps", args.total_steps),
@@ -1099,6 +1016,14 @@ def train_main(argv: list[str] | None = None) -> int:
         if value < 1:
             raise SystemExit(f"maxent train grpo: {flag} must be positive, got {value}")
     run_dir = args.run_dir or Path("runs") / f"grpo-{args.env.replace('/', '_')}-s{args.seed}"
+    with runlock.hold(run_dir, purpose="maxent train grpo"):
+        return _train_in(run_dir, args)
+
+
+def _train_in(run_dir: Path, args: GRPOTrainArgs) -> int:
+    from maxent.agent import CheckpointCallback
+    from maxent.checkpoint import read_checkpoint_header
+
     model_dir = run_dir / "model"
     if model_dir.exists() or any(run_dir.glob(".model.old-*")):
         if not args.resume:
@@ -1115,7 +1040,6 @@ def train_main(argv: list[str] | None = None) -> int:
         if not agent.warmed_up and args.warmup_steps > 0 and agent.num_timesteps == 0:
             start = time.perf_counter()
             history = agent.warmup(args.warmup_steps, stop_accuracy=args.warmup_stop_accuracy)
-            agent.sampler.sync(agent.policy)
             print(f"warm-up: {history[-1][0]} supervised steps, greedy accuracy "
                   f"{history[-1][1]:.3f}, {time.perf_counter() - start:.1f} s")
             agent.save(model_dir)
@@ -1132,6 +1056,9 @@ def train_main(argv: list[str] | None = None) -> int:
                                  "command to resume") from None
         elapsed = time.perf_counter() - start
         after = agent.evaluate_accuracy(args.eval_prompts, seed=10_000 + args.seed)
+        if remaining > 0 and agent.logger is not None:
+            agent.logger.record(EVAL_ACCURACY, after)
+            agent.logger.dump(agent.num_timesteps)
     finally:
         agent.close()
     print(f"GRPO {args.env}: {agent.num_timesteps} steps ({agent.num_completions} completions), "

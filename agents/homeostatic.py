@@ -40,12 +40,13 @@ import numpy as np
 import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.agent import Agent, AgentConfig, Callback, as_callback
-from maxent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from maxent.agent import Agent, AgentConfig, check_saved
 
 __all__ = ["REGULATIONS", "HomeostaticConfig", "HomeostaticLearner"]
 
 REGULATIONS = ("homeostatic", "random", "constant")
+ONLINE_ACCURACY = "rollout/accuracy"
+LEARNING_RATE = "train/learning_rate"
 CRITERIA = ("accuracy", "loss")
 
 
@@ -200,11 +201,13 @@ class HomeostaticLearner(Agent):
         decisions, taken: regulation opportunities so far, and those where an effect was applied.
     """
 
-    kind = "HomeostaticLearner"
+    config_cls = HomeostaticConfig
 
     def __init__(self, env: str | gym.Env = "maxent/ConceptShiftDigits-v0",
-                 config: HomeostaticConfig | None = None, seed: int = 0):
+                 config: HomeostaticConfig | None = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
         self.env_id = env if isinstance(env, str) else None
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self.env = gym.make(env) if isinstance(env, str) else env
         if not isinstance(self.env.action_space, gym.spaces.Discrete):
             raise TypeError(f"HomeostaticLearner needs a Discrete action space of labels, got "
@@ -334,47 +337,34 @@ class HomeostaticLearner(Agent):
         self._mem_n = min(self._mem_n + 1, cfg.memory)
 
     # -- the loop
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> HomeostaticLearner:
-        """Classify ``total_steps`` more images, one env step each, learning from
-        ``info["label"]``; ``callback.on_step`` may stop early. ``progress_bar`` shows tqdm."""
-        if isinstance(total_steps, bool) or int(total_steps) != total_steps or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        cb = as_callback(callback)
-        cb.on_training_start(self)
-        bar = None
-        if progress_bar:
-            from tqdm import tqdm
-            bar = tqdm(total=int(total_steps), desc="HomeostaticLearner")
-        try:
-            for _ in range(int(total_steps)):
-                if self._obs is None:
-                    self._obs, _ = self.env.reset(seed=int(self.np_rng.integers(2**31 - 1)))
-                x = np.asarray(self._obs, dtype=np.float64)
-                guess = int(np.argmax(forward(self.params, x[None], self.config.elu_alpha)[0]))
-                obs, reward, terminated, truncated, info = self.env.step(guess)
-                if "label" not in info:
-                    raise KeyError("HomeostaticLearner trains supervised on info['label'], the "
-                                   "true label of the classified image; this env gives none")
-                self.observe(x, guess, int(info["label"]))
-                self.correct.append(float(reward))
-                self.num_timesteps += 1
-                self._obs = None if (terminated or truncated) else obs
-                if bar is not None:
-                    bar.update(1)
-                if not cb.on_step(self):
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        cb.on_training_end(self)
-        return self
+    def _learn_step(self) -> None:
+        """Classify one image (one env step) and learn from ``info["label"]``."""
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=int(self.np_rng.integers(2**31 - 1)))
+        x = np.asarray(self._obs, dtype=np.float64)
+        guess = int(np.argmax(forward(self.params, x[None], self.config.elu_alpha)[0]))
+        obs, reward, terminated, truncated, info = self.env.step(guess)
+        if "label" not in info:
+            raise KeyError("HomeostaticLearner trains supervised on info['label'], the "
+                           "true label of the classified image; this env gives none")
+        self.observe(x, guess, int(info["label"]))
+        self.correct.append(float(reward))
+        self.num_timesteps += 1
+        self._obs = None if (terminated or truncated) else obs
+
+    def _log_metrics(self) -> None:
+        if self.correct:
+            self.logger.record(ONLINE_ACCURACY, float(np.mean(self.correct[-self._log_interval:])))
+        self.logger.record(LEARNING_RATE, self.eta)
+
+    def _headline(self) -> dict[str, str]:
+        recent = self.correct[-self._log_interval:]
+        return {"accuracy": f"{np.mean(recent):.3f}", "lr": f"{self.eta:.2e}"} if recent else {}
 
     # -- checkpoints
-    def save(self, path: str | Path) -> Path:
-        """Write config, weights, η, the partial mini-batch, the memory, histories and RNG state
-        to the directory ``path`` atomically. The env's episode in flight is not saved: ``learn``
-        after ``load`` starts a fresh one."""
+    def _checkpoint(self):
+        """Weights, η, the partial mini-batch, the memory, histories and RNG state. The env's
+        episode in flight is not saved: ``learn`` after ``load`` starts a fresh one."""
         tensors = {f"param.{i}": torch.from_numpy(w.copy()) for i, w in enumerate(self.params)}
         tensors.update({
             "batch_x": torch.from_numpy(self._batch_x.copy()),
@@ -383,53 +373,32 @@ class HomeostaticLearner(Agent):
             "mem_y": torch.from_numpy(self._mem_y.copy()),
         })
         state = {
-            "env_id": self.env_id, "seed": self.seed, "sizes": list(self.sizes),
-            "eta": self.eta, "num_timesteps": self.num_timesteps,
+            "sizes": list(self.sizes), "eta": self.eta,
             "decisions": self.decisions, "taken": self.taken,
             "batch_n": self._batch_n, "mem_n": self._mem_n, "mem_pos": self._mem_pos,
             "rng_numpy": self.np_rng.bit_generator.state,
         }
         arrays = {"correct": np.asarray(self.correct, dtype=np.float64),
                   "lr_history": np.asarray(self.lr_history, dtype=np.float64)}
-        return save_checkpoint(path, kind=self.kind, config=self.config.to_json(),
-                               tensors=tensors, state=state, arrays=arrays)
+        return tensors, state, arrays
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, **overrides: Any) -> HomeostaticLearner:
-        """Rebuild a saved learner. ``env`` is needed unless it was built from a registered id;
-        ``overrides`` change config fields (e.g. ``regulation``)."""
-        ckpt = load_checkpoint(path, kind=cls.kind)
-        state = ckpt.state
-        try:
-            config = HomeostaticConfig.from_json(ckpt.config, **overrides)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}/config.json holds an invalid {cls.kind} config: "
-                                  f"{err}") from None
-        if env is None:
-            env = state.get("env_id")
-            if env is None:
-                raise ValueError(f"the learner in {path} was trained on a custom env instance; "
-                                 "pass env=... to load it")
-        agent = cls(env, config=config, seed=state["seed"])
-        if list(agent.sizes) != list(state["sizes"]):
-            raise CheckpointError(f"the network in {path} has layer sizes {state['sizes']} but "
-                                  f"this env and config give {list(agent.sizes)}; load it with "
-                                  "the env and hidden sizes it was trained with")
-        agent.params = [ckpt.tensors[f"param.{i}"].numpy().astype(np.float64).copy()
-                        for i in range(len(agent.params))]
-        if config.batch_size == ckpt.tensors["batch_x"].shape[0]:
-            agent._batch_x = ckpt.tensors["batch_x"].numpy().copy()
-            agent._batch_y = ckpt.tensors["batch_y"].numpy().astype(np.int64).copy()
-            agent._batch_n = int(state["batch_n"])
-        if config.memory == ckpt.tensors["mem_x"].shape[0]:
-            agent._mem_x = ckpt.tensors["mem_x"].numpy().copy()
-            agent._mem_y = ckpt.tensors["mem_y"].numpy().astype(np.int64).copy()
-            agent._mem_n, agent._mem_pos = int(state["mem_n"]), int(state["mem_pos"])
-        agent.eta = float(state["eta"])
-        agent.num_timesteps = int(state["num_timesteps"])
-        agent.decisions, agent.taken = int(state["decisions"]), int(state["taken"])
-        agent.np_rng.bit_generator.state = state["rng_numpy"]
+    def _restore(self, ckpt: Any, path: Path) -> None:
+        state, tensors, config = ckpt.state, ckpt.tensors, self.config
+        check_saved(path, "layer sizes", state["sizes"], self.sizes,
+                    "load it with the env and hidden sizes it was trained with")
+        self.params = [tensors[f"param.{i}"].numpy().astype(np.float64).copy()
+                       for i in range(len(self.params))]
+        if config.batch_size == tensors["batch_x"].shape[0]:
+            self._batch_x = tensors["batch_x"].numpy().copy()
+            self._batch_y = tensors["batch_y"].numpy().astype(np.int64).copy()
+            self._batch_n = int(state["batch_n"])
+        if config.memory == tensors["mem_x"].shape[0]:
+            self._mem_x = tensors["mem_x"].numpy().copy()
+            self._mem_y = tensors["mem_y"].numpy().astype(np.int64).copy()
+            self._mem_n, self._mem_pos = int(state["mem_n"]), int(state["mem_pos"])
+        self.eta = float(state["eta"])
+        self.decisions, self.taken = int(state["decisions"]), int(state["taken"])
+        self.np_rng.bit_generator.state = state["rng_numpy"]
         if ckpt.arrays is not None:
-            agent.correct = ckpt.arrays["correct"].tolist()
-            agent.lr_history = ckpt.arrays["lr_history"].tolist()
-        return agent
+            self.correct = ckpt.arrays["correct"].tolist()
+            self.lr_history = ckpt.arrays["lr_history"].tolist()

@@ -15,7 +15,6 @@ invalid answers and activations (the data an EAST vector is built from); it does
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from maxent import lm, steering
 from maxent import logging as mlog
-from maxent import steering
-from maxent.agent import Agent, AgentConfig, Callback, as_callback, resolve_config
-from maxent import lm
-from maxent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from maxent.agent import Agent, AgentConfig, resolve_config
 
 __all__ = ["ACTION_TEMPLATE", "REACT_TEMPLATE", "Decision", "LLMAgent", "LLMAgentConfig",
            "action_distribution", "empirical_entropy"]
@@ -193,6 +190,9 @@ class LLMAgent(Agent):
         tokenizer: the tokenizer of a model object.
         **overrides: config fields to change.
     """
+
+    config_cls = LLMAgentConfig
+    default_log_interval = 1
 
     def __init__(self, env: Any = "maxent/TextBandit-v0", model: Any = None,
                  config: LLMAgentConfig | None = None, seed: int = 0,
@@ -417,79 +417,62 @@ class LLMAgent(Agent):
             self.logger.record(mlog.EP_LENGTH, len(arrays["reward"]))
         self._open[i] = self._new_run()
 
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> LLMAgent:
-        """Run ``total_steps`` more environment steps (over all episodes) and log them.
-
-        No weights change: an in-context agent learns only through its prompt. What ``learn``
-        produces is the log: per step, the empirical action entropy of ``n_samples`` completions,
-        the share that parsed, the action taken, reward, regret (from ``info["regret"]`` when the
-        env reports it) and the activations at ``log_layers``; one entry of :attr:`runs` per
-        finished episode (open episodes continue in the next ``learn`` call).
-        """
-        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) \
-                or total_steps < 1:
-            raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
-        cb = as_callback(callback)
-        if self.logger is None:
-            self.logger = mlog.RunLogger(self.log_dir, progress_bar=progress_bar,
-                                         total_steps=self.num_timesteps + total_steps,
-                                         initial_step=self.num_timesteps)
+    def _on_learn_start(self, end: int) -> None:
         if self._obs is None:
             self._reset_all()
-        cb.on_training_start(self)
-        target = self.num_timesteps + int(total_steps)
-        start, first = time.perf_counter(), self.num_timesteps
-        while self.num_timesteps < target:
-            d = self.decide(self._obs)
-            if self.vector:
-                obs, rewards, term, trunc, infos = self.env.step(d.chosen)
-                regret = np.asarray(infos.get("regret", np.full(self.n_envs, np.nan)), dtype=float)
-                invalid = np.asarray(infos.get("invalid", [a is None for a in
-                                                           [self._parse(c) for c in d.chosen]]))
-            else:
-                obs, reward, t, tr, info = self.env.step(d.chosen[0])
-                rewards, term, trunc = np.array([reward]), np.array([t]), np.array([tr])
-                regret = np.array([info.get("regret", np.nan)], dtype=float)
-                invalid = np.array([info.get("invalid", self._parse(d.chosen[0]) is None)])
-                obs = [obs]
-            for i in range(self.n_envs):
-                run = self._open[i]
-                run["activations"].append(np.stack([d.activations[layer][i].numpy()
-                                                    for layer in self.log_layers]))
-                run["entropy"].append(d.entropy[i])
-                action = self._parse(d.chosen[i])
-                run["action"].append(action if isinstance(action, (int, np.integer)) else -1)
-                run["valid_fraction"].append(d.valid_fraction[i])
-                run["reward"].append(float(rewards[i]))
-                run["regret"].append(float(regret[i]))
-                run["invalid"].append(bool(invalid[i]))
-            self.num_timesteps += self.n_envs
-            finite = d.entropy[np.isfinite(d.entropy)]
-            if finite.size:
-                self.logger.record(ACTION_ENTROPY, float(finite.mean()))
-            self.logger.record(INVALID_RATE, float(np.mean(invalid)))
-            if np.isfinite(regret).any():
-                self.logger.record(REGRET, float(np.nanmean(regret)))
-            done = np.asarray(term) | np.asarray(trunc)
-            for i in np.flatnonzero(done):
-                self._close_run(int(i))
-            if self.vector:
-                self._obs = list(obs)
-            elif done[0]:
-                obs0, _ = self.env.reset(seed=self.seed + self._episodes_started)
-                self._episodes_started += 1
-                self._obs = [obs0]
-            else:
-                self._obs = list(obs)
-            self.logger.record(mlog.FPS, (self.num_timesteps - first) /
-                               max(time.perf_counter() - start, 1e-9))
-            self.logger.dump(self.num_timesteps)
-            self.logger.progress(self.num_timesteps)
-            if not cb.on_step(self):
-                break
-        cb.on_training_end(self)
-        return self
+
+    def _learn_step(self) -> None:
+        """One decision per open episode (``n_samples`` completions each, one ``generate`` call)
+        and one env step of each, logged. No weights change: an in-context agent learns only
+        through its prompt. What ``learn`` produces is the log: per step, the empirical action
+        entropy, the share that parsed, the action taken, reward, regret (from ``info["regret"]``
+        when the env reports it) and the activations at ``log_layers``; one entry of :attr:`runs`
+        per finished episode (open episodes continue in the next ``learn`` call)."""
+        d = self.decide(self._obs)
+        if self.vector:
+            obs, rewards, term, trunc, infos = self.env.step(d.chosen)
+            regret = np.asarray(infos.get("regret", np.full(self.n_envs, np.nan)), dtype=float)
+            invalid = np.asarray(infos.get("invalid", [a is None for a in
+                                                       [self._parse(c) for c in d.chosen]]))
+        else:
+            obs, reward, t, tr, info = self.env.step(d.chosen[0])
+            rewards, term, trunc = np.array([reward]), np.array([t]), np.array([tr])
+            regret = np.array([info.get("regret", np.nan)], dtype=float)
+            invalid = np.array([info.get("invalid", self._parse(d.chosen[0]) is None)])
+            obs = [obs]
+        for i in range(self.n_envs):
+            run = self._open[i]
+            run["activations"].append(np.stack([d.activations[layer][i].numpy()
+                                                for layer in self.log_layers]))
+            run["entropy"].append(d.entropy[i])
+            action = self._parse(d.chosen[i])
+            run["action"].append(action if isinstance(action, (int, np.integer)) else -1)
+            run["valid_fraction"].append(d.valid_fraction[i])
+            run["reward"].append(float(rewards[i]))
+            run["regret"].append(float(regret[i]))
+            run["invalid"].append(bool(invalid[i]))
+        self.num_timesteps += self.n_envs
+        finite = d.entropy[np.isfinite(d.entropy)]
+        if finite.size:
+            self.logger.record(ACTION_ENTROPY, float(finite.mean()))
+        self.logger.record(INVALID_RATE, float(np.mean(invalid)))
+        if np.isfinite(regret).any():
+            self.logger.record(REGRET, float(np.nanmean(regret)))
+        done = np.asarray(term) | np.asarray(trunc)
+        for i in np.flatnonzero(done):
+            self._close_run(int(i))
+        if self.vector:
+            self._obs = list(obs)
+        elif done[0]:
+            obs0, _ = self.env.reset(seed=self.seed + self._episodes_started)
+            self._episodes_started += 1
+            self._obs = [obs0]
+        else:
+            self._obs = list(obs)
+
+    def _headline(self) -> dict[str, str]:
+        entropy = self.logger.latest.get(ACTION_ENTROPY) if self.logger is not None else None
+        return {"entropy": f"{entropy:.3f}"} if entropy is not None else {}
 
     def summary(self) -> dict[str, float]:
         """Means over the finished runs: action entropy (parsed steps), valid fraction, invalid
@@ -509,18 +492,17 @@ class LLMAgent(Agent):
 
     # ----------------------------------------------------------------------- save / load
 
-    def save(self, path: str | Path) -> Path:
-        """Write config, steering vector, counters and the run logs (activations included) to the
-        directory ``path``. Weights are written only for a model passed in as an object (with its
-        architecture and tokenizer); a named model is reloaded by name. Open (unfinished)
-        episodes are not saved: ``load`` starts fresh episodes."""
+    def _checkpoint(self):
+        """Config, steering vector, counters and the run logs (activations included). Weights are
+        written only for a model passed in as an object (with its architecture and tokenizer); a
+        named model is reloaded by name. Open (unfinished) episodes are not saved: ``load``
+        starts fresh episodes."""
         tensors: dict[str, Tensor] = {"steering_vector": self.steering_vector.float()}
         for k, run in enumerate(self.runs):
             for key, value in run.items():
                 arr = value.astype(np.uint8) if value.dtype == bool else value
                 tensors[f"runs.{k}.{key}"] = torch.from_numpy(np.ascontiguousarray(arr))
         state: dict[str, Any] = {
-            "env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps,
             "num_decisions": self.num_decisions, "episodes_started": self._episodes_started,
             "n_runs": len(self.runs), "episode_returns": self.episode_returns,
             "log_layers": self.log_layers, "steering_layer": self.steering_layer,
@@ -530,59 +512,31 @@ class LLMAgent(Agent):
             state["model"] = lm.model_to_state(self.model)
             state["tokenizer"] = lm.tokenizer_to_state(self.tokenizer)
             tensors.update({f"model.{k}": v for k, v in self.model.named_parameters()})
-        return save_checkpoint(path, kind="LLMAgent", config=self.config.to_json(), tensors=tensors,
-                               state=state)
+        return tensors, state, None
 
     @classmethod
-    def load(cls, path: str | Path, env: Any = None, log_dir: str | Path | None = None,
-             **overrides: Any) -> LLMAgent:
-        """Rebuild a saved agent; ``learn`` continues, appending to the saved logs.
-
-        Args:
-            path: the checkpoint directory.
-            env: the environment; None remakes it from the saved id.
-            log_dir: where further logs go.
-            **overrides: config fields to change (e.g. ``steering_beta``, ``temperature``).
-        """
-        ckpt = load_checkpoint(path, kind="LLMAgent")
+    def _rebuild(cls, ckpt: Any, env: Any, config: Any, log_dir: Any, **arguments: Any) -> LLMAgent:
         state, tensors = ckpt.state, ckpt.tensors
-        try:
-            config = LLMAgentConfig.from_json(ckpt.config, **overrides)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}/config.json holds an invalid LLMAgent config: {err}") from None
-        if env is None:
-            env = state.get("env_id")
-            if env is None:
-                raise ValueError(f"the agent in {path} ran on an environment instance; pass env=...")
         model = tokenizer = None
         if state["model_saved"]:
             model = lm.model_from_state(state["model"])
-            params = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-            missing, _ = model.load_state_dict(params, strict=False)
-            model.tie_weights()
-            untied = [k for k in missing if k in dict(model.named_parameters())
-                      and k not in params and not _tied(model, k)]
-            if untied:
-                raise CheckpointError(f"{path} lacks weights {untied[:3]}...; the checkpoint is damaged")
+            lm.load_weights(model, tensors, "model", ckpt.path)
             tokenizer = lm.tokenizer_from_state(state["tokenizer"])
-        agent = cls(env, model, config=config, seed=state["seed"], log_dir=log_dir,
-                    tokenizer=tokenizer)
-        agent.steering_vector = tensors["steering_vector"].float()
-        agent.steering_layer = state["steering_layer"]
-        agent.num_timesteps = state["num_timesteps"]
-        agent.num_decisions = state["num_decisions"]
-        agent._episodes_started = state["episodes_started"]
-        agent.episode_returns = list(state["episode_returns"])
+        return cls(env, model, config=config, seed=int(state["seed"]), log_dir=log_dir,
+                   tokenizer=tokenizer)
+
+    def _restore(self, ckpt: Any, path: Path) -> None:
+        state, tensors = ckpt.state, ckpt.tensors
+        self.steering_vector = tensors["steering_vector"].float()
+        self.steering_layer = state["steering_layer"]
+        self.num_decisions = state["num_decisions"]
+        self._episodes_started = state["episodes_started"]
+        self.episode_returns = list(state["episode_returns"])
         keys = ("activations", "entropy", "action", "valid_fraction", "reward", "regret", "invalid")
         for k in range(state["n_runs"]):
             run = {key: tensors[f"runs.{k}.{key}"].numpy() for key in keys}
             run["invalid"] = run["invalid"].astype(bool)
-            agent.runs.append(run)
-        return agent
-
-    def close(self) -> None:
-        if self.logger is not None:
-            self.logger.close()
+            self.runs.append(run)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -594,12 +548,6 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def _tied(model, key: str) -> bool:
-    out = model.get_output_embeddings()
-    return out is not None and key.endswith("lm_head.weight") and \
-        bool(getattr(model.config, "tie_word_embeddings", False))
 
 
 def _find_parser(env: Any) -> Callable[[str], Any]:

@@ -13,7 +13,6 @@ the protagonist learns; both phases reuse the iteration's alphas, and every epis
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +23,16 @@ import numpy as np
 import torch
 
 from maxent import logging as mlog
-from maxent.agent import Agent, AgentConfig, Callback, as_callback, resolve_config
-from maxent.agents.sac import Actor, SACObjective, StackedCritics
-from maxent.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_optimizer_state,
-    optimizer_state_to_tensors,
-    save_checkpoint,
+from maxent.agent import (
+    Agent,
+    AgentConfig,
+    as_observation_batch,
+    check_saved,
+    load_module_state,
+    resolve_config,
 )
+from maxent.agents.sac import Actor, SACObjective, StackedCritics
+from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import sample_squashed_gaussian
 from maxent.envs.adversarial import TASKS, AdversarialMujoco
 from maxent.replay import ReplayBuffer
@@ -282,6 +282,8 @@ class QARL(Agent):
     ``predict`` returns the protagonist's action; :meth:`adversary_predict` the adversary's force.
     """
 
+    config_cls = QARLConfig
+
     def __init__(self, env: str | gym.Env = "Hopper-v5", config: QARLConfig | None = None,
                  seed: int = 0, log_dir: str | Path | None = None, **overrides: Any):
         self.config = cfg = resolve_config(config, QARLConfig, overrides)
@@ -358,18 +360,20 @@ class QARL(Agent):
 
     def _prepare_obs(self, observation: Any) -> tuple[np.ndarray, bool]:
         """Observations as (n, obs_dim) float32, with ``eval_temperature`` appended to task ones."""
-        obs = np.asarray(observation, dtype=np.float32)
         full, task = self.observation_space.shape, self.task_observation_space.shape
-        single = obs.shape in (full, task)
-        batch = obs.reshape(1, *obs.shape) if single else obs
-        if batch.shape[1:] == full:
-            return batch.reshape(len(batch), -1), single
-        if batch.shape[1:] == task:
+        shape = np.shape(observation) if not isinstance(observation, (str, bytes, dict)) else ()
+        if shape[-len(task):] == task and shape[-len(full):] != full:
+            batch, single = as_observation_batch(observation, task, "QARL")
             column = np.full((len(batch), 1), self.config.eval_temperature, np.float32)
-            return np.concatenate([batch, column], axis=1), single
-        raise ValueError(
-            f"observation has shape {obs.shape}, expected {task} (the task's), {full} (with the "
-            "adversary temperature), or a batch of either")
+            return np.concatenate([batch.reshape(len(batch), -1), column], axis=1), single
+        try:
+            batch, single = as_observation_batch(observation, full, "QARL")
+        except ValueError as err:
+            if "expected" not in str(err):
+                raise
+            raise ValueError(f"observation has shape {shape}, expected {task} (the task's), {full} "
+                             "(with the adversary temperature), or a batch of either") from None
+        return batch.reshape(len(batch), -1), single
 
     def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
         """The protagonist's action(s) for task observations (the temperature ``eval_temperature``
@@ -418,97 +422,64 @@ class QARL(Agent):
                 self.iteration += 1
         self._obs = None
 
-    def learn(self, total_steps: int, callback: Callback | list[Callback] | None = None,
-              progress_bar: bool = False) -> QARL:
-        """Train for ``total_steps`` more env steps (both phases count).
-
-        Raises:
-            FloatingPointError: NaN/inf in an observation, a reward or a loss.
-        """
-        if int(total_steps) != total_steps or total_steps <= 0:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        cfg = self.config
-        end = self.num_timesteps + int(total_steps)
+    def _on_learn_start(self, end: int) -> None:
         if not self._linear_planned:
-            duration = max(1, round(cfg.linear_fraction * end))
+            # The linear ablation spans a fraction of the whole run, known at the first learn call.
+            duration = max(1, round(self.config.linear_fraction * end))
             self.curriculum = self._make_curriculum(duration)
             self._linear_planned = True
-        callback = as_callback(callback)
-        if self.logger is None or progress_bar:
-            if self.logger is not None:
-                self.logger.close()
-            self.logger = mlog.RunLogger(self.log_dir, progress_bar=progress_bar, total_steps=end,
-                                         initial_step=self.num_timesteps)
-        logger = self.logger
-        callback.on_training_start(self)
-        schedule = mlog.LogSchedule(cfg.log_interval, self.num_timesteps, end)
-        while self.num_timesteps < end:
-            if self._obs is None:
-                self._start_episode()
-            learner = self.protagonist if self.phase == "protagonist" else self.adversary
-            obs = self._obs.reshape(1, -1)
-            squashed = {}
-            for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
-                if player is learner and len(player.buffer) < cfg.learning_starts:
-                    squashed[name] = self.np_rng.uniform(-1, 1, (1, player.action_dim)).astype(np.float32)
-                else:  # both act stochastically: the adversary's noise is its bounded rationality
-                    squashed[name] = player.act(obs, deterministic=False)
-            p_action = self.protagonist.to_env(squashed["protagonist"])[0].reshape(self.action_space.shape)
-            a_action = self.adversary.to_env(squashed["adversary"])[0]
-            next_obs, reward, terminated, truncated, _ = self.game.step(p_action, a_action)
-            next_obs = np.asarray(next_obs, dtype=np.float32)
-            check_finite(next_obs, "observation", self.num_timesteps)
-            check_finite(np.asarray(reward), "reward", self.num_timesteps)
-            learner_reward = reward if learner is self.protagonist else -reward
-            key = "protagonist" if learner is self.protagonist else "adversary"
-            learner.buffer.add(obs, squashed[key], np.array([learner_reward]), next_obs.reshape(1, -1),
-                               np.array([terminated]))
-            self._ep_return += reward
-            self._ep_discounted += self._ep_discount * reward
-            self._ep_discount *= cfg.gamma
-            self._ep_length += 1
-            self.num_timesteps += 1
-            if terminated or truncated:
-                self._end_episode()
-            else:
-                self._obs = next_obs
 
-            if len(learner.buffer) >= max(cfg.learning_starts, cfg.batch_size):
-                critic_loss, actor_loss, entropy, alpha = learner.update()
-                prefix = "train" if learner is self.protagonist else "adversary"
-                logger.record(f"{prefix}/critic_loss", critic_loss)
-                logger.record(f"{prefix}/actor_loss", actor_loss)
-                logger.record(f"entropy/{key}", entropy)
-                logger.record(mlog.ALPHA if key == "protagonist" else "temperature/adversary_batch",
-                              alpha)
+    def _learn_step(self) -> None:
+        """One env step of the game, then one update of the player whose phase it is."""
+        cfg = self.config
+        step = self.num_timesteps + 1  # 1-based, for error messages
+        if self._obs is None:
+            self._start_episode()
+        learner = self.protagonist if self.phase == "protagonist" else self.adversary
+        obs = self._obs.reshape(1, -1)
+        squashed = {}
+        for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
+            if player is learner and len(player.buffer) < cfg.learning_starts:
+                squashed[name] = self.np_rng.uniform(-1, 1, (1, player.action_dim)).astype(np.float32)
+            else:  # both act stochastically: the adversary's noise is its bounded rationality
+                squashed[name] = player.act(obs, deterministic=False)
+                check_finite(squashed[name], f"action from the {name}'s policy", step, source="policy")
+        p_action = self.protagonist.to_env(squashed["protagonist"])[0].reshape(self.action_space.shape)
+        a_action = self.adversary.to_env(squashed["adversary"])[0]
+        next_obs, reward, terminated, truncated, _ = self.game.step(p_action, a_action)
+        next_obs = np.asarray(next_obs, dtype=np.float32)
+        check_finite(next_obs, "observation", step)
+        check_finite(np.asarray(reward), "reward", step)
+        learner_reward = reward if learner is self.protagonist else -reward
+        key = "protagonist" if learner is self.protagonist else "adversary"
+        learner.buffer.add(obs, squashed[key], np.array([learner_reward]), next_obs.reshape(1, -1),
+                           np.array([terminated]))
+        self._ep_return += reward
+        self._ep_discounted += self._ep_discount * reward
+        self._ep_discount *= cfg.gamma
+        self._ep_length += 1
+        self.num_timesteps += 1
+        if terminated or truncated:
+            self._end_episode()
+        else:
+            self._obs = next_obs
 
-            fps = schedule.due(self.num_timesteps)
-            if fps is not None:
-                self._log_row(fps)
-            if not callback.on_step(self):
-                break
-        callback.on_training_end(self)
-        return self
+        if len(learner.buffer) >= max(cfg.learning_starts, cfg.batch_size):
+            critic_loss, actor_loss, entropy, alpha = learner.update()
+            prefix = "train" if learner is self.protagonist else "adversary"
+            logger = self.logger
+            logger.record(f"{prefix}/critic_loss", critic_loss)
+            logger.record(f"{prefix}/actor_loss", actor_loss)
+            logger.record(f"entropy/{key}", entropy)
+            logger.record(mlog.ALPHA if key == "protagonist" else "temperature/adversary_batch", alpha)
 
-    def _log_row(self, fps: float) -> None:
-        logger = self.logger
-        logger.record(mlog.FPS, fps)
-        logger.record("temperature/adversary_mean", float(self.curriculum.value))
+    def _log_metrics(self) -> None:
+        self.logger.record("temperature/adversary_mean", float(self.curriculum.value))
         if isinstance(self.curriculum, GammaCurriculum):
-            logger.record("temperature/concentration", self.curriculum.concentration)
-        if self.episode_returns:
-            logger.record(mlog.EP_RETURN, float(np.mean(self.episode_returns)))
-            logger.record(mlog.EP_LENGTH, float(np.mean(self.episode_lengths)))
-        row = logger.dump(self.num_timesteps)
-        for name, value in row.items():
-            if name.endswith("_loss") and not math.isfinite(value):
-                raise FloatingPointError(
-                    f"{name} became {value} by step {self.num_timesteps}: training diverged. Lower "
-                    "the learning rates; checkpoints written before this step are left as they were.")
-        postfix = {"fps": f"{fps:.0f}", "alpha": f"{float(self.curriculum.value):.4f}"}
-        if self.episode_returns:
-            postfix["return"] = f"{np.mean(self.episode_returns):.1f}"
-        logger.progress(self.num_timesteps, **postfix)
+            self.logger.record("temperature/concentration", self.curriculum.concentration)
+
+    def _headline(self) -> dict[str, str]:
+        return {"alpha": f"{float(self.curriculum.value):.4f}", **super()._headline()}
 
     # ----------------------------------------------------------------------- checkpoints
 
@@ -526,11 +497,10 @@ class QARL(Agent):
 
         An episode in flight is not saved: a loaded agent starts a fresh episode of the same phase.
         """
+        return super().save(path, include_replay_buffer=include_replay_buffer)
+
+    def _checkpoint(self, include_replay_buffer: bool = True):
         tensors = self._tensors()
-        bad = [name for name, t in tensors.items() if not torch.isfinite(t).all()]
-        if bad:
-            raise FloatingPointError(f"refusing to save non-finite weights ({bad[0]}...): training "
-                                     f"diverged; the checkpoint at {path} is left as it was")
         state: dict[str, Any] = {"optimizers": {}}
         for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
             flat, meta = optimizer_state_to_tensors(player.optimizer, f"{name}.optimizer")
@@ -547,7 +517,6 @@ class QARL(Agent):
                 curriculum_scalars[key] = value
         tensors["rng.torch"] = self.generator.get_state()
         state.update({
-            "env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps,
             "n_updates": [self.protagonist.n_updates, self.adversary.n_updates],
             "observation_shape": list(self.observation_space.shape),
             "action_shape": list(self.action_space.shape),
@@ -569,84 +538,61 @@ class QARL(Agent):
             for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
                 for key, value in player.buffer.to_arrays().items():
                     arrays[f"{name}_{key}"] = value
-        return save_checkpoint(path, kind="QARL", config=self.config.to_json(), tensors=tensors,
-                               state=state, arrays=arrays)
+        return tensors, state, arrays
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, log_dir: str | Path | None = None,
-             **overrides: Any) -> QARL:
-        """Rebuild a saved QARL/RARL agent; ``learn`` continues from the saved counters.
-
-        Args:
-            path: the checkpoint directory.
-            env: the task to continue on; ``None`` rebuilds it from the saved env id.
-            log_dir: where further logs go.
-            **overrides: config fields to change (e.g. ``device``); shape-changing ones fail clearly.
-        """
-        ckpt = load_checkpoint(path, kind="QARL")
-        state = ckpt.state
-        try:
-            config = QARLConfig.from_json(ckpt.config, **overrides)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}/config.json holds an invalid QARL config: {err}") from None
-        if env is None:
-            env = state.get("env_id")
-            if env is None:
-                raise ValueError(f"the agent in {path} was trained on a custom env instance; pass env=...")
-        agent = cls(env, config=config, seed=state["seed"], log_dir=log_dir)
-        shapes = (list(agent.observation_space.shape), list(agent.action_space.shape),
-                  list(agent.adversary_action_space.shape))
-        saved = (state["observation_shape"], state["action_shape"], state["adversary_action_shape"])
-        if shapes != saved:
-            raise CheckpointError(
-                f"the agent in {path} was trained with (observation, action, adversary action) shapes "
-                f"{saved}, but this env gives {shapes}; load it with the env it was trained on")
-        tensors = ckpt.tensors
-        try:
-            for player_name, player in (("protagonist", agent.protagonist), ("adversary", agent.adversary)):
-                for name, module in player.modules():
-                    prefix = f"{player_name}.{name}."
-                    module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
-                                            if k.startswith(prefix)})
-                load_optimizer_state(player.optimizer, tensors, state["optimizers"][player_name],
-                                     f"{player_name}.optimizer")
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"weights in {path} do not fit this config (hidden_sizes or "
-                                  f"n_critics changed?): {err}") from None
+    def _restore(self, ckpt: Any, path: Path) -> None:
+        state, tensors = ckpt.state, ckpt.tensors
+        shapes = [list(self.observation_space.shape), list(self.action_space.shape),
+                  list(self.adversary_action_space.shape)]
+        saved = [state["observation_shape"], state["action_shape"], state["adversary_action_shape"]]
+        check_saved(path, "(observation, action, adversary action) shapes", saved, shapes,
+                    "load it with the env it was trained on")
+        for player_name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
+            for name, module in player.modules():
+                load_module_state(module, tensors, f"{player_name}.{name}", path)
+            meta = state["optimizers"][player_name]
+            try:
+                load_optimizer_state(player.optimizer, tensors, meta, f"{player_name}.optimizer")
+            except CheckpointError:
+                raise
+            except (RuntimeError, KeyError, ValueError) as err:
+                raise CheckpointError(f"the {player_name}'s optimizer state in {path} does not fit "
+                                      f"this config: {err}") from None
         temp = dict(state["protagonist_temperature"])
-        temp.update({k[len("protagonist.temperature."):]: v.to(agent.device) for k, v in tensors.items()
+        temp.update({k[len("protagonist.temperature."):]: v.to(self.device) for k, v in tensors.items()
                      if k.startswith("protagonist.temperature.")})
-        agent.protagonist.temperature.load_state_dict(temp)
+        self.protagonist.temperature.load_state_dict(temp)
         kind = state["curriculum"]["kind"]
-        agent._linear_planned = state["linear_planned"]
+        self._linear_planned = state["linear_planned"]
         if kind == "LinearCurriculum":
-            agent.curriculum = LinearCurriculum(device=agent.device)
-        if kind != type(agent.curriculum).__name__:
+            self.curriculum = LinearCurriculum(device=self.device)
+        if kind != type(self.curriculum).__name__:
             raise CheckpointError(f"{path} holds a {kind} curriculum but the config asks for "
-                                  f"{type(agent.curriculum).__name__} (curriculum changed?)")
+                                  f"{type(self.curriculum).__name__} (curriculum changed?)")
         curriculum_state = {k: v for k, v in state["curriculum"].items() if k != "kind"}
         curriculum_state.update({k[len("curriculum."):]: v for k, v in tensors.items()
                                  if k.startswith("curriculum.")})
-        agent.curriculum.load_state_dict(curriculum_state)
-        agent.generator.set_state(tensors["rng.torch"])
-        agent.np_rng.bit_generator.state = state["rng_numpy"]
-        agent.num_timesteps = state["num_timesteps"]
-        agent.protagonist.n_updates, agent.adversary.n_updates = state["n_updates"]
-        agent.iteration, agent.phase = state["iteration"], state["phase"]
-        agent.phase_episode = state["phase_episode"]
-        agent.iteration_alphas = np.asarray(state["iteration_alphas"], dtype=np.float64)
-        agent.episode_returns.extend(state["episode_returns"])
-        agent.episode_lengths.extend(state["episode_lengths"])
-        agent.alpha_history = [tuple(row) for row in state["alpha_history"]]
+        self.curriculum.load_state_dict(curriculum_state)
+        self.generator.set_state(tensors["rng.torch"])
+        self.np_rng.bit_generator.state = state["rng_numpy"]
+        self.protagonist.n_updates, self.adversary.n_updates = state["n_updates"]
+        self.iteration, self.phase = state["iteration"], state["phase"]
+        self.phase_episode = state["phase_episode"]
+        self.iteration_alphas = np.asarray(state["iteration_alphas"], dtype=np.float64)
+        self.episode_returns.extend(state["episode_returns"])
+        self.episode_lengths.extend(state["episode_lengths"])
+        self.alpha_history = [tuple(row) for row in state["alpha_history"]]
         if ckpt.arrays is not None:
-            for name, player in (("protagonist", agent.protagonist), ("adversary", agent.adversary)):
+            for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
                 prefix = f"{name}_"
-                player.buffer.load_arrays({k[len(prefix):]: v for k, v in ckpt.arrays.items()
-                                           if k.startswith(prefix)})
-        return agent
+                try:
+                    player.buffer.load_arrays({k[len(prefix):]: v for k, v in ckpt.arrays.items()
+                                               if k.startswith(prefix)})
+                except (KeyError, ValueError) as err:
+                    raise CheckpointError(f"{path}/replay.npz does not hold the {name}'s replay "
+                                          f"buffer: {err}") from None
 
     def close(self) -> None:
         """Close the game's env and the log writers."""
         self.game.close()
-        if self.logger is not None:
-            self.logger.close()
+        super().close()

@@ -21,14 +21,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from maxent.agent import Agent, AgentConfig, Callback, as_callback
-from maxent.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_optimizer_state,
-    optimizer_state_to_tensors,
-    save_checkpoint,
-)
+from maxent.agent import Agent, AgentConfig, load_module_state
+from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.envs.continual import PermutedTaskStream
 
 __all__ = ["EWC", "EWCConfig", "RehearsalConfig", "RehearsalLearner", "diagonal_fisher",
@@ -36,6 +30,8 @@ __all__ = ["EWC", "EWCConfig", "RehearsalConfig", "RehearsalLearner", "diagonal_
 
 # REFERENCES.md ("Power-law rehearsal"): lambda = 500 in the public course project's EWC baseline.
 EWC_LAMBDA = 500.0
+CLASSIFICATION_LOSS = "train/classification_loss"
+MEAN_TASK_ACCURACY = "eval/mean_task_accuracy"
 
 
 # --------------------------------------------------------------------------- config
@@ -194,11 +190,11 @@ class RehearsalLearner(Agent):
         seed: seeds the initial weights, dropout and Fisher sampling; default 0.
     """
 
-    kind = "RehearsalLearner"
     config_cls: type = RehearsalConfig
+    default_log_interval = 100
 
     def __init__(self, stream: PermutedTaskStream | None = None, config: Any = None,
-                 seed: int = 0):
+                 seed: int = 0, log_dir: str | Path | None = None):
         self.stream = PermutedTaskStream() if stream is None else stream
         if not isinstance(self.stream, PermutedTaskStream):
             raise TypeError(f"stream must be a PermutedTaskStream, got {type(stream).__name__}")
@@ -207,6 +203,7 @@ class RehearsalLearner(Agent):
             raise TypeError(f"config must be a {self.config_cls.__name__}, got "
                             f"{type(self.config).__name__}")
         self.seed = int(seed)
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         if self.config.torch_threads is not None:
             torch.set_num_threads(int(self.config.torch_threads))
         s = self.stream
@@ -312,54 +309,45 @@ class RehearsalLearner(Agent):
         return 0.5 * self.config.ewc_lambda * (total + self._ewc_c)
 
     # -- the loop
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> RehearsalLearner:
-        """Train on ``total_steps`` more batches of the stream (fewer if it ends first);
-        ``callback.on_step`` runs after each batch and may stop early. ``progress_bar`` shows a
-        tqdm bar."""
-        if int(total_steps) != total_steps or total_steps <= 0:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        cb = as_callback(callback)
-        cb.on_training_start(self)
-        bar = None
-        if progress_bar:
-            from tqdm import tqdm
-            bar = tqdm(total=int(total_steps), desc=type(self).__name__)
+    def _finished(self) -> bool:
+        return self.finished
+
+    def _learn_step(self) -> None:
+        """One batch of the stream; after a phase's last batch, every task's test accuracy."""
+        if self._batches is None:
+            self._batches = self.stream.phase_batches(self.phase)
         n_new = self.stream.n_new_batches()
-        try:
-            for _ in range(int(total_steps)):
-                if self.finished:
-                    break
-                if self._batches is None:
-                    self._batches = self.stream.phase_batches(self.phase)
-                batch = self._batches[self.batch_index]
-                self.losses.append(self._train_step(batch.X, batch.y))
-                self.batch_index += 1
-                self.num_timesteps += 1
-                if self.batch_index == min(self.config.facilitation_batches, n_new):
-                    self.early_accuracy[self.phase] = self.task_accuracy(self.phase)
-                if self.batch_index == n_new:
-                    self._task_learned(self.phase)
-                if self.batch_index == len(self._batches):
-                    self.accuracy[self.phase] = self.evaluate_tasks()
-                    self.phase += 1
-                    self.batch_index = 0
-                    self._batches = None
-                if bar is not None:
-                    bar.update(1)
-                if not cb.on_step(self):
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        cb.on_training_end(self)
-        return self
+        batch = self._batches[self.batch_index]
+        loss = self._train_step(batch.X, batch.y)
+        self.losses.append(loss)
+        self.logger.record(CLASSIFICATION_LOSS, loss)
+        self.batch_index += 1
+        self.num_timesteps += 1
+        if self.batch_index == min(self.config.facilitation_batches, n_new):
+            self.early_accuracy[self.phase] = self.task_accuracy(self.phase)
+        if self.batch_index == n_new:
+            self._task_learned(self.phase)
+        if self.batch_index == len(self._batches):
+            self.accuracy[self.phase] = self.evaluate_tasks()
+            self.logger.record(MEAN_TASK_ACCURACY, float(np.nanmean(self.accuracy[self.phase])))
+            self.phase += 1
+            self.batch_index = 0
+            self._batches = None
+
+    def _headline(self) -> dict[str, str]:
+        return {"phase": f"{min(self.phase + 1, self.stream.n_tasks)}/{self.stream.n_tasks}"}
+
+    def evaluate(self, n_episodes: int = 10, env: Any = None, seed: int = 0,
+                 deterministic: bool = True) -> np.ndarray:
+        """Test accuracy on every task of the stream, shape (n_tasks,) (the stream has no
+        episodes: ``n_episodes``, ``env`` and ``seed`` are ignored)."""
+        return self.evaluate_tasks()
 
     # -- checkpoints
-    def save(self, path: str | Path) -> Path:
-        """Write weights, optimizer, EWC anchors, stream position, accuracy records and RNG state
-        to the directory ``path`` atomically. The stream is saved as its configuration (a stream
-        built from user data needs ``env=stream`` again at load)."""
+    def _checkpoint(self):
+        """Weights, optimizer, EWC anchors, stream position, accuracy records and RNG state. The
+        stream is saved as its configuration (a stream built from user data needs ``env=stream``
+        again at load)."""
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt_tensors, opt_meta = optimizer_state_to_tensors(self.optimizer, "optim")
         tensors.update(opt_tensors)
@@ -367,55 +355,38 @@ class RehearsalLearner(Agent):
             tensors.update({f"ewc.{i}.anchor.{k}": v for k, v in anchor.items()})
             tensors.update({f"ewc.{i}.fisher.{k}": v for k, v in fisher.items()})
         tensors["rng.torch"] = self.generator.get_state()
-        state = {"seed": self.seed, "num_timesteps": self.num_timesteps, "phase": self.phase,
-                 "batch_index": self.batch_index, "n_ewc": len(self.anchors),
+        state = {"phase": self.phase, "batch_index": self.batch_index, "n_ewc": len(self.anchors),
                  "stream": self.stream.to_config(), "optimizer": opt_meta}
         arrays = {"accuracy": self.accuracy, "early_accuracy": self.early_accuracy,
                   "losses": np.asarray(self.losses, dtype=np.float64)}
-        return save_checkpoint(path, kind=self.kind, config=self.config.to_json(),
-                               tensors=tensors, state=state, arrays=arrays)
+        return tensors, state, arrays
 
     @classmethod
-    def load(cls, path: str | Path, env: PermutedTaskStream | None = None,
-             **overrides: Any) -> RehearsalLearner:
-        """Rebuild a saved learner; ``learn`` then continues exactly where it stopped.
+    def _saved_env(cls, ckpt: Any) -> PermutedTaskStream:
+        return PermutedTaskStream.from_config(ckpt.state["stream"])
 
-        Args:
-            path: the checkpoint directory.
-            env: the stream to continue on; default: rebuilt from the saved stream config (a
-                stream of user-supplied data must be passed).
-            overrides: config fields to change.
-        """
-        ckpt = load_checkpoint(path, kind=cls.kind)
-        state = ckpt.state
-        try:
-            config = cls.config_cls.from_json(ckpt.config, **overrides)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}/config.json holds an invalid {cls.kind} config: "
-                                  f"{err}") from None
-        stream = env if env is not None else PermutedTaskStream.from_config(state["stream"])
-        if stream.to_config() != state["stream"]:
-            raise ValueError(f"the learner in {path} was trained on a different stream "
-                             f"({state['stream']}); pass the same one")
-        agent = cls(stream, config=config, seed=state["seed"])
-        model_sd = {k[len("model."):]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
-        agent.model.load_state_dict(model_sd)
-        load_optimizer_state(agent.optimizer, ckpt.tensors, state["optimizer"], "optim")
-        names = [k for k, _ in agent.model.named_parameters()]
+    def _restore(self, ckpt: Any, path: Path) -> None:
+        state, tensors = ckpt.state, ckpt.tensors
+        if self.stream.to_config() != state["stream"]:
+            raise CheckpointError(f"the learner in {path} was trained on a different stream "
+                                  f"({state['stream']}); pass the same one")
+        load_module_state(self.model, tensors, "model", path)
+        load_optimizer_state(self.optimizer, tensors, state["optimizer"], "optim")
+        names = [k for k, _ in self.model.named_parameters()]
         for i in range(int(state["n_ewc"])):
-            agent.anchors.append({k: ckpt.tensors[f"ewc.{i}.anchor.{k}"].clone() for k in names})
-            agent.fishers.append({k: ckpt.tensors[f"ewc.{i}.fisher.{k}"].clone() for k in names})
-        if agent.anchors:
-            agent._consolidate()
-        agent.generator.set_state(ckpt.tensors["rng.torch"].clone())
-        agent.num_timesteps = int(state["num_timesteps"])
-        agent.phase = int(state["phase"])
-        agent.batch_index = int(state["batch_index"])
-        arrays = ckpt.arrays or {}
-        agent.accuracy = arrays["accuracy"].copy()
-        agent.early_accuracy = arrays["early_accuracy"].copy()
-        agent.losses = arrays["losses"].tolist()
-        return agent
+            self.anchors.append({k: tensors[f"ewc.{i}.anchor.{k}"].clone() for k in names})
+            self.fishers.append({k: tensors[f"ewc.{i}.fisher.{k}"].clone() for k in names})
+        if self.anchors:
+            self._consolidate()
+        self.generator.set_state(tensors["rng.torch"].clone())
+        self.phase = int(state["phase"])
+        self.batch_index = int(state["batch_index"])
+        if ckpt.arrays is None:
+            raise CheckpointError(f"{path} has no replay.npz with the accuracy records; resume "
+                                  "from a complete checkpoint")
+        self.accuracy = ckpt.arrays["accuracy"].copy()
+        self.early_accuracy = ckpt.arrays["early_accuracy"].copy()
+        self.losses = ckpt.arrays["losses"].tolist()
 
 
 class EWC(RehearsalLearner):
@@ -426,5 +397,4 @@ class EWC(RehearsalLearner):
     pure baseline (or with rehearsal, to combine them). Same arguments as
     :class:`RehearsalLearner`, with an :class:`EWCConfig`."""
 
-    kind = "EWC"
     config_cls = EWCConfig

@@ -10,7 +10,6 @@ optimisers are fused, and nothing in the loop waits on a tensor's value except t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -22,14 +21,15 @@ import torch
 from torch import nn
 
 from maxent import logging as mlog
-from maxent.agent import Agent, AgentConfig, Callback, as_callback
-from maxent.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_optimizer_state,
-    optimizer_state_to_tensors,
-    save_checkpoint,
+from maxent.agent import (
+    Agent,
+    AgentConfig,
+    as_observation_batch,
+    check_saved,
+    load_module_state,
+    resolve_config,
 )
+from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import sample_squashed_gaussian
 from maxent.optim import adam_step_, init_adam_state
 from maxent.replay import ReplayBuffer
@@ -261,7 +261,8 @@ class SACObjective(nn.Module):
 
 
 class SAC(Agent):
-    """Soft Actor-Critic on a Box action space.
+    """Soft Actor-Critic on a Box action space. One ``learn`` step is one vectorized env step
+    (``n_envs`` transitions) and its updates.
 
     Args:
         env: an env id (``"Pendulum-v1"``), a ``gymnasium.Env``, or a callable building one.
@@ -271,13 +272,11 @@ class SAC(Agent):
         **overrides: fields of :class:`SACConfig` to change, e.g. ``batch_size=128``.
     """
 
+    config_cls = SACConfig
+
     def __init__(self, env: Any, config: SACConfig | None = None, seed: int = 0,
                  log_dir: str | Path | None = None, **overrides: Any):
-        if config is None:
-            config = SACConfig(**overrides)
-        elif overrides:
-            config = dataclasses.replace(config, **overrides)
-        self.config = cfg = config
+        self.config = cfg = resolve_config(config, SACConfig, overrides)
         self.seed = int(seed)
         self.env_id = env if isinstance(env, str) else None
         if cfg.torch_threads is not None:
@@ -339,6 +338,7 @@ class SAC(Agent):
         self.logger: mlog.RunLogger | None = None
         self.num_timesteps = 0
         self.n_updates = 0
+        self._vector_steps = 0
         self.episode_returns: deque[float] = deque(maxlen=100)
         self.episode_lengths: deque[int] = deque(maxlen=100)
         # In-flight episodes: their reset seeds and actions so far let a resumed run replay them.
@@ -371,18 +371,11 @@ class SAC(Agent):
 
     def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
         """Action(s) in the env's bounds for one observation of the env's shape, or a batch."""
-        obs = np.asarray(observation, dtype=np.float32)
-        single_shape = self.observation_space.shape
-        if obs.shape == single_shape:
-            return self._to_env_action(self._policy_action(obs.reshape(1, -1), deterministic))[0].reshape(
-                self.action_space.shape)
-        if obs.shape[1:] == single_shape:
-            actions = self._to_env_action(self._policy_action(obs.reshape(len(obs), -1), deterministic))
-            return actions.reshape((len(obs), *self.action_space.shape))
-        raise ValueError(
-            f"observation has shape {obs.shape}, expected {single_shape} (one) or (n, *{single_shape}) "
-            "(a batch); pass observations from the env the agent was built for"
-        )
+        batch, single = as_observation_batch(observation, self.observation_space.shape, "SAC")
+        actions = self._to_env_action(self._policy_action(batch.reshape(len(batch), -1), deterministic))
+        if single:
+            return actions[0].reshape(self.action_space.shape)
+        return actions.reshape((len(batch), *self.action_space.shape))
 
     # ----------------------------------------------------------------------- the update
 
@@ -450,103 +443,56 @@ class SAC(Agent):
             obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": mask})
         return np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1)
 
-    def learn(self, total_steps: int, callback: Callback | list[Callback] | None = None,
-              progress_bar: bool = False) -> SAC:
-        """Train for ``total_steps`` more env steps (transitions over all copies).
-
-        Raises:
-            FloatingPointError: NaN/inf in an observation, a reward or a loss; the message names
-                the step, and checkpoints written before it are left as they were.
-        """
-        if int(total_steps) != total_steps or total_steps <= 0:
-            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-        cfg = self.config
-        end = self.num_timesteps + int(total_steps)
-        callback = as_callback(callback)
-        if self.logger is None:
-            self.logger = mlog.RunLogger(self.log_dir, progress_bar=progress_bar, total_steps=end,
-                                         initial_step=self.num_timesteps)
-        elif progress_bar:
-            self.logger.close()
-            self.logger = mlog.RunLogger(self.log_dir, progress_bar=True, total_steps=end,
-                                         initial_step=self.num_timesteps)
-        logger = self.logger
+    def _on_learn_start(self, end: int) -> None:
         if self._obs is None:
             self._obs = self._reset_episodes(None)
-        callback.on_training_start(self)
 
-        vector_step = 0
-        schedule = mlog.LogSchedule(cfg.log_interval, self.num_timesteps, end)
-        while self.num_timesteps < end:
-            if self.num_timesteps < cfg.learning_starts:
-                squashed = self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
-            else:
-                squashed = self._policy_action(self._obs, deterministic=False)
-            env_action = self._to_env_action(squashed).reshape((self.n_envs, *self.action_space.shape))
-            next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
-            next_obs = np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1)
-            check_finite(next_obs, "observation", self.num_timesteps)
-            check_finite(reward, "reward", self.num_timesteps)
-            self.buffer.add(self._obs, squashed, reward, next_obs, terminated)
-            for i, history in enumerate(self._episode_actions):
-                if history is not None:
-                    history.append(env_action[i])
-            self._episode_return += reward
-            self._episode_length += 1
-            if self._episode_length.max() > MAX_REPLAY_STEPS:
-                for i in np.flatnonzero(self._episode_length > MAX_REPLAY_STEPS):
-                    self._episode_actions[i] = None
-            self.num_timesteps += self.n_envs
-            vector_step += 1
+    def _learn_step(self) -> None:
+        """One vectorized env step (uniform random actions before ``learning_starts``), then
+        ``gradient_steps`` updates every ``train_freq`` vectorized steps."""
+        cfg = self.config
+        step = self.num_timesteps + 1  # 1-based, for error messages
+        if self.num_timesteps < cfg.learning_starts:
+            squashed = self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
+        else:
+            squashed = self._policy_action(self._obs, deterministic=False)
+            check_finite(squashed, "action from the policy", step, source="policy")
+        env_action = self._to_env_action(squashed).reshape((self.n_envs, *self.action_space.shape))
+        next_obs, reward, terminated, truncated, _ = self.envs.step(env_action)
+        next_obs = np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1)
+        check_finite(next_obs, "observation", step)
+        check_finite(reward, "reward", step)
+        self.buffer.add(self._obs, squashed, reward, next_obs, terminated)
+        for i, history in enumerate(self._episode_actions):
+            if history is not None:
+                history.append(env_action[i])
+        self._episode_return += reward
+        self._episode_length += 1
+        if self._episode_length.max() > MAX_REPLAY_STEPS:
+            for i in np.flatnonzero(self._episode_length > MAX_REPLAY_STEPS):
+                self._episode_actions[i] = None
+        self.num_timesteps += self.n_envs
+        self._vector_steps += 1
 
-            done = np.logical_or(terminated, truncated)
-            if done.any():
-                for i in np.flatnonzero(done):
-                    self.episode_returns.append(float(self._episode_return[i]))
-                    self.episode_lengths.append(int(self._episode_length[i]))
-                self._obs = self._reset_episodes(done)
-            else:
-                self._obs = next_obs
+        done = np.logical_or(terminated, truncated)
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.episode_returns.append(float(self._episode_return[i]))
+                self.episode_lengths.append(int(self._episode_length[i]))
+            self._obs = self._reset_episodes(done)
+        else:
+            self._obs = next_obs
 
-            if self.num_timesteps >= cfg.learning_starts and vector_step % cfg.train_freq == 0:
-                for _ in range(cfg.gradient_steps):
-                    rows = self.buffer.sample_rows(cfg.batch_size, self.generator)
-                    critic_loss, actor_loss, entropy, alpha = self._update(rows)
-                    self.n_updates += 1
-                    logger.record(mlog.CRITIC_LOSS, critic_loss)
-                    logger.record(mlog.ACTOR_LOSS, actor_loss)
-                    logger.record(mlog.POLICY_ENTROPY, entropy)
-                    logger.record(mlog.ALPHA, alpha)
-
-            fps = schedule.due(self.num_timesteps)
-            if fps is not None:
-                self._log_row(fps)
-
-            if not callback.on_step(self):
-                break
-        # Not in a `finally`: after an error or Ctrl-C the agent may be mid-step, and a checkpoint
-        # saved then would not resume exactly; the last periodic checkpoint stays the one to use.
-        callback.on_training_end(self)
-        return self
-
-    def _log_row(self, fps: float) -> None:
-        logger = self.logger
-        logger.record(mlog.FPS, fps)
-        if self.episode_returns:
-            logger.record(mlog.EP_RETURN, float(np.mean(self.episode_returns)))
-            logger.record(mlog.EP_LENGTH, float(np.mean(self.episode_lengths)))
-        row = logger.dump(self.num_timesteps)
-        for name in (mlog.CRITIC_LOSS, mlog.ACTOR_LOSS):
-            if name in row and not math.isfinite(row[name]):
-                raise FloatingPointError(
-                    f"{name} became {row[name]} by step {self.num_timesteps}: training diverged. "
-                    "Lower learning_rate or check rewards' scale; checkpoints written before this "
-                    "step are left as they were."
-                )
-        postfix = {"fps": f"{fps:.0f}"}
-        if self.episode_returns:
-            postfix["return"] = f"{np.mean(self.episode_returns):.1f}"
-        logger.progress(self.num_timesteps, **postfix)
+        if self.num_timesteps >= cfg.learning_starts and self._vector_steps % cfg.train_freq == 0:
+            logger = self.logger
+            for _ in range(cfg.gradient_steps):
+                rows = self.buffer.sample_rows(cfg.batch_size, self.generator)
+                critic_loss, actor_loss, entropy, alpha = self._update(rows)
+                self.n_updates += 1
+                logger.record(mlog.CRITIC_LOSS, critic_loss)
+                logger.record(mlog.ACTOR_LOSS, actor_loss)
+                logger.record(mlog.POLICY_ENTROPY, entropy)
+                logger.record(mlog.ALPHA, alpha)
 
     # ----------------------------------------------------------------------- checkpoints
 
@@ -561,13 +507,10 @@ class SAC(Agent):
     def save(self, path: str | Path, include_replay_buffer: bool = True) -> Path:
         """Save config, weights, optimiser, temperature and RNG states (and the replay buffer,
         needed for an exact resume) to the directory ``path``, atomically."""
+        return super().save(path, include_replay_buffer=include_replay_buffer)
+
+    def _checkpoint(self, include_replay_buffer: bool = True):
         tensors = self._tensors()
-        bad = [name for name, t in tensors.items() if not torch.isfinite(t).all()]
-        if bad:
-            raise FloatingPointError(
-                f"refusing to save non-finite weights ({bad[0]}...): training diverged; the "
-                f"checkpoint at {path} is left as it was"
-            )
         flat, optim_meta = optimizer_state_to_tensors(self.optimizer, "optimizer")
         tensors.update(flat)
         temperature_scalars = {}
@@ -581,10 +524,8 @@ class SAC(Agent):
             if actions:  # neither empty nor dropped (None)
                 tensors[f"episode.actions.{i}"] = torch.from_numpy(np.stack(actions).astype(np.float32))
         state = {
-            "env_id": self.env_id,
-            "seed": self.seed,
-            "num_timesteps": self.num_timesteps,
             "n_updates": self.n_updates,
+            "vector_steps": self._vector_steps,
             "observation_shape": list(self.observation_space.shape),
             "action_shape": list(self.action_space.shape),
             "optimizer": optim_meta,
@@ -599,55 +540,23 @@ class SAC(Agent):
             "episode_length": self._episode_length.tolist(),
         }
         arrays = self.buffer.to_arrays() if include_replay_buffer else None
-        return save_checkpoint(path, kind="SAC", config=self.config.to_json(), tensors=tensors,
-                               state=state, arrays=arrays)
+        return tensors, state, arrays
 
-    @classmethod
-    def load(cls, path: str | Path, env: Any = None, log_dir: str | Path | None = None,
-             **overrides: Any) -> SAC:
-        """Rebuild a saved SAC; ``learn`` continues exactly where the saved run stopped.
-
-        Args:
-            path: the checkpoint directory.
-            env: the env to continue on; ``None`` rebuilds it from the saved env id.
-            log_dir: where further logs go.
-            **overrides: config fields to change (e.g. ``device="cuda"``, ``n_envs``); fields that
-                change the networks' shapes make loading fail with a clear error.
-        """
-        ckpt = load_checkpoint(path, kind="SAC")
-        state = ckpt.state
-        try:
-            config = SACConfig.from_json(ckpt.config, **overrides)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}/config.json holds an invalid SAC config: {err}") from None
-        if env is None:
-            env = state.get("env_id")
-            if env is None:
-                raise ValueError(
-                    f"the agent in {path} was trained on a custom env instance; pass env=... to load it")
-        agent = cls(env, config=config, seed=state["seed"], log_dir=log_dir)
-        if list(agent.observation_space.shape) != state["observation_shape"] or \
-                list(agent.action_space.shape) != state["action_shape"]:
-            raise CheckpointError(
-                f"the agent in {path} was trained with observations {state['observation_shape']} and "
-                f"actions {state['action_shape']}, but this env has {list(agent.observation_space.shape)}"
-                f" and {list(agent.action_space.shape)}; load it with the env it was trained on")
-        agent._restore(ckpt, path)
-        return agent
-
-    def _restore(self, ckpt: Any, path: str | Path) -> None:
+    def _restore(self, ckpt: Any, path: Path) -> None:
         tensors, state = ckpt.tensors, ckpt.state
+        check_saved(path, "observation shape", state["observation_shape"], self.observation_space.shape,
+                    "load it with the env it was trained on")
+        check_saved(path, "action shape", state["action_shape"], self.action_space.shape,
+                    "load it with the env it was trained on")
+        for name, module in (("actor", self.actor), ("critic", self.critic),
+                             ("critic_target", self.critic_target)):
+            load_module_state(module, tensors, name, path)
         try:
-            for name, module in (("actor", self.actor), ("critic", self.critic),
-                                 ("critic_target", self.critic_target)):
-                prefix = name + "."
-                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
-                                        if k.startswith(prefix)})
             load_optimizer_state(self.optimizer, tensors, state["optimizer"], "optimizer")
+        except CheckpointError:
+            raise
         except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(
-                f"weights in {path} do not fit this config (was hidden_sizes or n_critics changed?): {err}"
-            ) from None
+            raise CheckpointError(f"the optimizer state in {path} does not fit this config: {err}") from None
         saved_kind = state["temperature"].get("kind")
         if saved_kind != type(self.temperature).__name__:
             raise CheckpointError(
@@ -659,12 +568,17 @@ class SAC(Agent):
         self.temperature.load_state_dict(temp_state)
         self.generator.set_state(tensors["rng.torch"])
         self.np_rng.bit_generator.state = state["rng_numpy"]
-        self.num_timesteps = state["num_timesteps"]
         self.n_updates = state["n_updates"]
+        # Older checkpoints lack vector_steps; with n_envs copies it is num_timesteps / n_envs.
+        self._vector_steps = int(state.get("vector_steps", state["num_timesteps"] // max(self.n_envs, 1)))
         self.episode_returns.extend(state["episode_returns"])
         self.episode_lengths.extend(state["episode_lengths"])
         if ckpt.arrays is not None:
-            self.buffer.load_arrays(ckpt.arrays)
+            try:
+                self.buffer.load_arrays(ckpt.arrays)
+            except (KeyError, ValueError) as err:
+                raise CheckpointError(f"{path}/replay.npz does not hold this agent's replay buffer: {err}"
+                                      ) from None
         if state["in_flight"]:
             actions = [tensors[f"episode.actions.{i}"].numpy() if f"episode.actions.{i}" in tensors
                        else np.zeros((0, self.action_dim), np.float32) for i in range(self.n_envs)]
@@ -704,9 +618,3 @@ class SAC(Agent):
         self._obs = np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1)
         self._episode_seeds[:] = seeds
         self._episode_actions = [list(a) for a in actions]
-
-    def close(self) -> None:
-        """Close the environments and the log writers."""
-        self.envs.close()
-        if self.logger is not None:
-            self.logger.close()

@@ -93,7 +93,7 @@ def train(env_id: str, seed: int, args: argparse.Namespace) -> None:
     ckpt = run_dir / "checkpoint"
     run_dir.mkdir(parents=True, exist_ok=True)
     if (ckpt / "config.json").exists():
-        agent = SAC.load(ckpt, log_dir=run_dir)
+        agent = SAC.load(ckpt, log_dir=run_dir, torch_threads=args.threads)
         print(f"{run_dir.name}: resuming at step {agent.num_timesteps}", flush=True)
     else:
         overrides = {"learning_starts": args.learning_starts, "torch_threads": args.threads}

@@ -1,53 +1,74 @@
-"""The one agent interface every maxent algorithm satisfies, its callbacks, and evaluation.
+"""The one agent interface every maxent algorithm satisfies: the training loop and the checkpoint
+plumbing, once; callbacks; evaluation.
 
 The surface is Stable-Baselines3's (``learn``, ``predict``, ``save``, ``load``, callbacks,
 ``progress_bar=True``) so its users need nothing new; SB3 models pass :func:`evaluate` too, which is
-how benchmarks run them side by side.
+how benchmarks run them side by side. As in SB3's ``BaseAlgorithm``, :class:`Agent` owns the
+plumbing of ``learn`` (argument checks, callbacks, progress bar, log rows, the finite-value guard,
+the run-directory lock) and of ``save``/``load`` (atomic pickle-free checkpoint, config with
+overrides, env rebuilt from its id, non-finite weights refused); an agent file supplies only what
+is its own, one level deep:
+
+- ``_learn_step()``: one unit of interaction and update (a vectorized env step and its gradient
+  steps, one GRPO step, one batch), advancing ``num_timesteps``;
+- ``_checkpoint(**options) -> (tensors, state, arrays)`` and ``_restore(ckpt, path)``;
+- optionally ``_on_learn_start(end)``, ``_on_learn_end()``, ``_log_metrics()`` (extra values for
+  the log row), ``_headline()`` (the progress bar's figures), ``_finished()``.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-import json
+import itertools
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from maxent import logging as mlog
+from maxent import runlock
+from maxent.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from maxent.config import AgentConfig, ConfigError
 from maxent.vector import env_factory
 
-
-class AgentConfig:
-    """Mixin for an agent's config dataclass: the JSON form saved in ``config.json`` and read back.
-
-    Tuples become lists (as JSON has them), so a saved config compares equal to a fresh one.
-    """
-
-    def to_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], **overrides: Any):
-        """Rebuild from :meth:`to_json` output; unknown fields are rejected by name."""
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted((set(data) | set(overrides)) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(known)}")
-        return cls(**{**data, **overrides})
+__all__ = [
+    "Agent", "AgentConfig", "Callback", "CallbackList", "CheckpointCallback", "ConfigError",
+    "EvalCallback", "FunctionCallback", "StopOnRewardThreshold", "as_callback", "evaluate",
+]
 
 
-def arms_env(env: str | gym.Env, owner: str) -> tuple[gym.Env, str | None, int]:
-    """``(env, env id or None, number of arms)`` for a bandit agent: ``env`` is made from its id
-    when given one, and must have a Discrete action space (the arms)."""
-    env_id = env if isinstance(env, str) else None
-    made = gym.make(env) if isinstance(env, str) else env
-    if not isinstance(made.action_space, gym.spaces.Discrete):
-        raise TypeError(f"{owner} needs a Discrete action space of arms, got {made.action_space}")
-    return made, env_id, int(made.action_space.n)
+def setup_arms_agent(agent: Any, env: str | gym.Env, config: Any, seed: int,
+                     log_dir: str | Path | None) -> None:
+    """What every bandit agent's constructor does first: make ``env`` from its id when given one
+    (it must have a Discrete action space: the arms), check the config, seed the numpy RNG, and
+    start the bookkeeping (arm counts, episode returns, the observation in flight)."""
+    from maxent.vector import check_env_id
+
+    owner = type(agent).__name__
+    agent.env_id = env if isinstance(env, str) else None
+    if agent.env_id is not None:
+        check_env_id(agent.env_id)
+    agent.env = gym.make(env) if isinstance(env, str) else env
+    if not isinstance(agent.env.action_space, gym.spaces.Discrete):
+        raise TypeError(f"{owner} needs a Discrete action space of arms, got {agent.env.action_space}")
+    agent.n_arms = int(agent.env.action_space.n)
+    agent.config = checked_config(config, agent.config_cls)
+    agent.seed = int(seed)
+    agent.np_rng = np.random.default_rng(agent.seed)
+    agent.log_dir = Path(log_dir) if log_dir is not None else None
+    agent.num_timesteps = 0
+    agent.logger = None
+    agent.episode_returns = []
+    agent.arm_counts = np.zeros(agent.n_arms, dtype=np.int64)
+    agent._obs = None
+    agent._episode_return = 0.0
 
 
 def checked_config(config: Any, config_cls: type) -> Any:
@@ -61,68 +82,354 @@ def checked_config(config: Any, config_cls: type) -> Any:
 
 def resolve_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> Any:
     """The config an agent runs with: ``config_cls(**overrides)`` when ``config`` is None, else
-    ``config`` with ``overrides`` replaced (``__post_init__`` validates the result either way)."""
+    ``config`` (a ``config_cls``) with ``overrides`` replaced; validated either way."""
     if config is None:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(config_cls)})
+        if unknown:
+            raise ConfigError(f"unknown {config_cls.__name__} field(s) {unknown}; valid fields: "
+                              f"{sorted(f.name for f in dataclasses.fields(config_cls))}")
         return config_cls(**overrides)
-    return dataclasses.replace(config, **overrides) if overrides else config
+    config = checked_config(config, config_cls)
+    return config.replace(**overrides) if overrides else config
 
 
-def restore_arms_agent(cls: type, path: str | Path, env: Any, overrides: dict[str, Any]) -> tuple:
-    """What every bandit agent's ``load`` does first: verify the checkpoint, rebuild the config
-    (``overrides`` applied) and the agent on ``env`` or the saved env id, check the arm count, and
-    restore the tensors (``agent._load_tensors``), arm counts, step counter, episode returns and
-    numpy RNG. Returns ``(agent, checkpoint)`` for the agent's own extra state."""
-    from maxent.checkpoint import CheckpointError, load_checkpoint
+def check_total_steps(total_steps: Any) -> int:
+    """``total_steps`` as a positive int, or a ``ValueError`` saying what was passed."""
+    if isinstance(total_steps, (bool, np.bool_)) or not isinstance(total_steps, (int, np.integer, float)) \
+            or not math.isfinite(total_steps) or int(total_steps) != total_steps or total_steps <= 0:
+        raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+    return int(total_steps)
 
-    ckpt = load_checkpoint(path, kind=cls.kind)
-    state = ckpt.state
+
+def nonfinite_tensors(tensors: dict[str, torch.Tensor], skip: Sequence[str] = ()) -> list[str]:
+    """Names of floating-point tensors holding NaN or inf (names starting with ``skip`` exempt)."""
+    return [name for name, t in tensors.items()
+            if t.is_floating_point() and not name.startswith(tuple(skip)) and not torch.isfinite(t).all()]
+
+
+def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
+                      path: Any) -> None:
+    """Load the tensors named ``prefix.*`` into ``module``, strictly; a mismatch is a
+    :class:`CheckpointError` naming the module and what did not fit."""
+    state = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    if not state:
+        raise CheckpointError(f"{path} holds no weights for {prefix!r}: the checkpoint is incomplete "
+                              "or from another agent; resume from an earlier one")
     try:
-        config = cls.config_cls.from_json(ckpt.config, **overrides)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}/config.json holds an invalid {cls.kind} config: {err}") from None
-    if env is None:
-        env = state.get("env_id")
-        if env is None:
-            raise ValueError(f"the agent in {path} was trained on a custom env instance; "
-                             "pass env=... to load it")
-    agent = cls(env, config=config, seed=state["seed"])
-    if agent.n_arms != state["n_arms"]:
-        raise CheckpointError(f"the agent in {path} has {state['n_arms']} arms but this env has "
-                              f"{agent.n_arms}; load it with the env it was trained on")
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"the {prefix!r} weights in {path} do not fit this config (were layer "
+                              f"sizes changed?): {err}") from None
+
+
+def check_saved(path: Any, what: str, saved: Any, current: Any, fix: str) -> None:
+    """Refuse a checkpoint whose ``what`` (shapes, arm count...) differs from this agent's."""
+    if isinstance(saved, (list, tuple)):
+        saved, current = list(saved), list(current)
+    if saved != current:
+        raise CheckpointError(f"the agent in {path} was saved with {what} {saved}, but this one has "
+                              f"{current}; {fix}")
+
+
+def restore_arm_counts(agent: Any, ckpt: Checkpoint, path: Path) -> None:
+    """What every bandit agent's ``_restore`` does first: check the arm count, restore the agent's
+    own statistics (``agent._load_tensors``), arm counts, episode returns and numpy RNG."""
+    state = ckpt.state
+    check_saved(path, "number of arms", state["n_arms"], agent.n_arms, "load it with the env it was "
+                "trained on")
     try:
         agent._load_tensors(ckpt.tensors)
+    except CheckpointError:
+        raise
     except (KeyError, ValueError) as err:
         raise CheckpointError(f"statistics in {path} do not fit this env: {err}") from None
     agent.arm_counts = ckpt.tensors["arm_counts"].numpy().astype(np.int64).copy()
-    agent.num_timesteps = int(state["num_timesteps"])
     agent.episode_returns = [float(r) for r in state["episode_returns"]]
     agent.np_rng.bit_generator.state = state["rng_numpy"]
-    return agent, ckpt
 
 
 class Agent(abc.ABC):
-    """What every agent offers. Subclasses set ``num_timesteps`` and ``logger``."""
+    """What every agent offers, and the plumbing they share (see the module docstring).
 
+    Class attributes an agent sets: ``config_cls`` (its config dataclass), ``kind`` (the checkpoint
+    kind; the class name by default), ``load_arguments`` (constructor arguments that ``load``
+    accepts besides config fields, e.g. ``("images",)``), ``nonfinite_ok`` (tensor-name prefixes
+    that may legitimately hold inf, exempt from the save/load finiteness check),
+    ``default_log_interval`` (env steps between log rows when the config has no ``log_interval``).
+    """
+
+    config_cls: ClassVar[type] = AgentConfig
+    kind: ClassVar[str] = ""
+    load_arguments: ClassVar[tuple[str, ...]] = ()
+    nonfinite_ok: ClassVar[tuple[str, ...]] = ()
+    default_log_interval: ClassVar[int] = 1000
+
+    config: Any
+    seed: int = 0
+    env_id: str | None = None
     num_timesteps: int = 0
     logger: mlog.RunLogger | None = None
+    log_dir: Path | None = None
+
+    @classmethod
+    def checkpoint_kind(cls) -> str:
+        return cls.__dict__.get("kind") or cls.__name__
+
+    # ----------------------------------------------------------------------- what an agent supplies
 
     @abc.abstractmethod
-    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
-              progress_bar: bool = False) -> Agent:
-        """Train for ``total_steps`` more environment steps (counted over all env copies)."""
+    def _learn_step(self) -> None:
+        """One unit of interaction and update; must advance ``num_timesteps``."""
 
     @abc.abstractmethod
-    def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
+    def predict(self, observation: Any, deterministic: bool = True) -> Any:
         """Return the action for one observation (or a batch with a leading dimension)."""
 
     @abc.abstractmethod
-    def save(self, path: str | Path) -> Path:
-        """Write the agent to the directory ``path`` atomically; return the path."""
+    def _checkpoint(self, **options: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any],
+                                                   dict[str, np.ndarray] | None]:
+        """``(tensors, state, arrays)`` to save; ``env_id``, ``seed`` and ``num_timesteps`` are
+        added to ``state`` by :meth:`save`."""
+
+    @abc.abstractmethod
+    def _restore(self, ckpt: Checkpoint, path: Path) -> None:
+        """Put what :meth:`_checkpoint` saved back into this freshly built agent."""
+
+    def _on_learn_start(self, end: int) -> None:
+        """Before the first step of a ``learn`` call that will end at step ``end``."""
+
+    def _on_learn_end(self) -> None:
+        """After the last step of a ``learn`` call, also when it raised."""
+
+    def _log_metrics(self) -> None:
+        """Record extra values into ``self.logger`` for the log row being written."""
+
+    def _headline(self) -> dict[str, str]:
+        """The progress bar's figures besides fps; default: the recent mean return."""
+        recent = self._recent_returns()
+        return {"return": f"{np.mean(recent):.1f}"} if recent else {}
+
+    def _finished(self) -> bool:
+        """True when there is nothing left to learn (e.g. the end of a task stream)."""
+        return False
+
+    @property
+    def _learning_starts(self) -> int:
+        """Env steps before the first update (0 unless the config says)."""
+        return int(getattr(self.config, "learning_starts", 0) or 0)
+
+    @property
+    def _log_interval(self) -> int:
+        return int(getattr(self.config, "log_interval", None) or self.default_log_interval)
+
+    @property
+    def _is_main_process(self) -> bool:
+        return True
+
+    # ----------------------------------------------------------------------- the loop, once
+
+    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None,
+              progress_bar: bool = False) -> Agent:
+        """Train for ``total_steps`` more steps (env steps over all copies; an agent's docstring
+        says what its step is). ``callback.on_step`` runs after every step and may stop training
+        by returning ``False``; the agent stays usable and can ``learn`` again.
+
+        Raises:
+            ValueError: ``total_steps`` is not a positive integer.
+            FloatingPointError: NaN/inf in an observation, reward, action or loss; the message
+                names what went bad, at which step, and who produced it. Checkpoints written
+                before are left as they were.
+            maxent.runlock.RunLockedError: another process is training in ``log_dir``.
+        """
+        total = check_total_steps(total_steps)
+        end = self.num_timesteps + total
+        callback = as_callback(callback)
+        with self._run_lock():
+            self._open_logger(progress_bar, end)
+            if 0 < self._learning_starts and end <= self._learning_starts:
+                warnings.warn(
+                    f"{type(self).__name__}.learn({total}) ends at step {end}, before learning starts "
+                    f"(learning_starts={self._learning_starts}): it will only collect experience and "
+                    "learn nothing. Raise total_steps or lower learning_starts.",
+                    RuntimeWarning, stacklevel=2)
+            self._on_learn_start(end)
+            callback.on_training_start(self)
+            schedule = mlog.LogSchedule(self._log_interval, self.num_timesteps, end)
+            try:
+                while self.num_timesteps < end and not self._finished():
+                    self._learn_step()
+                    fps = schedule.due(self.num_timesteps)
+                    if fps is not None:
+                        self._write_log_row(fps)
+                    if not callback.on_step(self):
+                        break
+            finally:
+                self._on_learn_end()
+            # Not in the `finally`: after an error or Ctrl-C the agent may be mid-step, and a
+            # checkpoint saved then would not resume exactly; the last periodic one stays in use.
+            callback.on_training_end(self)
+        return self
+
+    def _run_lock(self) -> contextlib.AbstractContextManager:
+        if self.log_dir is None or not self._is_main_process:
+            return contextlib.nullcontext()
+        return runlock.hold(self.log_dir, purpose="training")
+
+    def _open_logger(self, progress_bar: bool, end: int) -> None:
+        """Keep the run's logger across ``learn`` calls (one TensorBoard file) unless a new
+        progress bar is asked for, or the old one had a bar to close."""
+        logger = self.logger
+        if logger is not None and not logger.closed and not progress_bar and not logger.has_bar:
+            return
+        if logger is not None:
+            logger.close()
+        main = self._is_main_process
+        self.logger = mlog.RunLogger(self.log_dir if main else None, progress_bar=progress_bar and main,
+                                     total_steps=end, initial_step=self.num_timesteps)
+
+    def _recent_returns(self, n: int = 100) -> list[float]:
+        returns = getattr(self, "episode_returns", None)
+        return list(itertools.islice(reversed(returns), n)) if returns else []
+
+    def _write_log_row(self, fps: float) -> None:
+        logger = self.logger
+        logger.record(mlog.FPS, fps)
+        recent = self._recent_returns()
+        if recent:
+            logger.record(mlog.EP_RETURN, float(np.mean(recent)))
+            lengths = getattr(self, "episode_lengths", None)
+            if lengths:
+                logger.record(mlog.EP_LENGTH, float(np.mean(list(itertools.islice(reversed(lengths), 100)))))
+        self._log_metrics()
+        row = logger.dump(self.num_timesteps)
+        for name, value in row.items():
+            if name.endswith("loss") and not math.isfinite(value):
+                raise FloatingPointError(
+                    f"{name} became {value} by step {self.num_timesteps}: training diverged. Lower "
+                    "the learning rate or check the rewards' scale; checkpoints written before this "
+                    "step are left as they were.")
+        logger.progress(self.num_timesteps, fps=f"{fps:.0f}", **self._headline())
+
+    # ----------------------------------------------------------------------- save and load, once
+
+    def save(self, path: str | Path, **options: Any) -> Path:
+        """Write the agent to the directory ``path`` atomically (config.json, weights.safetensors,
+        state.json, and replay.npz where the agent has data arrays) and return the path. Options
+        are the agent's own (e.g. SAC's ``include_replay_buffer``).
+
+        Raises:
+            FloatingPointError: a weight is NaN/inf (training diverged); ``path`` is left as it was.
+        """
+        tensors, state, arrays = self._checkpoint(**options)
+        bad = nonfinite_tensors(tensors, self.nonfinite_ok)
+        if bad:
+            raise FloatingPointError(f"refusing to save non-finite weights ({bad[0]}"
+                                     f"{', ...' if len(bad) > 1 else ''}): training diverged; the "
+                                     f"checkpoint at {path} is left as it was")
+        state = {"env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps, **state}
+        return save_checkpoint(path, kind=self.checkpoint_kind(), config=self.config.to_json(),
+                               tensors=tensors, state=state, arrays=arrays)
 
     @classmethod
-    @abc.abstractmethod
-    def load(cls, path: str | Path, env: Any = None, **overrides: Any) -> Agent:
-        """Rebuild a saved agent; ``learn`` then continues exactly where it stopped."""
+    def load(cls, path: str | Path, env: Any = None, log_dir: str | Path | None = None,
+             **overrides: Any) -> Agent:
+        """Rebuild a saved agent; ``learn`` then continues exactly where it stopped.
+
+        Args:
+            path: the checkpoint directory.
+            env: the env to continue on; ``None`` rebuilds it from the saved env id.
+            log_dir: where further logs go.
+            **overrides: config fields to change (e.g. ``device="cuda"``); fields that change the
+                networks' shapes fail with a clear error. The agent's ``load_arguments`` (e.g.
+                GRPO's ``reward_funcs``) are passed to its constructor instead.
+
+        Raises:
+            CheckpointError: a missing, foreign, corrupt or diverged (non-finite) checkpoint, or one
+                that does not fit this env or config; the message names the file and the fix.
+        """
+        arguments = {k: overrides.pop(k) for k in cls.load_arguments if k in overrides}
+        ckpt = load_checkpoint(path, kind=cls.checkpoint_kind())
+        bad = nonfinite_tensors(ckpt.tensors, cls.nonfinite_ok)
+        if bad:
+            raise CheckpointError(f"{ckpt.path}/weights.safetensors holds NaN/inf in {bad[0]}: the "
+                                  "run had diverged when it was saved; resume from an earlier "
+                                  "checkpoint")
+        try:
+            config = cls.config_cls.from_json(ckpt.config)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{ckpt.path}/config.json holds an invalid {cls.checkpoint_kind()} "
+                                  f"config: {err}") from None
+        if overrides:
+            try:
+                config = config.replace(**overrides)
+            except (TypeError, ValueError) as err:
+                raise CheckpointError(f"cannot load {ckpt.path}: the overrides {sorted(overrides)} "
+                                      f"make an invalid {cls.checkpoint_kind()} config: {err}") from None
+        if env is None:
+            env = cls._saved_env(ckpt)
+        agent = cls._rebuild(ckpt, env, config, log_dir, **arguments)
+        agent._restore(ckpt, ckpt.path)
+        agent.num_timesteps = int(ckpt.state["num_timesteps"])
+        return agent
+
+    @classmethod
+    def _saved_env(cls, ckpt: Checkpoint) -> Any:
+        env = ckpt.state.get("env_id")
+        if env is None:
+            raise ValueError(f"the agent in {ckpt.path} was trained on a custom env instance; pass "
+                             "env=... to load it")
+        return env
+
+    @classmethod
+    def _rebuild(cls, ckpt: Checkpoint, env: Any, config: Any, log_dir: Any, **arguments: Any) -> Agent:
+        return cls(env, config=config, seed=int(ckpt.state["seed"]), log_dir=log_dir, **arguments)
+
+    def evaluate(self, n_episodes: int = 10, env: Any = None, seed: int = 0,
+                 deterministic: bool = True) -> np.ndarray:
+        """Returns of ``n_episodes`` episodes on ``env`` (default: the env trained on), shape (n,)."""
+        target = env if env is not None else self.env_id
+        if target is None:
+            raise ValueError(f"{type(self).__name__} was built on an env instance: pass env=... to "
+                             "evaluate it")
+        return evaluate(self, target, n_episodes=n_episodes, deterministic=deterministic, seed=seed)
+
+    def close(self) -> None:
+        """Close the environments and the log writers."""
+        for name in ("envs", "env"):
+            target = getattr(self, name, None)
+            if target is not None and hasattr(target, "close"):
+                target.close()
+        if self.logger is not None:
+            self.logger.close()
+
+
+def as_observation_batch(observation: Any, shape: tuple[int, ...], owner: str) -> tuple[np.ndarray, bool]:
+    """``(batch (n, *shape) float32, single)`` for ``predict``: one observation of ``shape`` or a
+    batch of them; anything else (a string, a dict, an empty batch, NaN) gets an error that says
+    what was passed and what is expected."""
+    if isinstance(observation, (str, bytes, dict)):
+        raise TypeError(f"{owner}.predict needs an array observation of shape {shape} (or a batch "
+                         f"(n, *{shape})), got a {type(observation).__name__}")
+    try:
+        obs = np.asarray(observation, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{owner}.predict could not read the observation as numbers ({err}); "
+                         f"pass an array of shape {shape}") from None
+    if obs.shape == shape:
+        batch, single = obs.reshape(1, *shape), True
+    elif obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
+        if len(obs) == 0:
+            raise ValueError(f"{owner}.predict got an empty batch of shape {obs.shape}; pass at least "
+                             "one observation")
+        batch, single = obs, False
+    else:
+        raise ValueError(f"observation has shape {obs.shape}, expected {shape} (one) or (n, *{shape}) "
+                         "(a batch); pass observations from the env the agent was built for")
+    if not np.isfinite(batch).all():
+        raise ValueError(f"{owner}.predict got an observation with NaN/inf: "
+                         f"{np.array2string(obs, threshold=8)}; the policy's action would be "
+                         "meaningless. Check the env or the preprocessing that produced it")
+    return batch, single
 
 
 # --------------------------------------------------------------------------- callbacks

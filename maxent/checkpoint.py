@@ -1,7 +1,14 @@
 """Save and load agents as plain directories that can be read without executing code.
 
-A checkpoint is ``config.json`` (format marker, versions, checksums) + ``weights.safetensors``
-+ ``state.json`` (+ optional ``replay.npz``); nothing is pickled, and saves are atomic.
+A checkpoint is ``config.json`` (format marker, versions, the agent's config and the SHA-256 of
+that config and of every other file) + ``weights.safetensors`` + ``state.json`` (+ optional
+``replay.npz``); nothing is pickled, saves are atomic, and a save holds the directory's run lock
+(:mod:`maxent.runlock`) so two processes never write one checkpoint at once.
+
+The checksums catch corruption, truncation and accidental edits (a changed ``gamma`` in
+``config.json`` no longer loads silently). They are not a signature: someone who edits a file on
+purpose can recompute them, so load checkpoints only from sources you trust to *train* for you
+(loading still runs no code: safetensors, JSON and pickle-free npz only).
 """
 
 import hashlib
@@ -19,8 +26,10 @@ import safetensors.torch
 import torch
 
 import maxent
+from maxent import runlock
 
-FORMAT_VERSION = 1
+# 2: config.json also holds the SHA-256 of the agent's config ("config_sha256"). Format 1 reads.
+FORMAT_VERSION = 2
 FORMAT_MARKER = "maxent-checkpoint"
 
 CONFIG_FILE = "config.json"
@@ -33,6 +42,28 @@ _KNOWN_FILES = (WEIGHTS_FILE, STATE_FILE, REPLAY_FILE)
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, foreign, from a newer maxent, or damaged."""
+
+
+class Entries(dict):
+    """A dict read from a checkpoint file: a missing key raises a :class:`CheckpointError` naming
+    the file and the key (not a bare ``KeyError`` deep inside an agent's restore code). Nested
+    dicts are wrapped on access, so ``state["optimizer"]["state"]`` is named precisely too."""
+
+    def __init__(self, data: dict, where: str):
+        super().__init__(data)
+        self.where = where
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            value = super().__getitem__(key)
+        except KeyError:
+            raise CheckpointError(
+                f"{self.where} has no entry {key!r}: the checkpoint is incomplete or was written "
+                "by another program; resume from an earlier checkpoint") from None
+        if isinstance(value, dict) and not isinstance(value, Entries):
+            value = Entries(value, f"{self.where}[{key!r}]")
+            super().__setitem__(key, value)  # later reads (and mutations) see the same object
+        return value
 
 
 @dataclass
@@ -108,6 +139,19 @@ def save_checkpoint(
 
     _refuse_foreign(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with runlock.hold(path, purpose="saving a checkpoint"):
+        _write_checkpoint(path, kind, config_text, state_text, cpu_tensors, arrays)
+    _remove_stale_siblings(path)
+    return path
+
+
+def _config_digest(config: dict) -> str:
+    """SHA-256 of a config in a canonical JSON form (sorted keys), as stored in ``config.json``."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _write_checkpoint(path: Path, kind: str, config_text: str, state_text: str,
+                      cpu_tensors: dict[str, torch.Tensor], arrays: dict[str, np.ndarray] | None) -> None:
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
@@ -126,17 +170,22 @@ def save_checkpoint(
             "maxent_version": maxent.__version__,
             "kind": kind,
             "config": json.loads(config_text),
+            "config_sha256": _config_digest(json.loads(config_text)),
             "files": files,
         }
         # config.json goes last: a directory with a valid one has every file it lists.
         _write_bytes(tmp / CONFIG_FILE, (json.dumps(header, indent=2) + "\n").encode())
         _fsync_dir(tmp)
-        _swap_into_place(tmp, path)
+        try:
+            _swap_into_place(tmp, path)
+        except OSError as err:
+            raise CheckpointError(
+                f"could not move the new checkpoint into place at {path} ({err}); another program "
+                "may be changing that directory. The previous checkpoint, if any, is intact (or "
+                "recoverable from its .old sibling); save again or choose another path") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _remove_stale_siblings(path)
-    return path
 
 
 def _prepare_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -359,6 +408,13 @@ def _read_header(directory: Path) -> dict:
                 f"{config_path} is invalid: unexpected file entry {name!r}: {digest!r}; "
                 "the checkpoint cannot be used — resume from an earlier one"
             )
+    digest = header.get("config_sha256")
+    if version >= 2 and digest != _config_digest(header["config"]):
+        raise CheckpointError(
+            f"{config_path} was changed after it was saved: its agent config does not match the "
+            "checksum stored beside it (config_sha256). Restore the original file, or save the agent "
+            "again with the config you want (load it, change the field with load(..., field=value), "
+            "save)")
     for name in _REQUIRED_FILES:
         if name not in header["files"]:
             raise CheckpointError(
@@ -463,9 +519,9 @@ def load_checkpoint(
         path=directory,
         kind=header["kind"],
         config=header["config"],
-        tensors=tensors,
-        state=state,
-        arrays=arrays,
+        tensors=Entries(tensors, str(directory / WEIGHTS_FILE)),
+        state=Entries(state, str(directory / STATE_FILE)),
+        arrays=None if arrays is None else Entries(arrays, str(directory / REPLAY_FILE)),
         format_version=header["format_version"],
         maxent_version=header["maxent_version"],
     )

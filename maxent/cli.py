@@ -1,22 +1,24 @@
-"""The ``maxent`` command: ``train``, ``eval`` and ``robustness``, generated from the agents' config
-dataclasses.
+"""The ``maxent`` command: ``train`` (every agent), ``eval``, ``robustness``, ``sweep`` and
+``export``, generated from the agents' config dataclasses.
 
 ``maxent train sac --env HalfCheetah-v5 --total-steps 1e6 --config.learning-rate 3e-4`` trains and
 checkpoints into a run directory; running the same command again resumes from its last checkpoint.
 Flags after the algorithm name are parsed by tyro from :class:`TrainArgs` and the agent's config,
-so unknown fields and bad values are rejected with the field's name.
+so unknown fields and bad values are rejected with the field's name. The algorithms and their
+built-in defaults are listed in :mod:`maxent.commands.algorithms`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import tyro
 
@@ -50,125 +52,171 @@ Count = Annotated[int, tyro.constructors.PrimitiveConstructorSpec(
     is_instance=lambda x: isinstance(x, int), str_from_instance=lambda x: [str(x)])]
 
 
-def _algorithms() -> dict[str, tuple[type, type]]:
-    from maxent.agents.qarl import QARL, QARLConfig, RARLConfig
-    from maxent.agents.sac import SAC, SACConfig
-    return {"sac": (SAC, SACConfig), "qarl": (QARL, QARLConfig), "rarl": (QARL, RARLConfig)}
-
-
-# Algorithms with their own training command (text tasks, not Gymnasium control): module path of
-# a ``train_main(argv) -> int`` that parses its flags the same way (tyro over the agent's config).
-OWN_TRAIN_COMMANDS = {"grpo": "maxent.agents.grpo"}
-
-
-def _all_algorithm_names() -> list[str]:
-    return sorted([*_algorithms(), *OWN_TRAIN_COMMANDS])
-
-
-# Algorithms that need another default env than TrainArgs' (two-player MuJoCo tasks).
-DEFAULT_ENVS = {"qarl": "Hopper-v5", "rarl": "Hopper-v5"}
-
-
-def _agent_class(kind: str) -> type:
-    if kind == "GRPO":
-        from maxent.agents.grpo import GRPO
-        return GRPO
-    for agent_cls, _ in _algorithms().values():
-        if agent_cls.__name__ == kind:
-            return agent_cls
-    raise ValueError(f"checkpoint holds a {kind!r} agent, which this maxent version cannot load")
-
-
 @dataclass
 class TrainArgs:
     """Train an agent; the same command resumes from the run directory's last checkpoint."""
 
     env: str = "Pendulum-v1"
-    """Gymnasium env id."""
+    """Env id."""
     total_steps: Count = 20_000
-    """Env steps in total (a resumed run trains only what is left)."""
+    """Steps in total (a resumed run trains only what is left)."""
     seed: int = 0
     """Seeds networks, exploration, replay sampling and episode resets."""
     run_dir: Path | None = None
     """Where logs and the checkpoint go; default runs/<algo>-<env>-s<seed>."""
     checkpoint_every: Count = 10_000
-    """Env steps between checkpoints (and one at the end)."""
+    """Steps between checkpoints (and one at the end)."""
     save_replay_buffer: bool = True
-    """Keep the replay buffer in checkpoints (needed for an exact resume)."""
+    """Keep the replay buffer in checkpoints (needed for an exact resume; SAC and QARL)."""
     resume: bool = True
     """Continue from run_dir/model when it exists."""
     eval_episodes: int = 10
     """Deterministic episodes for the final evaluation."""
     progress_bar: bool = True
-    """Show a progress bar with fps and recent return."""
+    """Show a progress bar with fps and the agent's headline figures."""
 
 
-def _train(algo: str, argv: list[str]) -> int:
-    algorithms = _algorithms()
-    if algo not in algorithms:
-        raise SystemExit(f"maxent train: unknown algorithm {algo!r}; choose from {_all_algorithm_names()}")
-    agent_cls, config_cls = algorithms[algo]
+@dataclass
+class StreamArgs:
+    """The task stream of the continual learners (maxent.envs.continual.PermutedTaskStream);
+    defaults sized for a run of about a minute (the paper's study uses 10 tasks)."""
+
+    n_tasks: int = 3
+    """Permuted-digit tasks in the stream."""
+    schedule: str = "power"
+    """Rehearsal schedule: power, uniform, exponential or none."""
+    rehearsal_fraction: float = 0.25
+    """Rehearsal budget as a fraction of one task's samples."""
+    epochs: int = 1
+    """Passes over each new task."""
+    batch_size: int = 32
+    """Samples per batch (one learning step)."""
+    seed: int = 0
+    """Seeds the permutations and the rehearsal draws."""
+
+
+def _train_args(algorithm: Any) -> type:
+    """The flags of ``maxent train <algorithm>``: TrainArgs + ``config`` (+ ``stream``)."""
+    config_cls = algorithm.config_class()
+
+    def config_default():
+        return config_cls(**algorithm.defaults)
 
     # Built with make_dataclass so the field's type is the class itself: with postponed annotations
     # a class body here would hold the string "config_cls", which tyro cannot resolve.
-    fields = [("config", config_cls, field(default_factory=config_cls))]
-    if algo in DEFAULT_ENVS:
-        fields.insert(0, ("env", str, field(default=DEFAULT_ENVS[algo])))
-    Args = dataclasses.make_dataclass("Args", fields, bases=(TrainArgs,))
-    Args.__module__ = __name__
-    Args.__doc__ = f"Train {agent_cls.__name__}; the same command resumes from the run's last checkpoint."
-    args = tyro.cli(Args, args=argv, prog=f"maxent train {algo}")
-    # Checked before anything is built, so a bad flag never costs (or overwrites) a training run.
-    for flag, value, least in (("--total-steps", args.total_steps, 1),
-                               ("--checkpoint-every", args.checkpoint_every, 1),
-                               ("--eval-episodes", args.eval_episodes, 1)):
-        if value < least:
-            raise SystemExit(f"maxent train: {flag} must be positive, got {value}")
-    run_dir = args.run_dir or Path("runs") / f"{algo}-{args.env.replace('/', '_')}-s{args.seed}"
-    model_dir = run_dir / MODEL_SUBDIR
+    fields: list[tuple] = [("config", config_cls, field(default_factory=config_default))]
+    if algorithm.stream:
+        fields.insert(0, ("stream", StreamArgs, field(default_factory=StreamArgs)))
+    fields.insert(0, ("env", str, field(default=algorithm.env or "")))
+    fields.insert(1, ("total_steps", Count, field(default=algorithm.total_steps)))
+    fields.insert(2, ("eval_episodes", int, field(default=algorithm.eval_episodes)))
+    args = dataclasses.make_dataclass("Args", fields, bases=(TrainArgs,))
+    args.__module__ = __name__
+    args.__doc__ = f"{algorithm.summary}. The same command resumes from the run's last checkpoint."
+    return args
 
-    from maxent.agent import CheckpointCallback, evaluate
+
+def _run_dir(algorithm: Any, args: Any) -> Path:
+    if args.run_dir is not None:
+        return args.run_dir
+    where = args.env.replace("/", "_") if args.env else f"{args.stream.schedule}-{args.stream.n_tasks}tasks"
+    return Path("runs") / f"{algorithm.name}-{where}-s{args.seed}"
+
+
+def _build(algorithm: Any, args: Any, run_dir: Path) -> Any:
+    cls = algorithm.agent_class()
+    if algorithm.stream:
+        from maxent.envs.continual import PermutedTaskStream
+
+        stream = PermutedTaskStream(**dataclasses.asdict(args.stream))
+        return cls(stream, config=args.config, seed=args.seed, log_dir=run_dir)
+    if algorithm.name == "grpo":
+        return cls(None, args.env, config=args.config, seed=args.seed, log_dir=run_dir)
+    return cls(args.env, config=args.config, seed=args.seed, log_dir=run_dir)
+
+
+def _resume(algorithm: Any, args: Any, model_dir: Path, run_dir: Path) -> Any:
     from maxent.checkpoint import read_checkpoint_header
 
-    # A save killed between its two renames leaves only a .model.old-* sibling, which loads too.
-    if model_dir.exists() or any(run_dir.glob(f".{MODEL_SUBDIR}.old-*")):
-        if not args.resume:
-            raise SystemExit(f"maxent train: {model_dir} already holds a checkpoint; drop "
-                             "--no-resume to continue it, or choose another --run-dir")
-        header = read_checkpoint_header(model_dir)
-        if header["kind"] != agent_cls.__name__:
-            raise SystemExit(f"maxent train: {model_dir} holds a {header['kind']} agent, not "
-                             f"{agent_cls.__name__}; choose another --run-dir")
-        saved = header["config"]
-        wanted = args.config.to_json()
-        changed = sorted(k for k in wanted if k in saved and saved[k] != wanted[k]
-                         and k not in RESUMABLE_CHANGES)
-        if changed:
-            raise SystemExit(
-                f"maxent train: {model_dir} was trained with a different config ({', '.join(changed)}"
-                f" differ); resume with the same values or choose another --run-dir")
-        overrides = {k: wanted[k] for k in RESUMABLE_CHANGES if k in wanted}
-        agent = agent_cls.load(model_dir, log_dir=run_dir, **overrides)
-        for flag, saved_value, value in (("--env", getattr(agent, "env_id", args.env), args.env),
-                                         ("--seed", getattr(agent, "seed", args.seed), args.seed)):
-            if saved_value != value:
-                agent.close()
-                raise SystemExit(
-                    f"maxent train: {model_dir} was trained with {flag} {saved_value}, not {value}; "
-                    f"resume with {flag} {saved_value} or choose another --run-dir")
-        note = "" if agent.num_timesteps < args.total_steps else \
-            f" (already at or past --total-steps {args.total_steps}: nothing left to train)"
-        print(f"resuming {model_dir} at step {agent.num_timesteps}{note}")
-    else:
-        agent = agent_cls(args.env, config=args.config, seed=args.seed, log_dir=run_dir)
+    if not args.resume:
+        raise SystemExit(f"maxent train: {model_dir} already holds a checkpoint; drop --no-resume "
+                         "to continue it, or choose another --run-dir")
+    header = read_checkpoint_header(model_dir)
+    cls = algorithm.agent_class()
+    if header["kind"] != cls.checkpoint_kind():
+        raise SystemExit(f"maxent train: {model_dir} holds a {header['kind']} agent, not "
+                         f"{cls.checkpoint_kind()}; choose another --run-dir")
+    saved, wanted = header["config"], args.config.to_json()
+    changed = sorted(k for k in wanted if k in saved and saved[k] != wanted[k]
+                     and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise SystemExit(f"maxent train: {model_dir} was trained with a different config "
+                         f"({', '.join(changed)} differ); resume with the same values or choose "
+                         "another --run-dir")
+    overrides = {k: wanted[k] for k in RESUMABLE_CHANGES if k in wanted}
+    env = None
+    if algorithm.stream:
+        from maxent.envs.continual import PermutedTaskStream
+
+        env = PermutedTaskStream(**dataclasses.asdict(args.stream))
+    agent = cls.load(model_dir, env=env, log_dir=run_dir, **overrides)
+    checks = [("--seed", agent.seed, args.seed)]
+    if not algorithm.stream:
+        checks.insert(0, ("--env", agent.env_id, args.env))
+    for flag, saved_value, value in checks:
+        if saved_value != value:
+            agent.close()
+            raise SystemExit(f"maxent train: {model_dir} was trained with {flag} {saved_value}, not "
+                             f"{value}; resume with {flag} {saved_value} or choose another --run-dir")
+    note = "" if agent.num_timesteps < args.total_steps else \
+        f" (already at or past --total-steps {args.total_steps}: nothing left to train)"
+    print(f"resuming {model_dir} at step {agent.num_timesteps}{note}")
+    return agent
+
+
+def _train(name: str, argv: list[str]) -> int:
+    from maxent.commands.algorithms import find
+
+    algorithm = find(name)
+    if algorithm.name == "grpo":  # warm-up, held-out accuracy, datasets: its own command
+        from maxent.agents.grpo import train_main
+
+        return train_main(argv)
+    args = tyro.cli(_train_args(algorithm), args=argv, prog=f"maxent train {name}")
+    # Checked before anything is built, so a bad flag never costs (or overwrites) a training run.
+    for flag, value in (("--total-steps", args.total_steps), ("--checkpoint-every", args.checkpoint_every),
+                        ("--eval-episodes", args.eval_episodes)):
+        if value < 1:
+            raise SystemExit(f"maxent train: {flag} must be positive, got {value}")
+    run_dir = _run_dir(algorithm, args)
+    model_dir = run_dir / MODEL_SUBDIR
+
+    from maxent import runlock
+
+    # The whole command holds the run directory: a second trainer there is refused before it
+    # reads the checkpoint this one is writing.
+    with runlock.hold(run_dir, purpose=f"maxent train {name}"):
+        # A save killed between its two renames leaves only a .model.old-* sibling, which loads too.
+        if model_dir.exists() or any(run_dir.glob(f".{MODEL_SUBDIR}.old-*")):
+            agent = _resume(algorithm, args, model_dir, run_dir)
+        else:
+            agent = _build(algorithm, args, run_dir)
+        return _train_and_report(algorithm, agent, args, model_dir, run_dir)
+
+
+def _train_and_report(algorithm: Any, agent: Any, args: Any, model_dir: Path, run_dir: Path) -> int:
+    from maxent import logging as mlog
+    from maxent.agent import CheckpointCallback
 
     first_step = agent.num_timesteps
     remaining = args.total_steps - first_step
     start = time.perf_counter()
     try:
         if remaining > 0:
-            checkpoints = CheckpointCallback(args.checkpoint_every, model_dir,
-                                             include_replay_buffer=args.save_replay_buffer)
+            save_options = {}
+            if "include_replay_buffer" in inspect.signature(agent.save).parameters:
+                save_options["include_replay_buffer"] = args.save_replay_buffer
+            checkpoints = CheckpointCallback(args.checkpoint_every, model_dir, **save_options)
             try:
                 agent.learn(remaining, callback=checkpoints, progress_bar=args.progress_bar)
             except KeyboardInterrupt:
@@ -176,16 +224,34 @@ def _train(algo: str, argv: list[str]) -> int:
                                  f"checkpoint in {model_dir} is intact; run the same command to resume"
                                  ) from None
         elapsed = time.perf_counter() - start
-        returns = evaluate(agent, args.env, n_episodes=args.eval_episodes, seed=10_000 + args.seed)
+        scores = agent.evaluate(args.eval_episodes, seed=10_000 + args.seed)
+        if remaining > 0 and agent.logger is not None:
+            # The final evaluation joins the last log row (TensorBoard and progress.csv).
+            agent.logger.record(mlog.EVAL_RETURN, float(scores.mean()))
+            agent.logger.record(mlog.EVAL_RETURN_STD, float(scores.std()))
+            agent.logger.dump(agent.num_timesteps)
     finally:
         agent.close()
     trained = agent.num_timesteps - first_step
     fps = trained / elapsed if trained > 0 and elapsed > 0 else 0.0
-    print(f"{agent_cls.__name__} {args.env}: {agent.num_timesteps} steps, {elapsed:.1f} s, "
-          f"{fps:.0f} steps/s, eval return {returns.mean():.1f} ± {returns.std():.1f} "
-          f"({args.eval_episodes} episodes); saved to {model_dir}; "
-          f"tensorboard --logdir {run_dir}")
+    where = args.env or "task stream"
+    what = f"eval {algorithm.metric} {scores.mean():.{3 if algorithm.metric == 'accuracy' else 1}f}"
+    count = f"({args.eval_episodes} episodes)" if algorithm.metric == "return" else f"({len(scores)} tasks)"
+    print(f"{type(agent).__name__} {where}: {agent.num_timesteps} steps, {elapsed:.1f} s, "
+          f"{fps:.0f} steps/s, {what} ± {scores.std():.{3 if algorithm.metric == 'accuracy' else 1}f} "
+          f"{count}; saved to {model_dir}; tensorboard --logdir {run_dir}")
     return 0
+
+
+def _train_help() -> str:
+    from maxent.commands.algorithms import ALGORITHMS
+
+    width = max(len(n) for n in ALGORITHMS)
+    lines = ["usage: maxent train ALGO [flags]   (maxent train ALGO --help: every flag and default)",
+             "", "algorithms:"]
+    lines += [f"  {a.name:<{width}}  {a.summary}" for a in ALGORITHMS.values()]
+    lines += ["", "The same command resumes from the run directory's last checkpoint."]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -204,25 +270,40 @@ class EvalArgs:
     """Use the policy's mean action."""
 
 
+def _runs_under(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob(f"**/{MODEL_SUBDIR}/config.json"))[:20] if root.is_dir() else []
+
+
 def _eval(argv: list[str]) -> int:
     args = tyro.cli(EvalArgs, args=argv, prog="maxent eval")
     if args.episodes < 1:
         raise SystemExit(f"maxent eval: --episodes must be positive, got {args.episodes}")
-    from maxent.agent import evaluate
-    from maxent.checkpoint import read_checkpoint_header
+    import numpy as np
+
+    from maxent.checkpoint import CheckpointError, read_checkpoint_header
+    from maxent.commands.algorithms import algorithm_for_kind
 
     path = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
-    header = read_checkpoint_header(path)
-    agent_cls = _agent_class(header["kind"])
-    agent = agent_cls.load(path, env=args.env)
-    env = args.env or agent.env_id
     try:
-        returns = evaluate(agent, env, n_episodes=args.episodes, deterministic=args.deterministic,
-                           seed=args.seed)
+        header = read_checkpoint_header(path)
+    except CheckpointError as err:
+        runs = _runs_under(args.run_dir) or _runs_under(Path("runs"))
+        hint = ("; runs found: " + ", ".join(str(r) for r in runs)) if runs else ""
+        raise SystemExit(f"maxent eval: {err}{hint}") from None
+    algorithm = algorithm_for_kind(header["kind"], header["config"])
+    agent = algorithm.agent_class().load(path, env=args.env)
+    try:
+        scores = agent.evaluate(args.episodes, env=args.env, seed=args.seed,
+                                deterministic=args.deterministic)
     finally:
         agent.close()
-    print(f"{header['kind']} {env}: return {returns.mean():.2f} ± {returns.std():.2f} over "
-          f"{args.episodes} episodes (min {returns.min():.2f}, max {returns.max():.2f}; "
+    if not np.isfinite(scores).all():
+        raise SystemExit(f"maxent eval: the evaluation of {path} produced NaN/inf ({scores}); the "
+                         "agent or its env is broken")
+    where = args.env or getattr(agent, "env_id", None) or "task stream"
+    count = f"{args.episodes} episodes" if algorithm.metric == "return" else f"{len(scores)} tasks"
+    print(f"{header['kind']} {where}: {algorithm.metric} {scores.mean():.2f} ± {scores.std():.2f} over "
+          f"{count} (min {scores.min():.2f}, max {scores.max():.2f}; "
           f"trained {agent.num_timesteps} steps)")
     return 0
 
@@ -268,46 +349,65 @@ def _robustness(argv: list[str]) -> int:
     return 0
 
 
+def _sweep(argv: list[str]) -> int:
+    from maxent.commands.sweep import sweep_main
+
+    return sweep_main(argv)
+
+
+def _export(argv: list[str]) -> int:
+    from maxent.commands.export import export_main
+
+    return export_main(argv)
+
+
+COMMANDS = {"train": None, "eval": _eval, "robustness": _robustness, "sweep": _sweep,
+            "export": _export}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``maxent`` console script."""
+    from maxent.runlock import RunLockedError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="maxent",
         description="Entropy-regularized RL. Commands:\n"
-                    "  train ALGO [flags]   train (and resume) an agent; algorithms: "
-                    + ", ".join(_all_algorithm_names()) + "\n"
+                    "  train ALGO [flags]   train (and resume) an agent; `maxent train --help` lists\n"
+                    "                       every algorithm (sac, qarl, grpo, bandits, ...)\n"
                     "  eval RUN_DIR [flags] evaluate a saved agent\n"
                     "  robustness RUN_DIR [RUN_DIR ...] --grid mass=3:9:11 friction=0.1:1.9:11\n"
                     "                       robustness grid of saved protagonists (CSV, PNG, summary)\n"
+                    "  sweep CONFIG.toml    methods x seeds x tasks as resumable runs (Ray if installed)\n"
+                    "  export RUN_DIR OUT   a trained language model as a Hugging Face folder\n"
                     "Run `maxent train sac --help` for every SAC flag.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"maxent {__version__}")
-    parser.add_argument("command", choices=["train", "eval", "robustness"], help="what to do")
+    parser.add_argument("command", choices=list(COMMANDS), help="what to do")
     if not argv or argv[0] in ("-h", "--help", "--version"):
         parser.parse_args(argv)
         return 0
     command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        parser.parse_args(argv)  # prints the error for an unknown command
+        return 2
     try:
         if command == "train":
             if not rest or rest[0].startswith("-"):
                 if rest and rest[0] in ("-h", "--help"):
-                    print("usage: maxent train ALGO [flags]; algorithms: "
-                          + ", ".join(_all_algorithm_names()))
+                    print(_train_help())
                     return 0
-                raise SystemExit("maxent train: name an algorithm first, e.g. `maxent train sac`")
-            if rest[0] in OWN_TRAIN_COMMANDS:
-                from importlib import import_module
-                return import_module(OWN_TRAIN_COMMANDS[rest[0]]).train_main(rest[1:])
+                raise SystemExit("maxent train: name an algorithm first, e.g. `maxent train sac`; "
+                                 "`maxent train --help` lists them")
             return _train(rest[0], rest[1:])
-        if command == "eval":
-            return _eval(rest)
-        if command == "robustness":
-            return _robustness(rest)
-    except (ValueError, FloatingPointError) as err:
+        return COMMANDS[command](rest)
+    except (ValueError, FloatingPointError, RunLockedError) as err:
         raise SystemExit(f"maxent {command}: {err}") from None
-    parser.parse_args(argv)  # prints the error for an unknown command
-    return 2
+    except ImportError as err:
+        from maxent.extras import install_hint
+
+        raise SystemExit(f"maxent {command}: {install_hint(err)}") from None
 
 
 if __name__ == "__main__":

@@ -237,6 +237,38 @@ def model_from_state(state: dict[str, Any], dtype: torch.dtype = torch.float32):
     return transformers.AutoModelForCausalLM.from_config(config).to(dtype)
 
 
+def model_tensors(model, prefix: str) -> dict[str, Tensor]:
+    """A model's parameters and persistent buffers named ``prefix.<name>``, for a checkpoint.
+    ``named_parameters`` skips tied duplicates (e.g. lm_head = embed_tokens);
+    :func:`load_weights` re-ties them."""
+    tensors = {f"{prefix}.{k}": v for k, v in model.named_parameters()}
+    persistent = set(model.state_dict())
+    tensors.update({f"{prefix}.{k}": v for k, v in model.named_buffers() if k in persistent})
+    return tensors
+
+
+def load_weights(model, tensors: dict[str, Tensor], prefix: str, path: Any) -> None:
+    """Load :func:`model_tensors`' output back into ``model`` (rebuilt by
+    :func:`model_from_state`), re-tying tied weights; anything missing (other than a tied copy) or
+    unexpected is a ``CheckpointError`` naming ``path``."""
+    from maxent.checkpoint import CheckpointError
+
+    state = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights in {path} do not fit the saved architecture: {err}") from None
+    model.tie_weights()
+    current = model.state_dict()
+    # A key missing from the file is fine only when it is a tied copy: it shares storage with a
+    # tensor that was loaded (lm_head.weight = embed_tokens.weight after tie_weights).
+    loaded = {current[k].data_ptr() for k in state if k in current}
+    really_missing = [k for k in missing if current[k].data_ptr() not in loaded]
+    if really_missing or unexpected:
+        raise CheckpointError(f"weights in {path} do not fit the saved architecture: missing "
+                              f"{really_missing[:3]}, unexpected {unexpected[:3]}")
+
+
 # --------------------------------------------------------------------------- prompts
 
 

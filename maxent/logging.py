@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 EP_RETURN = "rollout/ep_return"
+REWARD = "rollout/reward"
 EP_LENGTH = "rollout/ep_length"
 CRITIC_LOSS = "train/critic_loss"
 ACTOR_LOSS = "train/actor_loss"
@@ -39,7 +40,9 @@ class RunLogger:
         csv: write ``progress.csv``, appending to an existing one so resumed runs keep old rows.
         progress_bar: show a tqdm progress bar, advanced by :meth:`progress`.
         total_steps: the bar's total; None for an open-ended bar.
-        initial_step: where the bar starts, e.g. the step a resumed run continues from.
+        initial_step: where the bar starts, e.g. the step a resumed run continues from. Rows of an
+            existing ``progress.csv`` logged after it (by a run killed after its last
+            checkpoint) are dropped at the first dump, so the file has each step once.
     """
 
     def __init__(
@@ -63,6 +66,8 @@ class RunLogger:
         self._use_csv = csv and self.log_dir is not None
         self._writer = None  # SummaryWriter, created at the first dump
         self._csv_fields: list[str] | None = None  # header of progress.csv once known
+        self._initial_step = initial_step
+        self._last_csv_step: int | None = None
         self._sums: dict[str, Any] = {}  # name -> float or 0-dim tensor
         self._counts: dict[str, int] = {}
         self.latest: dict[str, float] = {}
@@ -74,6 +79,14 @@ class RunLogger:
                 total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True
             )
         self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def has_bar(self) -> bool:
+        return self._bar is not None
 
     @property
     def csv_path(self) -> Path | None:
@@ -111,6 +124,13 @@ class RunLogger:
         else:
             self._sums[name] = value
             self._counts[name] = 1
+
+    def peek(self, name: str) -> float | None:
+        """The mean of ``name`` recorded since the last dump (None if nothing was): the value the
+        next :meth:`dump` will write. Converts to a float, so a GPU value costs a sync."""
+        if name not in self._sums:
+            return None
+        return float(self._sums[name]) / self._counts[name]
 
     def dump(self, step: int) -> dict[str, float]:
         """Write the means recorded since the last dump at ``step`` and reset them.
@@ -190,6 +210,8 @@ class RunLogger:
         path = self.csv_path
         if self._csv_fields is None:
             self._csv_fields = _read_csv_header(path)
+            if self._csv_fields:
+                _drop_rows_after(path, self._csv_fields, self._initial_step)
         fields = self._csv_fields
         new = [name for name in means if name not in fields]
         if not fields:
@@ -201,8 +223,14 @@ class RunLogger:
             _rewrite_csv(path, fields)
         self._csv_fields = fields
         row = {"step": step, **means}
-        with open(path, "a", newline="", encoding="utf-8") as f:
-            csv_module.DictWriter(f, fieldnames=fields, restval="").writerow(row)
+        if step == self._last_csv_step:
+            # A second dump at the same step (e.g. the final evaluation after the last training
+            # row) joins that row instead of repeating the step.
+            _merge_last_row(path, fields, row)
+        else:
+            with open(path, "a", newline="", encoding="utf-8") as f:
+                csv_module.DictWriter(f, fieldnames=fields, restval="").writerow(row)
+        self._last_csv_step = step
 
 
 def _to_floats(sums: dict[str, Any]) -> dict[str, float]:
@@ -233,16 +261,40 @@ def _read_csv_header(path: Path) -> list[str]:
     return header
 
 
-def _rewrite_csv(path: Path, fields: list[str]) -> None:
-    """Rewrite ``path`` with the extended header ``fields``; earlier rows get blanks."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv_module.DictReader(f))
+def _rewrite_csv(path: Path, fields: list[str], rows: list[dict] | None = None) -> None:
+    """Rewrite ``path`` with the header ``fields`` and ``rows`` (default: its own rows, which get
+    blanks in new columns), atomically."""
+    if rows is None:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv_module.DictReader(f))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv_module.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)  # a crash mid-rewrite leaves the old file intact
+
+
+def _drop_rows_after(path: Path, fields: list[str], step: int) -> None:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv_module.DictReader(f))
+    kept = [r for r in rows if not _step_of(r) > step]
+    if len(kept) < len(rows):
+        _rewrite_csv(path, fields, kept)
+
+
+def _step_of(row: dict) -> float:
+    try:
+        return float(row.get("step") or "nan")
+    except ValueError:
+        return float("nan")
+
+
+def _merge_last_row(path: Path, fields: list[str], row: dict) -> None:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv_module.DictReader(f))
+    rows[-1] = {**rows[-1], **{k: v for k, v in row.items()}}
+    _rewrite_csv(path, fields, rows)
 
 
 class LogSchedule:

@@ -19,8 +19,10 @@ VECTORIZATIONS = ("sync", "async")
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise a ``ValueError`` listing close matches when ``env_id`` is not registered."""
-    _import_maxent_envs()
+    """Raise a ``ValueError`` listing close matches when ``env_id`` is not registered.
+
+    The ``maxent/...`` ids are registered by importing ``maxent.envs``, which ``maxent.agents``
+    does; the layer itself knows no environment."""
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=5, cutoff=0.5)
@@ -29,14 +31,6 @@ def check_env_id(env_id: str) -> None:
         f"unknown environment id {env_id!r}.{hint} "
         "Pass a registered id (see gymnasium.registry) or a gymnasium.Env instance."
     )
-
-
-def _import_maxent_envs() -> None:
-    # Importing maxent.envs registers the maxent/... ids; it is optional for plain Gymnasium ids.
-    try:
-        import maxent.envs  # noqa: F401
-    except ImportError:
-        pass
 
 
 def env_factory(env: str | gym.Env | Callable[[], gym.Env], **make_kwargs: Any) -> Callable[[], gym.Env]:
@@ -98,10 +92,21 @@ def require_box(space: gym.Space, what: str, agent: str) -> gym.spaces.Box:
     raise ValueError(f"{agent} supports Box {what} spaces only, got {type(space).__name__} ({space}); {fix}")
 
 
-def check_finite(array: np.ndarray, what: str, step: int) -> None:
-    """Raise ``FloatingPointError`` naming the step when ``array`` holds NaN or inf."""
+_BLAME = {
+    "environment": "The environment produced NaN/inf; fix or wrap it (e.g. clip observations or "
+                   "rewards).",
+    "policy": "The policy diverged (its weights went non-finite: a too-large learning_rate, "
+              "unscaled rewards, or a config value such as log_std_min set to NaN); lower the "
+              "learning rate or check the config.",
+}
+
+
+def check_finite(array: np.ndarray, what: str, step: int, source: str = "environment") -> None:
+    """Raise ``FloatingPointError`` when ``array`` holds NaN or inf, naming ``what`` went bad, at
+    which (1-based) env ``step``, and who produced it (``source``: ``"environment"`` for
+    observations and rewards, ``"policy"`` for actions) with the fix."""
     if not np.isfinite(array).all():
         raise FloatingPointError(
-            f"non-finite {what} at step {step}: {array!r}. The environment produced NaN/inf; "
-            "fix or wrap it (e.g. clip observations). The last checkpoint is untouched."
+            f"non-finite {what} at env step {step}: {np.array2string(np.asarray(array), threshold=8)}. "
+            f"{_BLAME[source]} Checkpoints written before this step are untouched."
         )

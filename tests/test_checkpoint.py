@@ -55,7 +55,9 @@ def _sample(tmp_path, name="ckpt", **overrides):
 
 
 def _siblings(tmp_path):
-    return sorted(p.name for p in tmp_path.iterdir())
+    """What a save leaves beside the checkpoint, less its run-lock file (maxent.runlock), which
+    stays by design: it is empty and unlocked between saves."""
+    return sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
 
 
 def _rewrite_listed_hash(path, name):

@@ -157,7 +157,7 @@ def test_bad_input(model_and_tokenizer):
     with pytest.raises(ValueError, match="must contain '{observation}'"):
         LLMAgentConfig(prompt_template="no placeholder")
     agent = make_agent(model_and_tokenizer)
-    with pytest.raises(ValueError, match="total_steps must be an int >= 1"):
+    with pytest.raises(ValueError, match="total_steps must be a positive integer"):
         agent.learn(0)
     with pytest.raises(ValueError, match="log is empty"):
         agent.east_vector()

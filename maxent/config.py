@@ -1,0 +1,194 @@
+"""Agent configs: dataclasses that are the single source of an agent's defaults, of its command line,
+of the saved ``config.json`` and of validation.
+
+:class:`AgentConfig` checks every field against its annotation before the agent's own
+``__post_init__`` runs, in one place for every agent: ``batch_size=2.5`` or ``buffer_size="big"``
+fail at construction naming the field, a float field must be finite (``learning_rate=inf`` never
+reaches an optimiser), and values are normalised (``1e6`` for an int field becomes ``1000000``,
+a list for a tuple field becomes a tuple), so a config read back from JSON equals the original.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+
+__all__ = ["AgentConfig", "ConfigError"]
+
+
+class ConfigError(ValueError, TypeError):
+    """A config field has a value of the wrong type or out of range (both a ``ValueError`` and a
+    ``TypeError``, so either ``except`` catches it)."""
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "None"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (tuple, list):
+        inner = _describe(args[0]) if args else "values"
+        return f"a sequence of {inner}s"
+    return {bool: "a bool", int: "an integer", float: "a finite number", str: "a string"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
+class _Mismatch(Exception):
+    """Internal: ``value`` does not fit ``hint`` (turned into a ConfigError naming the field)."""
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` normalised to ``hint``, or :class:`_Mismatch`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise _Mismatch
+        # bool before int/float: True must not become 1 where a bool is allowed.
+        for candidate in sorted((a for a in args if a is not type(None)), key=lambda a: a is not bool):
+            try:
+                return _coerce(value, candidate)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if hint is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if hint is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise _Mismatch
+    if hint is int:
+        if isinstance(value, (bool, np.bool_)):
+            raise _Mismatch
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+            return int(value)  # 1e6 from a user who writes step counts as floats
+        raise _Mismatch
+    if hint is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise _Mismatch
+        value = float(value)
+        if not math.isfinite(value):
+            raise _Mismatch
+        return value
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    if origin is Literal:
+        if value in args:
+            return value
+        raise _Mismatch
+    if origin in (tuple, list):
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, (tuple, list, np.ndarray)):
+            raise _Mismatch
+        items = list(value)
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(items) != len(args):
+                raise _Mismatch
+            return tuple(_coerce(v, a) for v, a in zip(items, args))
+        inner = args[0] if args else Any
+        converted = [_coerce(v, inner) for v in items]
+        return tuple(converted) if origin is tuple else converted
+    if hint is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise _Mismatch
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise _Mismatch
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _field_hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        resolved = typing.get_type_hints(cls)
+        hints = {f.name: resolved[f.name] for f in dataclasses.fields(cls) if f.name in resolved}
+        _HINTS[cls] = hints
+    return hints
+
+
+def check_field_types(config: Any) -> None:
+    """Check and normalise every field of the dataclass ``config`` against its annotation."""
+    owner = type(config).__name__
+    for name, hint in _field_hints(type(config)).items():
+        value = getattr(config, name)
+        try:
+            normalised = _coerce(value, hint)
+        except _Mismatch:
+            extra = ""
+            if isinstance(value, float) and not math.isfinite(value):
+                extra = " (NaN and inf are refused: they would reach the optimiser or the env)"
+            raise ConfigError(f"{owner}.{name} must be {_describe(hint)}, got {value!r} "
+                              f"({type(value).__name__}){extra}") from None
+        if normalised is not value:
+            object.__setattr__(config, name, normalised)
+
+
+class AgentConfig:
+    """Base of an agent's config dataclass: field types checked first, then the config's own
+    ``__post_init__`` (its range checks); the JSON form saved in ``config.json`` and read back.
+
+    Tuples become lists in JSON (as JSON has them) and back to tuples on reading, so a saved config
+    compares equal to a fresh one.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is None or getattr(own, "_checks_types", False):
+            return
+
+        def __post_init__(self) -> None:
+            check_field_types(self)
+            own(self)
+
+        __post_init__._checks_types = True  # type: ignore[attr-defined]
+        __post_init__.__doc__ = own.__doc__
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))  # type: ignore[call-overload]
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any):
+        """Rebuild from :meth:`to_json` output; unknown fields are rejected by name."""
+        known = set(cls.field_names())
+        unknown = sorted((set(data) | set(overrides)) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**{**data, **overrides})
+
+    def replace(self, **changes: Any):
+        """A copy with ``changes`` (validated like a fresh config); unknown fields named."""
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown {type(self).__name__} field(s) {unknown}; valid fields: "
+                              f"{sorted(self.field_names())}")
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
