@@ -193,6 +193,7 @@ class LLMAgent(Agent):
 
     config_cls = LLMAgentConfig
     default_log_interval = 1
+    nonfinite_ok = ("runs.",)  # a step with no parsable completion has entropy/regret NaN
 
     def __init__(self, env: Any = "maxent/TextBandit-v0", model: Any = None,
                  config: LLMAgentConfig | None = None, seed: int = 0,
