@@ -38,6 +38,7 @@ from maxent.checkpoint import (
 )
 from maxent.entropy import ads_entropy_score, gaussian_mixture_entropy
 from maxent.envs.subsampling import check_images
+from maxent.vector import make_env
 
 __all__ = ["ADS", "STRATEGIES", "ADSConfig", "Denoiser"]
 
@@ -191,7 +192,7 @@ class ADS(Agent):
                  config: ADSConfig | None = None, seed: int = 0,
                  images: np.ndarray | None = None, log_dir: str | Path | None = None):
         self.env_id = env if isinstance(env, str) else None
-        self.env = gym.make(env) if isinstance(env, str) else env
+        self.env = make_env(env) if isinstance(env, str) else env
         base = self.env.unwrapped
         self.config = ADSConfig() if config is None else config
         if not isinstance(self.config, ADSConfig):

@@ -41,6 +41,7 @@ import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
 from maxent.agent import Agent, AgentConfig, check_saved
+from maxent.vector import make_env
 
 __all__ = ["REGULATIONS", "HomeostaticConfig", "HomeostaticLearner"]
 
@@ -208,7 +209,7 @@ class HomeostaticLearner(Agent):
                  log_dir: str | Path | None = None):
         self.env_id = env if isinstance(env, str) else None
         self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.env = gym.make(env) if isinstance(env, str) else env
+        self.env = make_env(env) if isinstance(env, str) else env
         if not isinstance(self.env.action_space, gym.spaces.Discrete):
             raise TypeError(f"HomeostaticLearner needs a Discrete action space of labels, got "
                             f"{self.env.action_space}")

@@ -28,6 +28,7 @@ from torch import Tensor
 from maxent import lm, steering
 from maxent import logging as mlog
 from maxent.agent import Agent, AgentConfig, resolve_config
+from maxent.vector import make_env
 
 __all__ = ["ACTION_TEMPLATE", "REACT_TEMPLATE", "Decision", "LLMAgent", "LLMAgentConfig",
            "action_distribution", "empirical_entropy"]
@@ -206,7 +207,7 @@ class LLMAgent(Agent):
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         self.env_id = env if isinstance(env, str) else None
-        self.env = gym.make(env) if isinstance(env, str) else env
+        self.env = make_env(env) if isinstance(env, str) else env
         self.parser = _find_parser(self.env)
         self.vector = isinstance(self.env, gym.vector.VectorEnv)
         if self.vector and self.env.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP:

@@ -549,7 +549,8 @@ class QARL(Agent):
                     "load it with the env it was trained on")
         for player_name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
             for name, module in player.modules():
-                load_module_state(module, tensors, f"{player_name}.{name}", path)
+                load_module_state(module, tensors, f"{player_name}.{name}", path,
+                                  changed="hidden_sizes or n_critics")
             meta = state["optimizers"][player_name]
             try:
                 load_optimizer_state(player.optimizer, tensors, meta, f"{player_name}.optimizer")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,13 @@ from maxent.agent import (
 )
 from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import sample_squashed_gaussian
-from maxent.optim import adam_step_, init_adam_state
+from maxent.fastpath import (
+    PRECISIONS,
+    BackgroundCompile,
+    compile_unavailable_reason,
+    resolve_precision,
+)
+from maxent.optim import adam_hyperparameters, adam_state_tensors, adam_update_, init_adam_state
 from maxent.replay import ReplayBuffer
 from maxent.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
 from maxent.temperature import AutoTemperature, FixedTemperature
@@ -39,6 +46,10 @@ from maxent.vector import check_finite, make_vector_env, require_box
 
 # Longest in-flight episode whose actions a checkpoint keeps for an exact resume.
 MAX_REPLAY_STEPS = 100_000
+# compile="auto" compiles in the background only for a learn call with at least this many
+# updates: compiling takes ~25 s of one core cold (~5 s from the cache), about what ~3-4k eager
+# updates take here, so shorter runs (and the test suite) would gain nothing.
+AUTO_COMPILE_MIN_UPDATES = 10_000
 
 # --------------------------------------------------------------------------- config
 
@@ -69,11 +80,17 @@ class SACConfig(AgentConfig):
         n_envs: parallel environment copies.
         vectorization: ``"sync"`` (one process) or ``"async"`` (a subprocess per copy).
         device: torch device for networks and replay (``"cpu"``, ``"cuda"``...).
-        compile: run the whole update (losses, gradients, Adam, α, Polyak) as one
-            ``torch.compile``'d graph; the first update pays the compilation (~25 s cold on 2 CPU
+        compile: ``"auto"`` (default): when a ``learn`` call has at least
+            ``AUTO_COMPILE_MIN_UPDATES`` updates to do, compile the whole update (losses,
+            gradients, Adam, α, Polyak) as one ``torch.compile``'d graph on a background thread
+            while training runs eagerly, and switch to it when it is ready (no C++ compiler or a
+            compile error: stay eager, said once). ``True``: compile before the first update
+            (blocking). ``False``: always eager. Compiling costs ~25 s cold on 2 CPU
             cores, ~5 s from inductor's disk cache).
-        precision: ``"float32"``, or ``"bfloat16"`` to autocast the update's matmuls (faster on
-            CPUs with AVX512-BF16/AMX and on GPUs; parameters and optimiser stay float32).
+        precision: ``"auto"`` (default: ``"bfloat16"`` where the hardware has native bf16
+            matrix products, AVX512-BF16/AMX on CPU or CUDA sm80+, else ``"float32"``),
+            ``"float32"``, or ``"bfloat16"`` to autocast the update's matmuls (parameters,
+            optimiser state and the Q/action heads stay float32).
         torch_threads: intra-op threads for torch on CPU; ``None`` leaves torch's default.
         log_interval: env steps between log rows (TensorBoard, CSV, progress bar).
     """
@@ -98,8 +115,8 @@ class SACConfig(AgentConfig):
     n_envs: int = 1
     vectorization: str = "sync"
     device: str = "cpu"
-    compile: bool = False
-    precision: str = "float32"
+    compile: bool | str = "auto"
+    precision: str = "auto"
     torch_threads: int | None = None
     log_interval: int = 1000
 
@@ -131,8 +148,10 @@ class SACConfig(AgentConfig):
             raise ValueError(
                 f"SACConfig.log_std_min ({self.log_std_min}) must be below log_std_max ({self.log_std_max})"
             )
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"SACConfig.precision must be 'float32' or 'bfloat16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"SACConfig.precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.compile not in (True, False, "auto"):
+            raise ValueError(f"SACConfig.compile must be True, False or 'auto', got {self.compile!r}")
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"SACConfig.vectorization must be 'sync' or 'async', got {self.vectorization!r}")
         try:
@@ -257,6 +276,17 @@ class SACObjective(nn.Module):
         return critic_loss, actor_loss, log_prob.detach()
 
 
+def _clone_tree(value: Any) -> Any:
+    """Copies of every tensor in nested tuples/lists/dicts, for compiling on stand-ins."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _clone_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone_tree(v) for v in value)
+    return value
+
+
 # --------------------------------------------------------------------------- the agent
 
 
@@ -322,17 +352,23 @@ class SAC(Agent):
         else:
             self.temperature = FixedTemperature(cfg.alpha, device=self.device)
         self.target_entropy = target_entropy
-        self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.critic_target.parameters())
 
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, self.action_dim, self.device)
         self.objective = SACObjective(self.actor, self.critic, self.critic_target, cfg.gamma)
         # Created now rather than on Adam's first step: the compiled step updates it in place.
         init_adam_state(self.optimizer)
-        # Names in the optimizer's parameter order (actor group, then critic group).
-        self._trainable = {f"actor.{n}": p for n, p in self.actor.named_parameters()}
-        self._trainable.update({f"critic.{n}": p for n, p in self.critic.named_parameters()})
-        self._step_fn = torch.compile(self._whole_step) if cfg.compile else self._eager_step
+        self.precision = resolve_precision(cfg.precision, self.device)
+        # The compiled update is a pure function of the tensors it reads and writes (see
+        # maxent.fastpath): the networks' structure comes from this parameterless template.
+        with torch.device("meta"):
+            self._template = SACObjective(
+                Actor(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max),
+                StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics),
+                StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics), cfg.gamma)
+        self._step_tensors = self._collect_step_tensors()
+        self._compiled_step = torch.compile(self._pure_step) if cfg.compile is True else None
+        self._compile_job: BackgroundCompile | None = None
+        self._compile_tried = False
 
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.logger: mlog.RunLogger | None = None
@@ -355,7 +391,7 @@ class SAC(Agent):
     def _autocast(self):
         """bf16 autocast around the losses when ``precision="bfloat16"``; a no-op otherwise."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16,
-                              enabled=self.config.precision == "bfloat16")
+                              enabled=self.precision == "bfloat16")
 
     def _policy_action(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """Squashed action in [-1, 1] for a batch of flat observations."""
@@ -385,7 +421,11 @@ class SAC(Agent):
         # agent's generator outside any compiled graph, so compiled and eager runs draw alike.
         noise = torch.randn((2, rows.shape[0], self.action_dim), generator=self.generator,
                             device=self.device)
-        return self._step_fn(rows, noise)
+        if self._compile_job is not None and self._compile_job.done:
+            self._take_compiled_step()
+        if self._compiled_step is not None:
+            return self._compiled_step(*self._step_tensors, rows, noise)
+        return self._eager_step(rows, noise)
 
     def _eager_step(self, rows: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
         obs, action, reward, next_obs, terminated = self.buffer.split(rows)
@@ -397,33 +437,73 @@ class SAC(Agent):
         self.optimizer.zero_grad(set_to_none=True)
         (critic_loss + actor_loss).backward()
         self.optimizer.step()
-        return self._after_step(critic_loss.detach(), actor_loss.detach(), log_prob, alpha)
+        entropy = -log_prob.detach().float().mean()
+        self.temperature.update(entropy=entropy)
+        polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.config.tau)
+        return critic_loss.detach(), actor_loss.detach(), entropy, alpha
 
-    def _whole_step(self, rows: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The eager step's arithmetic written so that ``torch.compile`` sees one graph: gradients
-        from ``torch.func`` instead of ``.backward()``, Adam as tensor ops on the optimizer's own
-        state. Inductor then fuses every elementwise op of forward, backward, Adam, α and Polyak
-        updates, and one call replaces ≈ 200 small eager ops."""
+    def _pure_step(self, trainable: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                   adam_state: list[tuple[list, list, list]], temperature: tuple[torch.Tensor, ...],
+                   rows: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The eager step's arithmetic as a pure function of the tensors it reads and updates in
+        place (so that it compiles into one graph, on copies if need be): gradients from
+        ``torch.func`` instead of ``.backward()``, Adam as tensor ops on the optimizer's own state,
+        α's and Polyak's updates. Inductor fuses every elementwise op, and one call replaces
+        ≈ 200 small eager ops."""
         obs, action, reward, next_obs, terminated = self.buffer.split(rows)
-        alpha = self.temperature.value
+        alpha = self.temperature.value_from(temperature)
 
         def total_loss(params: dict[str, torch.Tensor]):
             with self._autocast():
                 critic_loss, actor_loss, log_prob = torch.func.functional_call(
-                    self.objective, params, (obs, action, reward, next_obs, terminated, noise, alpha))
+                    self._template, {**params, **targets},
+                    (obs, action, reward, next_obs, terminated, noise, alpha))
             return critic_loss + actor_loss, (critic_loss.detach(), actor_loss.detach(), log_prob.detach())
 
         grads, (_, (critic_loss, actor_loss, log_prob)) = torch.func.grad_and_value(
-            total_loss, has_aux=True)(self._trainable)
-        adam_step_(self.optimizer, [grads[name] for name in self._trainable])
-        return self._after_step(critic_loss, actor_loss, log_prob, alpha)
-
-    def _after_step(self, critic_loss: torch.Tensor, actor_loss: torch.Tensor, log_prob: torch.Tensor,
-                    alpha: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        entropy = -log_prob.detach().float().mean()
-        self.temperature.update(entropy=entropy)
-        polyak_update(self._target_params, self._critic_params, self.config.tau)
+            total_loss, has_aux=True)(trainable)
+        for group, (exp_avg, exp_avg_sq, steps) in zip(self.optimizer.param_groups, adam_state):
+            names = self._group_names[id(group)]
+            adam_update_([trainable[n] for n in names], [grads[n] for n in names], exp_avg, exp_avg_sq,
+                         steps, **adam_hyperparameters(group))
+        entropy = -log_prob.float().mean()
+        self.temperature.step_(temperature, entropy)
+        polyak_update(list(targets.values()), [trainable[n] for n in self._critic_names], self.config.tau)
         return critic_loss, actor_loss, entropy, alpha
+
+    def _collect_step_tensors(self) -> tuple:
+        """The real tensors :meth:`_pure_step` works on, in its argument order. Collected again
+        after a restore (loading an optimizer state replaces its tensors)."""
+        trainable = {f"actor.{n}": p for n, p in self.actor.named_parameters()}
+        trainable.update({f"critic.{n}": p for n, p in self.critic.named_parameters()})
+        self._critic_names = [f"critic.{n}" for n, _ in self.critic.named_parameters()]
+        targets = {f"critic_target.{n}": p for n, p in self.critic_target.named_parameters()}
+        names = {id(p): n for n, p in trainable.items()}
+        self._group_names = {id(g): [names[id(p)] for p in g["params"]] for g in self.optimizer.param_groups}
+        return trainable, targets, adam_state_tensors(self.optimizer), self.temperature.tensors()
+
+    def _start_background_compile(self) -> None:
+        """Compile :meth:`_pure_step` on a worker thread, on copies of the step's tensors."""
+        reason = compile_unavailable_reason(self.device)
+        if reason is not None:
+            warnings.warn(f"SAC: {reason}; training with the eager update (compile='auto')",
+                          RuntimeWarning, stacklevel=3)
+            return
+        copies = _clone_tree(self._step_tensors)
+        rows = torch.zeros((self.config.batch_size, self.buffer.width), device=self.device)
+        noise = torch.zeros((2, self.config.batch_size, self.action_dim), device=self.device)
+        self._compile_job = BackgroundCompile(self._pure_step, (*copies, rows, noise), name="sac-update")
+
+    def _take_compiled_step(self) -> None:
+        job, self._compile_job = self._compile_job, None
+        compiled = job.poll()
+        if compiled is None:
+            warnings.warn(f"SAC: compiling the update failed ({type(job.error).__name__}: "
+                          f"{job.error}); training continues with the eager update",
+                          RuntimeWarning, stacklevel=3)
+            return
+        self._compiled_step = compiled
+        self.compiled_from_update = self.n_updates  # for logs and tests: when the switch happened
 
     # ----------------------------------------------------------------------- the loop
 
@@ -446,6 +526,12 @@ class SAC(Agent):
     def _on_learn_start(self, end: int) -> None:
         if self._obs is None:
             self._obs = self._reset_episodes(None)
+        cfg = self.config
+        if cfg.compile == "auto" and not self._compile_tried:
+            vector_steps = (end - max(self.num_timesteps, cfg.learning_starts)) // self.n_envs
+            if vector_steps // cfg.train_freq * cfg.gradient_steps >= AUTO_COMPILE_MIN_UPDATES:
+                self._compile_tried = True  # once per agent: a failure is not retried (or re-said)
+                self._start_background_compile()
 
     def _learn_step(self) -> None:
         """One vectorized env step (uniform random actions before ``learning_starts``), then
@@ -544,13 +630,13 @@ class SAC(Agent):
 
     def _restore(self, ckpt: Any, path: Path) -> None:
         tensors, state = ckpt.tensors, ckpt.state
-        check_saved(path, "observation shape", state["observation_shape"], self.observation_space.shape,
-                    "load it with the env it was trained on")
-        check_saved(path, "action shape", state["action_shape"], self.action_space.shape,
+        check_saved(path, "observations and actions of shapes",
+                    [state["observation_shape"], state["action_shape"]],
+                    [list(self.observation_space.shape), list(self.action_space.shape)],
                     "load it with the env it was trained on")
         for name, module in (("actor", self.actor), ("critic", self.critic),
                              ("critic_target", self.critic_target)):
-            load_module_state(module, tensors, name, path)
+            load_module_state(module, tensors, name, path, changed="hidden_sizes or n_critics")
         try:
             load_optimizer_state(self.optimizer, tensors, state["optimizer"], "optimizer")
         except CheckpointError:
@@ -587,6 +673,7 @@ class SAC(Agent):
                 replayable = np.asarray(state["episode_replayable"], dtype=bool)
                 self._episode_return[:] = np.where(replayable, state["episode_return"], 0.0)
                 self._episode_length[:] = np.where(replayable, state["episode_length"], 0)
+        self._step_tensors = self._collect_step_tensors()  # the loaded optimizer state is new
 
     def _replay_episodes(self, seeds: np.ndarray, actions: list[np.ndarray]) -> None:
         """Bring the envs back to where the saved run was: reset each with its episode seed and

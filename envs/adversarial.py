@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from maxent.vector import make_env
+
 __all__ = [
     "TASKS",
     "AdversarialMujoco",
@@ -142,7 +144,7 @@ class AdversarialMujoco:
         if isinstance(task, str):
             if max_episode_steps is not None:
                 make_kwargs["max_episode_steps"] = int(max_episode_steps)
-            self.env = gym.make(task, **make_kwargs)
+            self.env = make_env(task, **make_kwargs)
         elif isinstance(task, gym.Env):
             if max_episode_steps is not None or make_kwargs:
                 raise ValueError("max_episode_steps and make kwargs apply to an env id only; wrap "

@@ -49,13 +49,11 @@ def setup_arms_agent(agent: Any, env: str | gym.Env, config: Any, seed: int,
     """What every bandit agent's constructor does first: make ``env`` from its id when given one
     (it must have a Discrete action space: the arms), check the config, seed the numpy RNG, and
     start the bookkeeping (arm counts, episode returns, the observation in flight)."""
-    from maxent.vector import check_env_id
+    from maxent.vector import make_env
 
     owner = type(agent).__name__
     agent.env_id = env if isinstance(env, str) else None
-    if agent.env_id is not None:
-        check_env_id(agent.env_id)
-    agent.env = gym.make(env) if isinstance(env, str) else env
+    agent.env = make_env(env) if isinstance(env, str) else env
     if not isinstance(agent.env.action_space, gym.spaces.Discrete):
         raise TypeError(f"{owner} needs a Discrete action space of arms, got {agent.env.action_space}")
     agent.n_arms = int(agent.env.action_space.n)
@@ -108,7 +106,7 @@ def nonfinite_tensors(tensors: dict[str, torch.Tensor], skip: Sequence[str] = ()
 
 
 def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
-                      path: Any) -> None:
+                      path: Any, changed: str = "layer sizes") -> None:
     """Load the tensors named ``prefix.*`` into ``module``, strictly; a mismatch is a
     :class:`CheckpointError` naming the module and what did not fit."""
     state = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
@@ -118,8 +116,8 @@ def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor],
     try:
         module.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"the {prefix!r} weights in {path} do not fit this config (were layer "
-                              f"sizes changed?): {err}") from None
+        raise CheckpointError(f"the {prefix!r} weights in {path} do not fit this config (were "
+                              f"{changed} changed?): {err}") from None
 
 
 def check_saved(path: Any, what: str, saved: Any, current: Any, fix: str) -> None:
@@ -127,8 +125,8 @@ def check_saved(path: Any, what: str, saved: Any, current: Any, fix: str) -> Non
     if isinstance(saved, (list, tuple)):
         saved, current = list(saved), list(current)
     if saved != current:
-        raise CheckpointError(f"the agent in {path} was saved with {what} {saved}, but this one has "
-                              f"{current}; {fix}")
+        raise CheckpointError(f"the agent in {path} was trained with {what} {saved}, but this one "
+                              f"has {current}; {fix}")
 
 
 def restore_arm_counts(agent: Any, ckpt: Checkpoint, path: Path) -> None:

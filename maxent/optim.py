@@ -17,7 +17,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["adam_step_", "init_adam_state"]
+__all__ = ["adam_hyperparameters", "adam_state_tensors", "adam_step_", "adam_update_",
+           "init_adam_state"]
 
 
 def init_adam_state(optimizer: torch.optim.Adam) -> None:
@@ -53,32 +54,55 @@ def adam_step_(optimizer: torch.optim.Adam, grads: Mapping[Tensor, Tensor] | lis
         if len(grads) != len(params):
             raise ValueError(f"adam_step_ got {len(grads)} gradients for {len(params)} parameters")
         grads = dict(zip(params, grads))
+    for group, (exp_avg, exp_avg_sq, steps) in zip(optimizer.param_groups, adam_state_tensors(optimizer)):
+        adam_update_(group["params"], [grads[p] for p in group["params"]], exp_avg, exp_avg_sq, steps,
+                     **adam_hyperparameters(group))
+
+
+def adam_state_tensors(optimizer: torch.optim.Adam) -> list[tuple[list[Tensor], list[Tensor], list[Tensor]]]:
+    """Per param group: the optimizer's own ``(exp_avg, exp_avg_sq, step)`` tensors, in the
+    group's parameter order (what :func:`adam_update_` updates in place)."""
+    out = []
+    for group in optimizer.param_groups:
+        states = [optimizer.state[p] for p in group["params"]]
+        out.append(([s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                    [s["step"] for s in states]))
+    return out
+
+
+def adam_hyperparameters(group: dict) -> dict[str, float]:
+    """A param group's ``lr``, ``beta1``, ``beta2`` and ``eps`` as plain floats."""
+    beta1, beta2 = group["betas"]
+    return {"lr": float(group["lr"]), "beta1": float(beta1), "beta2": float(beta2),
+            "eps": float(group["eps"])}
+
+
+def adam_update_(params: list[Tensor], grads: list[Tensor], exp_avg: list[Tensor],
+                 exp_avg_sq: list[Tensor], steps: list[Tensor], *, lr: float, beta1: float,
+                 beta2: float, eps: float) -> None:
+    """Adam's update of one parameter group as a pure function of tensors, in place on
+    ``params``, ``exp_avg``, ``exp_avg_sq`` and ``steps`` (one shared count per group, kept in
+    each parameter's ``step`` tensor as ``torch.optim.Adam`` does). Reads nothing but its
+    arguments, so a compiled caller can trace it on copies and run it on the real tensors."""
     with torch.no_grad():
-        for group in optimizer.param_groups:
-            beta1, beta2 = group["betas"]
-            params = group["params"]
-            states = [optimizer.state[p] for p in params]
-            g = [grads[p].to(p.dtype) for p in params]
-            exp_avg = [s["exp_avg"] for s in states]
-            exp_avg_sq = [s["exp_avg_sq"] for s in states]
-            for s in states:
-                s["step"].add_(1)
-            # All of a group's parameters share one step count. 1 - beta^t as -expm1(t log beta):
-            # float32-accurate (1 - 0.999f ** t loses ~1e-5) and no float64, which MPS lacks.
-            step = states[0]["step"]
-            bias_correction1 = -torch.expm1(step * math.log(beta1)) if beta1 > 0 else torch.ones_like(step)
-            bias_correction2_sqrt = (-torch.expm1(step * math.log(beta2))).sqrt() if beta2 > 0 \
-                else torch.ones_like(step)
-            step_size = group["lr"] / bias_correction1
-            torch._foreach_lerp_(exp_avg, g, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sq, beta2)
-            torch._foreach_addcmul_(exp_avg_sq, g, g, value=1 - beta2)
-            denom = torch._foreach_sqrt(exp_avg_sq)
-            torch._foreach_div_(denom, bias_correction2_sqrt)
-            torch._foreach_add_(denom, group["eps"])
-            updates = torch._foreach_div(exp_avg, denom)
-            torch._foreach_mul_(updates, step_size)
-            torch._foreach_sub_(params, updates)
+        g = [gi.to(p.dtype) for gi, p in zip(grads, params)]
+        torch._foreach_add_(steps, 1)
+        step = steps[0]
+        # 1 - beta^t as -expm1(t log beta): float32-accurate (1 - 0.999f ** t loses ~1e-5) and no
+        # float64, which MPS lacks.
+        bias_correction1 = -torch.expm1(step * math.log(beta1)) if beta1 > 0 else torch.ones_like(step)
+        bias_correction2_sqrt = (-torch.expm1(step * math.log(beta2))).sqrt() if beta2 > 0 \
+            else torch.ones_like(step)
+        step_size = lr / bias_correction1
+        torch._foreach_lerp_(exp_avg, g, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, g, g, value=1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, bias_correction2_sqrt)
+        torch._foreach_add_(denom, eps)
+        updates = torch._foreach_div(exp_avg, denom)
+        torch._foreach_mul_(updates, step_size)
+        torch._foreach_sub_(params, updates)
 
 
 def _check_supported(optimizer: torch.optim.Optimizer) -> None:

@@ -92,6 +92,17 @@ class FixedTemperature:
     def update(self, *, entropy: Tensor | None = None, step: int | None = None) -> None:
         """No-op (alpha is constant); returns None."""
 
+    def tensors(self) -> tuple[Tensor]:
+        """``(alpha,)``: the state a compiled update reads (see :meth:`AutoTemperature.tensors`)."""
+        return (self._value,)
+
+    @staticmethod
+    def value_from(tensors: tuple[Tensor]) -> Tensor:
+        return tensors[0]
+
+    def step_(self, tensors: tuple[Tensor], entropy: Tensor) -> None:
+        """No-op, as :meth:`update`."""
+
     def state_dict(self) -> dict:
         """``{"alpha": float}``."""
         return {"alpha": float(self._value)}
@@ -100,7 +111,7 @@ class FixedTemperature:
         """Restore alpha from ``state_dict()``."""
         _check_keys("FixedTemperature", state, ("alpha",))
         restored = FixedTemperature(state["alpha"], device=self._value.device)
-        self._value = restored._value
+        self._value.copy_(restored._value)  # in place: a compiled update holds this tensor
 
     def __repr__(self) -> str:
         return f"FixedTemperature(alpha={float(self._value):g})"
@@ -184,21 +195,37 @@ class AutoTemperature:
                 "AutoTemperature.update needs entropy=..., an entropy estimate such as "
                 "-log_prob of actions sampled from the current policy"
             )
+        return self.step_(self.tensors(), entropy)
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(log_alpha, exp_avg, exp_avg_sq, step)``: the state :meth:`step_` updates in place."""
+        return self.log_alpha, self._exp_avg, self._exp_avg_sq, self._step
+
+    @staticmethod
+    def value_from(tensors: tuple[Tensor, ...]) -> Tensor:
+        """alpha from :meth:`tensors` (or copies of them)."""
+        return tensors[0].exp()
+
+    def step_(self, tensors: tuple[Tensor, Tensor, Tensor, Tensor], entropy: Tensor) -> Tensor:
+        """:meth:`update`'s Adam step on the given state tensors (this controller's own, or copies
+        of them: a compiled update traced on copies then runs on the real ones); reads only its
+        arguments and this controller's hyperparameters. Returns the loss."""
+        log_alpha, exp_avg, exp_avg_sq, step = tensors
         beta1, beta2 = self.betas
         # dJ/d log_alpha for J = log_alpha * (H - H_target).
         entropy = torch.as_tensor(entropy).detach()
-        grad = entropy.to(self.log_alpha).mean() - self.target_entropy
-        loss = self.log_alpha * grad
+        grad = entropy.to(log_alpha).mean() - self.target_entropy
+        loss = log_alpha * grad
         # torch.optim.Adam's step with the step count and bias corrections kept on device.
-        self._step += 1
-        self._exp_avg.lerp_(grad, 1.0 - beta1)
-        self._exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        step += 1
+        exp_avg.lerp_(grad, 1.0 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
         # 1 - beta^t as -expm1(t log beta): float32-accurate; 1 - 0.999f ** t loses ~1e-5.
-        neg_bias_correction1 = torch.expm1(self._step * self._log_beta1)
-        bias_correction2_sqrt = torch.expm1(self._step * self._log_beta2).neg_().sqrt_()
-        denom = (self._exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
+        neg_bias_correction1 = torch.expm1(step * self._log_beta1)
+        bias_correction2_sqrt = torch.expm1(step * self._log_beta2).neg_().sqrt_()
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(self.eps)
         # log_alpha -= lr / bias_correction1 * exp_avg / denom
-        self.log_alpha.addcdiv_(self._exp_avg, neg_bias_correction1 * denom, value=self.lr)
+        log_alpha.addcdiv_(exp_avg, neg_bias_correction1 * denom, value=self.lr)
         return loss
 
     def state_dict(self) -> dict:

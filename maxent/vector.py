@@ -8,6 +8,7 @@ episode starts from a seed the agent drew and a run can be replayed exactly on r
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,45 @@ def check_env_id(env_id: str) -> None:
     )
 
 
+# Gymnasium's MuJoCo models set the compiler attribute `settotalmass`, which MuJoCo 4 reports as
+# deprecated at every model compile (a screen of identical lines in a benchmark). Only that
+# message is dropped; every other MuJoCo warning is printed as MuJoCo prints it.
+_MUJOCO_DEPRECATION = "compiler attribute 'settotalmass' is deprecated"
+_mujoco_filter_installed = False
+
+
+def quiet_mujoco_deprecation() -> None:
+    """Install (once) MuJoCo's warning callback that drops the ``settotalmass`` deprecation."""
+    global _mujoco_filter_installed
+    if _mujoco_filter_installed:
+        return
+    try:
+        import mujoco
+    except ImportError:
+        return
+    previous = mujoco.get_mju_user_warning()
+
+    def warn(message: str) -> None:
+        if _MUJOCO_DEPRECATION in message:
+            return
+        if previous is not None:
+            previous(message)
+        else:
+            print(f"WARNING: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+    _mujoco_filter_installed = True
+
+
+def make_env(env_id: str, **make_kwargs: Any) -> gym.Env:
+    """``gymnasium.make(env_id)`` after checking the id (close matches listed when unknown), with
+    MuJoCo's ``settotalmass`` deprecation notice silenced for MuJoCo tasks."""
+    check_env_id(env_id)
+    if "mujoco" in str(gym.spec(env_id).entry_point):
+        quiet_mujoco_deprecation()
+    return gym.make(env_id, **make_kwargs)
+
+
 def env_factory(env: str | gym.Env | Callable[[], gym.Env], **make_kwargs: Any) -> Callable[[], gym.Env]:
     """Return a zero-argument constructor for ``env`` (an id, a constructor, or an instance).
 
@@ -40,7 +80,7 @@ def env_factory(env: str | gym.Env | Callable[[], gym.Env], **make_kwargs: Any) 
     """
     if isinstance(env, str):
         check_env_id(env)
-        return lambda: gym.make(env, **make_kwargs)
+        return lambda: make_env(env, **make_kwargs)
     if isinstance(env, gym.Env):
         return lambda: env
     if callable(env):

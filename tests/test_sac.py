@@ -226,7 +226,7 @@ class NaNAfter(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-@pytest.mark.parametrize("where,match", [("obs", "observation at step 150"), ("reward", "reward at step 150")])
+@pytest.mark.parametrize("where,match", [("obs", "observation at env step 151"), ("reward", "reward at env step 151")])
 def test_non_finite_env_output_stops_and_keeps_checkpoint(tmp_path, where, match):
     agent = SAC(lambda: NaNAfter(where), seed=0, **TINY)
     with pytest.raises(FloatingPointError, match=match):
@@ -294,7 +294,7 @@ def test_whole_step_matches_eager_step():
         rows = eager.buffer.sample_rows(32, eager.generator)
         noise = torch.randn((2, 32, eager.action_dim), generator=eager.generator)
         eager._eager_step(rows, noise)
-        whole._whole_step(rows, noise)
+        whole._pure_step(*whole._step_tensors, rows, noise)
     for key, value in weights(eager).items():
         torch.testing.assert_close(weights(whole)[key], value, rtol=1e-5, atol=1e-6, msg=key)
     assert eager.temperature.value.item() == pytest.approx(whole.temperature.value.item(), rel=1e-6)
@@ -311,6 +311,75 @@ def test_compiled_update_matches_eager():
     compiled = SAC("Pendulum-v1", seed=5, compile=True, **TINY).learn(150)
     for key, value in weights(eager).items():
         torch.testing.assert_close(weights(compiled)[key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_auto_compile_switches_to_the_compiled_step_and_trains_like_eager(monkeypatch):
+    """compile="auto" compiles on a background thread while training runs eagerly; here the
+    first update waits for it so that the switch happens at a known step."""
+    import maxent.agents.sac as sac_module
+    from maxent.agent import FunctionCallback
+
+    monkeypatch.setattr(sac_module, "AUTO_COMPILE_MIN_UPDATES", 100)
+    auto = SAC("Pendulum-v1", seed=5, precision="float32", **TINY)
+    assert auto.config.compile == "auto"
+
+    def wait_for_the_compile(agent):
+        if agent.num_timesteps == 1:
+            assert agent._compile_job is not None and agent._compiled_step is None
+            agent._compile_job.wait()
+
+    auto.learn(200, callback=FunctionCallback(wait_for_the_compile))
+    assert auto.compiled_from_update == 0 and auto._compile_job is None
+    eager = SAC("Pendulum-v1", seed=5, precision="float32", compile=False, **TINY).learn(200)
+    for key, value in weights(eager).items():
+        torch.testing.assert_close(weights(auto)[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_compile_is_skipped_for_short_runs():
+    agent = SAC("Pendulum-v1", seed=0, **TINY).learn(300)
+    assert agent._compile_job is None and agent._compiled_step is None
+
+
+def test_without_a_compiler_auto_stays_eager_and_says_so_once(monkeypatch):
+    import maxent.agents.sac as sac_module
+
+    monkeypatch.setattr(sac_module, "AUTO_COMPILE_MIN_UPDATES", 10)
+    monkeypatch.setattr(sac_module, "compile_unavailable_reason",
+                        lambda device: "no C++ compiler was found (CXX, g++, c++, clang++)")
+    agent = SAC("Pendulum-v1", seed=0, **TINY)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*eager update") as record:
+        agent.learn(200)
+        agent.learn(200)  # a later learn call does not try (or warn) again
+    assert len([w for w in record if "compiler" in str(w.message)]) == 1
+    assert agent._compiled_step is None and agent.num_timesteps == 400
+
+
+def test_a_failed_background_compile_stays_eager_and_says_so(monkeypatch):
+    import maxent.agents.sac as sac_module
+    import maxent.fastpath as fastpath
+
+    def broken_compile(fn, **kwargs):
+        raise RuntimeError("inductor exploded")
+
+    monkeypatch.setattr(sac_module, "AUTO_COMPILE_MIN_UPDATES", 10)
+    monkeypatch.setattr(fastpath.torch, "compile", broken_compile)
+    agent = SAC("Pendulum-v1", seed=0, **TINY)
+    agent._on_learn_start(200)
+    agent._compile_job.wait(60)
+    with pytest.warns(RuntimeWarning, match="compiling the update failed.*inductor exploded"):
+        agent.learn(200)
+    assert agent._compiled_step is None and agent.num_timesteps == 200
+
+
+def test_precision_auto_picks_bf16_only_where_native(monkeypatch):
+    import maxent.fastpath as fastpath
+
+    monkeypatch.setattr(fastpath, "_cpu_flags", lambda: frozenset({"avx512f"}))
+    assert SAC("Pendulum-v1", **TINY).precision == "float32"
+    monkeypatch.setattr(fastpath, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert SAC("Pendulum-v1", **TINY).precision == "bfloat16"
+    assert SAC("Pendulum-v1", precision="float32", **TINY).precision == "float32"
 
 
 def test_bfloat16_update_keeps_heads_in_float32():
