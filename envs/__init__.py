@@ -27,3 +27,9 @@ _ENVIRONMENTS = {
 for _id, (_entry, _vector_entry) in _ENVIRONMENTS.items():
     if _id not in gymnasium.registry:
         gymnasium.register(id=_id, entry_point=_entry, vector_entry_point=_vector_entry)
+
+# Domain-randomised twins of the MuJoCo tasks, one id per named uncertainty set
+# ("maxent/DomainRandomized-hopper-2d-v0"...), so that a DR run reloads from its saved id.
+from maxent.envs.uncertainty import register_domain_randomized  # noqa: E402
+
+register_domain_randomized()

@@ -23,12 +23,9 @@ from typing import Annotated, Any
 import tyro
 
 from maxent import __version__
+from maxent.config import RESUMABLE_CHANGES
 
 MODEL_SUBDIR = "model"
-# Config fields that may differ between a checkpoint and the command resuming it: they change how
-# a run executes, not what it learns.
-RESUMABLE_CHANGES = {"device", "compile", "precision", "torch_threads", "log_interval",
-                     "vectorization"}
 
 
 def parse_count(text: str) -> int:
@@ -327,6 +324,11 @@ class RobustnessArgs:
     """Time limit of every episode; default: the task's."""
     pool_size: int = 64
     """Environments stepped in lockstep (one batched policy call per step)."""
+    uncertainty: str | None = None
+    """Score over the mesh of this named uncertainty set (RRLS ranges, e.g. hopper-2d) instead of
+    the mass x friction grid; worst case, mean and 10th percentile are reported."""
+    points_per_dim: int = 10
+    """Mesh points per parameter of --uncertainty (both bounds included)."""
 
 
 def _robustness(argv: list[str]) -> int:
@@ -337,13 +339,23 @@ def _robustness(argv: list[str]) -> int:
     if args.max_episode_steps is not None and args.max_episode_steps < 1:
         raise SystemExit(f"maxent robustness: --max-episode-steps must be positive, got "
                          f"{args.max_episode_steps}")
+    if args.uncertainty is not None and args.grid:
+        raise SystemExit("maxent robustness: give either --grid or --uncertainty, not both")
+    if args.points_per_dim < 2:
+        raise SystemExit(f"maxent robustness: --points-per-dim must be at least 2 (both bounds), "
+                         f"got {args.points_per_dim}")
     from maxent.commands.robustness import parse_grid, run_benchmark
 
     grid = parse_grid(args.grid) if args.grid else None  # a bad spec fails before any run loads
+    if args.uncertainty is not None:
+        from maxent.envs.uncertainty import uncertainty_set
+
+        uncertainty_set(args.uncertainty)  # an unknown name fails before any run loads
     start = time.perf_counter()
     result = run_benchmark(args.run_dirs, grid, episodes=args.episodes, out_dir=args.out,
                            seed=args.seed, max_episode_steps=args.max_episode_steps,
-                           pool_size=args.pool_size)
+                           pool_size=args.pool_size, uncertainty=args.uncertainty,
+                           points_per_dim=args.points_per_dim)
     print(f"wrote {', '.join(str(p) for p in result.files.values())} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0

@@ -20,7 +20,12 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-__all__ = ["AgentConfig", "ConfigError"]
+__all__ = ["RESUMABLE_CHANGES", "AgentConfig", "ConfigError"]
+
+# Config fields that may differ between a checkpoint and the run resuming it: they change how a
+# run executes (where, how fast, how often it logs), not what it learns.
+RESUMABLE_CHANGES = frozenset({"device", "compile", "precision", "torch_threads", "log_interval",
+                               "vectorization"})
 
 
 class ConfigError(ValueError, TypeError):

@@ -16,7 +16,11 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import maxent.envs
 from maxent.envs.causal import SMOKING_JOINT
 
-IDS = sorted(k for k in gym.registry if k.startswith("maxent/"))
+from maxent.envs.uncertainty import DR_ID_PREFIX, UNCERTAINTY_SETS, set_of_domain_randomized_id
+
+# The domain-randomised twins of the MuJoCo tasks (one per uncertainty set) have their own tests.
+DR_IDS = sorted(k for k in gym.registry if k.startswith(DR_ID_PREFIX))
+IDS = sorted(k for k in gym.registry if k.startswith("maxent/") and k not in DR_IDS)
 
 # A (3, 2, 2) joint over (S, T, C) with full support: a three-armed front-door world.
 JOINT3 = np.arange(1.0, 13.0).reshape(3, 2, 2) / 78.0
@@ -104,6 +108,7 @@ SB3_UNSUPPORTED = (spaces.Text,)
 
 def test_every_registered_id_has_cases():
     assert set(IDS) == set(maxent.envs._ENVIRONMENTS)
+    assert [set_of_domain_randomized_id(i).name for i in DR_IDS] == sorted(UNCERTAINTY_SETS)
     missing = sorted(set(IDS) - set(CASES))
     assert not missing, f"add constructor-argument cases to CASES for {missing}"
 
@@ -179,3 +184,24 @@ def test_default_env_passes_sb3_checker(env_id):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # SB3's advice (e.g. unbounded Box)
         sb3_check_env(env, warn=True)
+
+
+@pytest.mark.parametrize("env_id", DR_IDS)
+def test_domain_randomized_ids_take_arguments_and_pass_the_checkers(env_id):
+    uset = set_of_domain_randomized_id(env_id)
+    env = gym.make(env_id, max_episode_steps=3)
+    assert env.get_wrapper_attr("uncertainty").name == uset.name
+    env.reset(seed=0)
+    for t in range(1, 10):
+        *_, terminated, truncated, info = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
+    assert t <= 3  # the time limit reached the task
+    _, info = env.reset(seed=1)
+    for name, low, high in uset.ranges:
+        assert low <= info["params"][name] <= high
+    # Rendering is Gymnasium's own MuJoCo code (headless here: GLFW would abort), not ours.
+    gym_check_env(gym.make(env_id), skip_render_check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sb3_check_env(gym.make(env_id))

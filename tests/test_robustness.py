@@ -147,5 +147,42 @@ def test_train_help_lists_the_adversarial_algorithms(capsys, monkeypatch):
         assert flag in out, flag
     with pytest.raises(SystemExit):
         main(["--help"])
+    assert "robustness" in capsys.readouterr().out
+    try:  # `maxent train --help` lists the algorithms (it returns, or exits like argparse)
+        main(["train", "--help"])
+    except SystemExit:
+        pass
     out = capsys.readouterr().out
-    assert "robustness" in out and "qarl" in out and "rarl" in out
+    assert "qarl" in out and "rarl" in out
+
+
+class _Linear:
+    """A fixed linear policy: cheap, deterministic, and sensitive to the dynamics."""
+
+    def __init__(self, dim: int, seed: int = 0):
+        self.weights = np.random.default_rng(seed).normal(size=(dim, 1)).astype(np.float32)
+
+    def predict(self, obs, deterministic=True):
+        return np.clip(np.asarray(obs, np.float32) @ self.weights, -3, 3)
+
+
+def test_mesh_evaluation_covers_both_bounds_and_equals_one_by_one():
+    from maxent.commands.robustness import evaluate_mesh, mesh_scores
+    from maxent.envs.uncertainty import PhysicsPerturbation, mesh
+
+    policy = _Linear(4)
+    result = evaluate_mesh(policy, "invertedpendulum-2d", points_per_dim=3, episodes=2, seed=5,
+                           max_episode_steps=40, pool_size=4)
+    assert result.points == mesh("invertedpendulum-2d", 3) and result.returns.shape == (9, 2)
+    poles = {p["mass:pole"] for p in result.points}
+    assert min(poles) == 1.0 and max(poles) == 31.0        # both bounds of the RRLS range
+    for point, returns in zip(result.points[::4], result.returns[::4]):
+        env = PhysicsPerturbation(gym.make(TASK, max_episode_steps=40), point)
+        np.testing.assert_allclose(returns, evaluate(policy, env, n_episodes=2, seed=5))
+        env.close()
+    scores = result.scores()
+    cells = result.returns.mean(axis=1)
+    assert scores == mesh_scores(cells)
+    assert scores["worst"] == cells.min() and scores["mean"] == pytest.approx(cells.mean())
+    assert scores["worst"] <= scores["p10"] <= scores["mean"]
+    assert mesh_scores(np.arange(11.0))["p10"] == pytest.approx(1.0)

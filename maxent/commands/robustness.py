@@ -1,8 +1,10 @@
 """Robustness benchmark of saved protagonists over a grid of torso mass x friction, as in QARL
-(Reddi et al., ICLR 2024, "Robust Adversarial RL via Bounded Rationality Curricula", Sec. 5):
-each run's protagonist plays every grid cell with no adversary, plus the unperturbed task with no
-adversary and against its own trained adversary at alpha = 0 where it has one. Results go to a CSV,
-heatmaps (PNG) and a summary of grid mean, worst cell and 95% confidence intervals across runs.
+(Reddi et al., ICLR 2024, "Robust Adversarial RL via Bounded Rationality Curricula", Sec. 5), or
+over the mesh of an RRLS uncertainty set (Zouitine et al. 2024; :mod:`maxent.envs.uncertainty`,
+both bounds of every range included): each run's protagonist plays every cell with no adversary,
+plus the unperturbed task with no adversary and against its own trained adversary at alpha = 0
+where it has one. Results go to a CSV, heatmaps (PNG) and a summary of the mean, worst cell and
+10th percentile over cells, with 95% confidence intervals across runs.
 
 Speed: every cell's episodes run in lockstep on a pool of envs created once and re-perturbed per
 episode, so one batched forward pass chooses the actions of all of them (deterministic policy).
@@ -27,7 +29,9 @@ __all__ = [
     "Run",
     "confidence_interval",
     "default_grid",
+    "evaluate_mesh",
     "load_run",
+    "mesh_scores",
     "parse_grid",
     "run_benchmark",
 ]
@@ -114,9 +118,11 @@ class Run:
     has_adversary: bool
 
 
-def _method(kind: str, config: dict) -> str:
+def _method(kind: str, config: dict, env_id: str | None = None) -> str:
     if kind == "SAC":
-        return "SAC"
+        from maxent.envs.uncertainty import set_of_domain_randomized_id
+
+        return "DR" if set_of_domain_randomized_id(env_id) is not None else "SAC"
     curriculum = config.get("curriculum", "gamma")
     return {"gamma": "QARL", "none": "RARL"}.get(curriculum, f"QARL-{curriculum}")
 
@@ -125,7 +131,9 @@ def load_run(run_dir: str | Path) -> Run:
     """Load the protagonist of a run directory (``maxent train`` layout, ``run/model``) or of a
     checkpoint directory; raises ``ValueError`` when it holds none."""
     from maxent.checkpoint import CheckpointError, read_checkpoint_header
+    from maxent.envs.uncertainty import register_domain_randomized, set_of_domain_randomized_id
 
+    register_domain_randomized()  # a domain-randomised SAC saved its env as such an id
     run_dir = Path(run_dir)
     path = run_dir / MODEL_SUBDIR if (run_dir / MODEL_SUBDIR).is_dir() else run_dir
     try:
@@ -145,8 +153,10 @@ def load_run(run_dir: str | Path) -> Run:
     agent = cls.load(path)
     if agent.env_id is None:
         raise ValueError(f"{path} was trained on a custom env instance; its task is unknown")
-    return Run(path=run_dir, agent=agent, method=_method(kind, header["config"]), task=agent.env_id,
-               seed=int(agent.seed), has_adversary=kind == "QARL")
+    randomized = set_of_domain_randomized_id(agent.env_id)
+    task = agent.env_id if randomized is None else randomized.task
+    return Run(path=run_dir, agent=agent, method=_method(kind, header["config"], agent.env_id),
+               task=task, seed=int(agent.seed), has_adversary=kind == "QARL")
 
 
 # --------------------------------------------------------------------------- batched rollouts
@@ -167,19 +177,26 @@ class GridEvaluator:
         task: Gymnasium MuJoCo id.
         max_episode_steps: time limit; ``None`` keeps the task's.
         pool_size: envs stepped together (one batched policy call per step for all of them).
+        physics: ``False``: a job's settings are :class:`MassFrictionPerturbation` arguments
+            (``mass``, ``friction_scale``...); ``True``: they are ``{"KIND:TARGET": value}``
+            parameters of :class:`~maxent.envs.uncertainty.PhysicsPerturbation` (uncertainty sets).
     """
 
-    def __init__(self, task: str, max_episode_steps: int | None = None, pool_size: int = 64):
+    def __init__(self, task: str, max_episode_steps: int | None = None, pool_size: int = 64,
+                 physics: bool = False):
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self.task, self.max_episode_steps, self.pool_size = task, max_episode_steps, pool_size
+        self.physics = bool(physics)
         self._pools: dict[Any, list[Any]] = {}
 
     def _make_env(self) -> Any:
         from maxent.envs.adversarial import MassFrictionPerturbation
+        from maxent.envs.uncertainty import PhysicsPerturbation
 
         kwargs = {} if self.max_episode_steps is None else {"max_episode_steps": self.max_episode_steps}
-        return MassFrictionPerturbation(gym.make(self.task, **kwargs))
+        wrapper = PhysicsPerturbation if self.physics else MassFrictionPerturbation
+        return wrapper(gym.make(self.task, **kwargs))
 
     def _pool(self, key: Any, build: Callable[[], Any], n: int) -> list[Any]:
         pool = self._pools.setdefault(key, [])
@@ -192,7 +209,10 @@ class GridEvaluator:
         """Play every job's episode; its undiscounted return is appended to ``job.out``.
 
         ``act(obs_batch) -> actions`` is the protagonist; ``adversary`` an agent with
-        ``adversary_predict`` (then each env is the two-player game at temperature 0).
+        ``adversary_predict`` (then each env is the two-player game with that agent's bodies and
+        force bound). Both players see the task's observation; a temperature-conditioned QARL
+        agent appends its ``eval_temperature`` (0: the paper's alpha = 0) itself, so any
+        protagonist can face any run's adversary.
         """
         from maxent.envs.adversarial import AdversarialMujoco
 
@@ -200,10 +220,10 @@ class GridEvaluator:
             envs = self._pool("task", self._make_env, len(jobs))
         else:
             cfg = adversary.config
-            key = ("game", cfg.bodies, cfg.max_force, cfg.torque, adversary.conditioned)
+            key = ("game", cfg.bodies, cfg.max_force, cfg.torque)
             envs = self._pool(key, lambda: AdversarialMujoco(
                 self._make_env(), bodies=cfg.bodies, max_force=cfg.max_force, torque=cfg.torque,
-                temperature_in_obs=adversary.conditioned), len(jobs))
+                temperature_in_obs=False), len(jobs))
         queue = list(jobs)
         active: list[tuple[Any, _Job] | None] = [None] * len(envs)
         obs = [None] * len(envs)
@@ -216,7 +236,10 @@ class GridEvaluator:
             job = queue.pop(0)
             env = envs[i]
             wrapper = env.env if adversary is not None else env
-            wrapper.set_perturbation(**_scales(job.settings))
+            if self.physics:
+                wrapper.set_params(job.settings)
+            else:
+                wrapper.set_perturbation(**_scales(job.settings))
             options = {"temperature": 0.0} if adversary is not None else None
             obs[i], _ = env.reset(seed=job.seed, options=options)
             returns[i] = 0.0
@@ -263,6 +286,61 @@ def _scales(settings: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def mesh_scores(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Worst case, mean and 10th percentile (numpy's linear interpolation) of per-cell returns,
+    RRLS's scores plus a tail that one unlucky cell cannot decide alone."""
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    if x.size == 0:
+        raise ValueError("mesh_scores needs at least one cell")
+    return {"worst": float(x.min()), "mean": float(x.mean()), "p10": float(np.percentile(x, 10))}
+
+
+@dataclass
+class MeshResult:
+    """Returns of one protagonist over the mesh of an uncertainty set."""
+
+    points: list[dict[str, float]]   # the mesh, in :func:`maxent.envs.uncertainty.mesh` order
+    returns: np.ndarray              # (n_points, episodes) undiscounted returns
+
+    def scores(self) -> dict[str, float]:
+        return mesh_scores(self.returns.mean(axis=1))
+
+
+def evaluate_mesh(agent: Any, uncertainty: Any, points_per_dim: int = 10, episodes: int = 1,
+                  seed: int = 0, max_episode_steps: int | None = None, pool_size: int = 64,
+                  adversary: Any | None = None, evaluator: GridEvaluator | None = None) -> MeshResult:
+    """Play ``agent`` (anything with ``predict``) on every point of the set's mesh, both bounds of
+    every range included; episode i of every point starts from ``seed + i``.
+
+    Args:
+        agent: the protagonist.
+        uncertainty: an :class:`~maxent.envs.uncertainty.UncertaintySet` or a set name.
+        points_per_dim: values per parameter (>= 2).
+        episodes: episodes per point.
+        seed: first episode seed.
+        max_episode_steps: time limit; ``None`` keeps the task's.
+        pool_size: envs stepped in lockstep.
+        adversary: a QARL/RARL agent whose adversary pushes during every episode (``None``: none).
+        evaluator: reuse this :class:`GridEvaluator` (``physics=True``, the set's task).
+    """
+    from maxent.envs.uncertainty import mesh, uncertainty_set
+
+    uset = uncertainty_set(uncertainty)
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    points = mesh(uset, points_per_dim)
+    own = evaluator is None
+    evaluator = evaluator or GridEvaluator(uset.task, max_episode_steps, pool_size, physics=True)
+    try:
+        jobs = [_Job((i,), seed + e, point) for i, point in enumerate(points) for e in range(episodes)]
+        evaluator.run(jobs, _policy(agent), adversary=adversary)
+    finally:
+        if own:
+            evaluator.close()
+    returns = np.array([job.out[0] for job in jobs]).reshape(len(points), episodes)
+    return MeshResult(points, returns)
+
+
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -287,14 +365,16 @@ def _policy(agent: Any) -> Callable[[np.ndarray], np.ndarray]:
 def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | None = None,
                   episodes: int = 1, out_dir: str | Path = "runs/robustness", seed: int = 0,
                   max_episode_steps: int | None = None, pool_size: int = 64,
-                  adversary_episodes: int | None = None, verbose: bool = True) -> BenchmarkResult:
+                  adversary_episodes: int | None = None, verbose: bool = True,
+                  uncertainty: Any | None = None, points_per_dim: int = 10) -> BenchmarkResult:
     """Evaluate the protagonists of ``run_dirs`` and write ``robustness.csv``, ``summary.csv``,
     ``summary.md`` and ``heatmaps.png`` into ``out_dir``.
 
     Args:
-        run_dirs: run or checkpoint directories (SAC, QARL, RARL), all trained on one task.
+        run_dirs: run or checkpoint directories (SAC, QARL, RARL, domain-randomised SAC), all
+            trained on one task.
         grid: ``{axis: values}`` from :func:`parse_grid` (one or two axes); ``None`` uses the
-            paper's 11 x 11 mass x friction grid of the task.
+            paper's 11 x 11 mass x friction grid of the task (or the mesh of ``uncertainty``).
         episodes: episodes per grid cell (episode i of every cell starts from seed + i).
         out_dir: where the files go.
         seed: first episode seed.
@@ -303,7 +383,12 @@ def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | 
         adversary_episodes: episodes for the nominal and adversary conditions (default
             ``max(episodes, 5)``).
         verbose: print the summary table.
+        uncertainty: an uncertainty set (name or :class:`~maxent.envs.uncertainty.UncertaintySet`)
+            whose mesh replaces the grid; give it or ``grid``, not both.
+        points_per_dim: mesh values per parameter of ``uncertainty`` (>= 2, both bounds included).
     """
+    if uncertainty is not None and grid is not None:
+        raise ValueError("give a grid or an uncertainty set, not both")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if not run_dirs:
@@ -313,13 +398,22 @@ def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | 
     if len(tasks) > 1:
         raise ValueError(f"runs were trained on different tasks {tasks}; benchmark one task at a time")
     task = tasks[0]
-    axes = default_grid(task) if grid is None else dict(grid)
+    if uncertainty is not None:
+        from maxent.envs.uncertainty import mesh_axes, uncertainty_set
+
+        uncertainty = uncertainty_set(uncertainty)
+        if uncertainty.task != task:
+            raise ValueError(f"uncertainty set {uncertainty.name!r} is for {uncertainty.task}, but "
+                             f"the runs were trained on {task}")
+        axes = mesh_axes(uncertainty, points_per_dim)
+    else:
+        axes = default_grid(task) if grid is None else dict(grid)
     if not axes:
         raise ValueError("the grid needs at least one axis, e.g. mass=3:9:11")
     names = list(axes)
     shape = tuple(len(axes[n]) for n in names)
     n_side = adversary_episodes or max(episodes, 5)
-    evaluator = GridEvaluator(task, max_episode_steps, pool_size)
+    evaluator = GridEvaluator(task, max_episode_steps, pool_size, physics=uncertainty is not None)
     rows: list[dict[str, Any]] = []
     per_run: list[dict[str, Any]] = []
     try:
@@ -360,6 +454,7 @@ def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | 
         entry: dict[str, Any] = {"method": m, "runs": len(members)}
         for label, values in (("grid_mean", [r["cells"].mean() for r in members]),
                               ("worst_cell", [r["cells"].min() for r in members]),
+                              ("p10_cell", [np.percentile(r["cells"], 10) for r in members]),
                               ("nominal", [r["nominal"] for r in members]),
                               ("vs_adversary", [r["adversary"] for r in members if "adversary" in r])):
             if values:
@@ -382,7 +477,8 @@ def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | 
         writer = csv.DictWriter(f, fieldnames=list(summary[0]))
         writer.writeheader()
         writer.writerows(summary)
-    table = format_summary(summary, task, axes, episodes)
+    table = format_summary(summary, task, axes, episodes,
+                           None if uncertainty is None else uncertainty.name)
     files["summary_md"].write_text(table + "\n")
     _heatmaps(grids, axes, task, files["heatmaps"])
     if verbose:
@@ -397,16 +493,20 @@ def _pm(mean: float, half: float) -> str:
 
 
 def format_summary(summary: list[dict[str, Any]], task: str, axes: dict[str, np.ndarray],
-                   episodes: int) -> str:
+                   episodes: int, set_name: str | None = None) -> str:
     """A Markdown table of the summary (± is the 95% t-interval across runs)."""
     desc = " x ".join(f"{n} {v[0]:g}..{v[-1]:g} ({len(v)})" for n, v in axes.items())
-    lines = [f"Robustness on {task}: grid {desc}, {episodes} episode(s) per cell; ± = 95% CI across runs",
+    what = "grid" if set_name is None else f"mesh of uncertainty set {set_name}"
+    lines = [f"Robustness on {task}: {what} {desc}, {episodes} episode(s) per cell; ± = 95% CI "
+             "across runs",
              "",
-             "| method | runs | grid mean | worst cell | nominal (no adversary) | vs adversary (alpha=0) |",
-             "|---|---|---|---|---|---|"]
+             "| method | runs | grid mean | worst cell | 10th pct cell | nominal (no adversary) | "
+             "vs adversary (alpha=0) |",
+             "|---|---|---|---|---|---|---|"]
     for e in summary:
         lines.append(f"| {e['method']} | {e['runs']} | {_pm(e['grid_mean'], e['grid_mean_ci95'])} | "
-                     f"{_pm(e['worst_cell'], e['worst_cell_ci95'])} | {_pm(e['nominal'], e['nominal_ci95'])} | "
+                     f"{_pm(e['worst_cell'], e['worst_cell_ci95'])} | "
+                     f"{_pm(e['p10_cell'], e['p10_cell_ci95'])} | {_pm(e['nominal'], e['nominal_ci95'])} | "
                      f"{_pm(e['vs_adversary'], e['vs_adversary_ci95'])} |")
     return "\n".join(lines)
 
@@ -418,7 +518,9 @@ def _heatmaps(grids: dict[str, np.ndarray], axes: dict[str, np.ndarray], task: s
     import matplotlib.pyplot as plt
 
     names = list(axes)
-    means = {m: g.mean(axis=0) for m, g in grids.items()}
+    # Beyond two axes, a panel shows the mean over the others (3-D uncertainty sets).
+    means = {m: g.mean(axis=0).reshape(*g.shape[1:3], -1).mean(axis=-1) if g.ndim > 3
+             else g.mean(axis=0) for m, g in grids.items()}
     lo = min(float(v.min()) for v in means.values())
     hi = max(float(v.max()) for v in means.values())
     fig, panels = plt.subplots(1, len(means), figsize=(4.2 * len(means) + 1, 4.4), squeeze=False,
@@ -439,6 +541,7 @@ def _heatmaps(grids: dict[str, np.ndarray], axes: dict[str, np.ndarray], task: s
         else:
             ax.set_yticks([])
     fig.colorbar(image, ax=panels[0].tolist(), label="mean return")
-    fig.suptitle(f"{task}: return over the perturbation grid (mean over runs)")
+    extra = f"; mean over {', '.join(names[2:])}" if len(names) > 2 else ""
+    fig.suptitle(f"{task}: return over the perturbation grid (mean over runs{extra})")
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,0 +1,170 @@
+"""`maxent sweep` (maxent/commands/sweep.py) on a tiny plan: QARL, RARL, SAC and domain-randomised
+SAC on InvertedPendulum-v5, trained sequentially (one process killed after a checkpoint, then
+resumed by the re-run) and as Ray tasks on two local workers (one worker killed, then resumed);
+scored on the uncertainty mesh (both bounds) and against each adversarial method's adversary; the
+report's files and rliable aggregates; a directory from another sweep and bad input refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maxent.commands.sweep import (
+    CRASH_ENV,
+    CRASH_EXIT_CODE,
+    SweepError,
+    load_sweep_config,
+    run_sweep,
+    sweep_main,
+)
+
+TINY = """
+methods = {methods}
+tasks = ["InvertedPendulum-v5"]
+seeds = {seeds}
+budgets = [120]
+root = "{root}"
+backend = "{backend}"
+max_episode_steps = 30
+checkpoint_every = 60
+points_per_dim = 2
+adversary_episodes = 1
+bootstrap_reps = 50
+[common]
+hidden_sizes = [16, 16]
+batch_size = 16
+buffer_size = 1000
+learning_starts = 20
+log_interval = 60
+[qarl]
+episodes_per_phase = 2
+samples_per_update = 4
+performance_bound = 1.0
+[rarl]
+episodes_per_phase = 2
+"""
+ALL = '["qarl", "rarl", "sac", "dr"]'
+
+
+def write_config(tmp_path: Path, backend: str, methods: str = ALL, seeds: str = "[0]",
+                 ) -> tuple[Path, Path]:
+    root = tmp_path / "sweep"
+    path = tmp_path / "sweep.toml"
+    path.write_text(TINY.format(methods=methods, root=root, backend=backend, seeds=seeds))
+    return path, root
+
+
+def done(root: Path, name: str) -> dict:
+    return json.loads((root / name / "done.json").read_text())
+
+
+@pytest.mark.filterwarnings("ignore:taking over the lock")  # the killed run's, as expected
+def test_sequential_sweep_resumes_a_killed_process_and_reports(tmp_path, capsys):
+    path, root = write_config(tmp_path, "sequential")
+    killed = "InvertedPendulum-v5/sac/s0-120"
+    env = dict(os.environ, **{CRASH_ENV: killed})
+    first = subprocess.run([sys.executable, "-m", "maxent.commands.sweep", str(path), "--quiet"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == CRASH_EXIT_CODE, first.stderr[-2000:]
+    assert (root / killed / "model").is_dir() and not (root / killed / "done.json").exists()
+    assert done(root, "InvertedPendulum-v5/qarl/s0-120")["steps"] == 120
+
+    assert sweep_main([str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "finished already: InvertedPendulum-v5/qarl/s0-120" in printed
+    resumed = done(root, killed)
+    assert resumed["resumed_from"] == 60 and resumed["steps"] == 120
+
+    report = root / "report"
+    with open(report / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert len(runs) == 4 and {r["method"] for r in runs} == {"QARL", "RARL", "SAC", "DR"}
+    assert all(r["vs_QARL"] and r["vs_RARL"] for r in runs)  # every protagonist, both adversaries
+    with open(report / "cells.csv") as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == 4 * 4
+    assert {float(c["mass:pole"]) for c in cells} == {1.0, 31.0}
+    assert {float(c["mass:cart"]) for c in cells} == {1.0, 11.0}
+    aggregates = json.loads((report / "aggregates.json").read_text())["budgets"]["120"]
+    assert set(aggregates["iqm"]["mesh_mean"]) == {"QARL", "RARL", "SAC", "DR"}
+    assert set(aggregates["probability_of_improvement"]["mesh_p10"]) == {"QARL,RARL", "QARL,SAC", "QARL,DR"}
+    for name in ("rliable-b120.png", "probability_of_improvement-b120.png",
+                 "heatmaps-InvertedPendulum-v5-b120.png"):
+        assert (report / name).read_bytes()[:4] == b"\x89PNG", name
+    summary = (report / "summary.md").read_text()
+    assert "| InvertedPendulum-v5 | QARL | 1 |" in summary and "QARL > SAC" in summary
+    assert "mesh 10th pct" in summary and "vs QARL adversary" in summary
+
+    # The same root with another setting is a different sweep: refused, naming the field.
+    with pytest.raises(SystemExit, match=r"holds a different sweep.*configs\.qarl\.max_force is None "
+                                         r"there, 5\.0 here"):
+        sweep_main([str(path), "--set", "qarl.max_force=5.0"])
+    # A run directory from another sweep (here: trained on another uncertainty set) is refused too.
+    info = root / "InvertedPendulum-v5/dr/s0-120/run.json"
+    spec = json.loads(info.read_text())
+    spec["env"]["domain_randomization"] = "invertedpendulum-1d"
+    info.write_text(json.dumps(spec))
+    with pytest.raises(SystemExit, match=r"dr/s0-120 is from a different sweep: env\.domain_randomization "
+                                         r"is 'invertedpendulum-1d' there, 'invertedpendulum-2d' here"):
+        sweep_main([str(path)])
+
+
+def test_ray_sweep_on_two_workers_resumes_a_killed_worker(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    path, root = write_config(tmp_path, "ray", methods='["qarl", "sac"]')  # two runs, in parallel
+    killed = "InvertedPendulum-v5/sac/s0-120"
+    monkeypatch.setenv(CRASH_ENV, killed)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert ray.cluster_resources()["CPU"] == 2
+        first = run_sweep(load_sweep_config(path), verbose=False, report=False)
+        assert first.backend == "ray"
+        assert "WorkerCrashedError" in first.failed[killed]
+        assert set(first.trained) == {"InvertedPendulum-v5/qarl/s0-120"}
+        assert not (root / killed / "done.json").exists()
+        monkeypatch.delenv(CRASH_ENV)
+        second = run_sweep(load_sweep_config(path), verbose=False)
+    finally:
+        ray.shutdown()
+    assert second.failed == {}
+    assert second.trained[killed]["resumed_from"] == 60 and second.trained[killed]["steps"] == 120
+    assert all(second.trained[n].get("skipped") for n in first.trained)
+    assert len(second.scored) == 2
+    assert set(second.scored[killed]["conditions"]) == {"nominal", "vs QARL"}
+    assert (root / "report" / "rliable-b120.png").exists()
+
+
+def test_bad_sweep_input_is_named(tmp_path, monkeypatch):
+    path, root = write_config(tmp_path, "sequential")
+    with pytest.raises(SweepError, match=r"unknown method 'ppo' in methods.*valid methods: "):
+        load_sweep_config(path, {"methods": ["qarl", "ppo"]})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('bugdets = [3]\n' + path.read_text())
+    with pytest.raises(SweepError, match=r"unknown sweep field 'bugdets' in .*bad\.toml \(did you mean "
+                                         r"'budgets'\?\)"):
+        load_sweep_config(bad)
+    with pytest.raises(SystemExit, match=r"unknown QARLConfig field 'max_forse' in \[qarl\]"):
+        sweep_main([str(path), "--set", "qarl.max_forse=5"])
+    with pytest.raises(SystemExit, match=r"unknown uncertainty set 'pendulum-2d'"):
+        sweep_main([str(path), "--set", "uncertainty.InvertedPendulum-v5=pendulum-2d", "--dry-run"])
+    with pytest.raises(SystemExit, match=r"budgets must be a positive whole number"):
+        sweep_main([str(path), "--budgets", "0"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(SystemExit, match=r"Ray is not installed: pip install 'maxent\[ray\]'"):
+        sweep_main([str(path), "--backend", "ray", "--dry-run"])
+    assert sweep_main([str(path), "--backend", "auto", "--dry-run"]) == 0  # falls back: sequential
+    other = tmp_path / "other"
+    (other / "notes").mkdir(parents=True)
+    with pytest.raises(SystemExit, match=r"holds no sweep\.json: it is not a sweep directory"):
+        sweep_main([str(path), "--root", str(other)])
+    pytest.importorskip("yaml")
+    yaml_file = tmp_path / "sweep.yaml"
+    yaml_file.write_text("methods: [sac]\nseeds: [0]\nbudget: 100\n")
+    with pytest.raises(SweepError, match=r"unknown sweep field 'budget' in .*sweep\.yaml"):
+        load_sweep_config(yaml_file)
