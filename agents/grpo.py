@@ -124,6 +124,23 @@ class GRPOConfig(AgentConfig):
             :class:`maxent.temperature.EntropyTargetController` (``None`` = off).
         entropy_lr: the controller's step size on log(coef).
         entropy_max_coef: the controller's cap on the coefficient.
+        lora_rank: rank of ``peft`` LoRA adapters on ``lora_target_modules`` (0 = train every
+            weight); only the adapters train, checkpoints hold only them (the base is rebuilt from
+            ``model``), and vLLM receives the merged weights.
+        lora_alpha: LoRA's scale numerator (the update is scaled by alpha / rank).
+        lora_dropout: dropout on the LoRA branch.
+        lora_target_modules: names of the linear layers that get adapters, or ``("all-linear",)``.
+        gradient_checkpointing: recompute activations in the backward pass (less memory, ~30%
+            more compute), as transformers' ``gradient_checkpointing_enable``.
+        autocast: run the training forward and backward under bf16 autocast (parameters and
+            optimizer stay in ``dtype``); memory and speed on hardware with native bf16.
+        vllm_importance_sampling: with ``sampler="vllm"``, weight each token's loss by the
+            truncated importance ratio pi_train / pi_vllm of the sampled token (TRL's
+            ``vllm_importance_sampling_correction``; verl's TIS): vLLM's kernels and dtype make its
+            probabilities differ slightly from the trainer's.
+        vllm_importance_sampling_cap: the truncation C of that ratio, min(ratio, C).
+        log_completions_every: GRPO steps between tables of sample completions (prompt,
+            completion, rewards) in TensorBoard's text tab, as TRL's ``log_completions``; 0 = off.
         device: ``"auto"`` (accelerate's choice: a GPU when present), ``"cpu"``, ``"cuda"``.
         torch_threads: intra-op threads on CPU; ``None`` leaves torch's default.
         log_interval: GRPO steps between log rows.
@@ -169,6 +186,15 @@ class GRPOConfig(AgentConfig):
     entropy_target: float | None = None
     entropy_lr: float = 1e-2
     entropy_max_coef: float = 0.1
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    gradient_checkpointing: bool = False
+    autocast: bool = False
+    vllm_importance_sampling: bool = True
+    vllm_importance_sampling_cap: float = 2.0
+    log_completions_every: int = 10
     device: str = "auto"
     torch_threads: int | None = None
     log_interval: int = 1
@@ -181,6 +207,16 @@ class GRPOConfig(AgentConfig):
                      "log_interval", "tiny_hidden_size", "tiny_layers", "tiny_heads"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"GRPOConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("lora_rank", "log_completions_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GRPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.lora_alpha > 0 or not self.vllm_importance_sampling_cap >= 1:
+            raise ValueError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_cap >= 1, "
+                             f"got {self.lora_alpha} and {self.vllm_importance_sampling_cap}")
+        if not self.lora_target_modules:
+            raise ValueError("GRPOConfig.lora_target_modules must name at least one module")
         for name in ("micro_batch_size", "torch_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -236,8 +272,11 @@ class Rollout:
         completion_ids: (B, T) right-padded completion tokens; completion_mask (B, T) bool, True on
             generated tokens (eos included).
         truncated: (B,) bool, no eos within ``max_new_tokens``.
-        rewards: (B,) float32, NaN where the reward function failed.
-        texts: decoded completions; targets: the task's target per row.
+        rewards: (B,) float32, NaN where no reward function rewarded the completion.
+        texts: decoded completions; targets: the task's target (or the dataset row) per row.
+        reward_terms: (B, F) each reward function's reward, NaN where it gave none.
+        prompts: the prompt (text or conversation) of each row.
+        sampler_log_probs: (B, T) the sampler's log-prob of each generated token (vLLM), or None.
     """
 
     prompt_ids: Tensor
@@ -248,13 +287,20 @@ class Rollout:
     rewards: Tensor
     texts: list[str]
     targets: list[Any]
+    reward_terms: Tensor | None = None
+    prompts: list[Any] | None = None
+    sampler_log_probs: Tensor | None = None
 
     def rows(self, start: int, stop: int) -> Rollout:
         """Rows ``start:stop`` (keep whole groups together: advantages are per group)."""
+        def cut(x):
+            return None if x is None else x[start:stop]
+
         return Rollout(self.prompt_ids[start:stop], self.prompt_mask[start:stop],
                        self.completion_ids[start:stop], self.completion_mask[start:stop],
                        self.truncated[start:stop], self.rewards[start:stop],
-                       self.texts[start:stop], self.targets[start:stop])
+                       self.texts[start:stop], self.targets[start:stop], cut(self.reward_terms),
+                       cut(self.prompts), cut(self.sampler_log_probs))
 
 
 @dataclass
@@ -401,21 +447,33 @@ class GRPO(Agent):
         tokenizer: the tokenizer of a model object.
         reward_fn: ``fn(completion, target) -> float`` instead of ``env.task.reward``; a call that
             raises or returns NaN/inf skips that completion (counted, warned).
+        reward_funcs: reward functions in TRL's convention (:mod:`maxent.envs.prompts`): with a
+            dataset as ``env`` they are required; with a text task they replace its reward and
+            receive its ``target`` column.
+        reward_weights: one weight per reward function (default 1 each).
         accelerator: an ``accelerate.Accelerator`` to use (default: a new one for ``device``).
         **overrides: fields of :class:`GRPOConfig` to change.
+
+    ``env`` is a text task from :mod:`maxent.envs.text` (or its id), or a dataset of prompts with
+    a ``"prompt"`` column (a ``datasets.Dataset``, a list of dicts or a local .jsonl/.json/
+    .parquet/.csv file), TRL's ``train_dataset``. Functions are not saved: ``GRPO.load`` takes
+    ``env``, ``reward_fn``, ``reward_funcs``, ``reward_weights`` and ``accelerator`` again.
     """
 
     config_cls = GRPOConfig
-    load_arguments = ("reward_fn", "accelerator")
+    load_arguments = ("reward_fn", "reward_funcs", "reward_weights", "accelerator")
 
     def __init__(self, model: Any = None, env: Any = "maxent/TextArithmetic-v0",
                  config: GRPOConfig | None = None, seed: int = 0,
                  log_dir: str | Path | None = None, *, tokenizer: Any = None,
                  reward_fn: Callable[[str, Any], float] | None = None,
+                 reward_funcs: Sequence[Callable] | Callable | None = None,
+                 reward_weights: Sequence[float] | None = None,
                  accelerator: Any = None, **overrides: Any):
         if isinstance(model, (str, Path)):
             overrides = {"model": str(model), **overrides}
             model = None
+        model_given = model is not None
         self.config = cfg = resolve_config(config, GRPOConfig, overrides)
         self.seed = int(seed)
         if cfg.torch_threads is not None:
@@ -429,9 +487,26 @@ class GRPO(Agent):
             raise ValueError(f"GRPOConfig.prompts_per_step ({cfg.prompts_per_step}) must divide by "
                              f"the number of processes ({self.world_size})")
 
-        self.env_id = env if isinstance(env, str) else None
-        self.env = _text_env(env)
-        self.reward_fn = reward_fn or self.env.task.reward
+        from maxent.envs.prompts import PromptDataset, RewardFunctions, TaskReward, TrainerState
+
+        self.trainer_state = TrainerState()
+        if _is_dataset(env):
+            if reward_funcs is None:
+                raise ValueError("training on a dataset needs reward_funcs=[...] (TRL's convention: "
+                                 "fn(prompts, completions, completion_ids, **columns) -> list)")
+            self.env_id = None
+            self.env = PromptDataset(env, reward_funcs, reward_weights)
+            self.rewards = self.env.rewards
+        else:
+            self.env_id = env if isinstance(env, str) else None
+            self.env = _text_env(env)
+            if reward_funcs is not None and reward_fn is not None:
+                raise ValueError("give reward_fn (one completion, target) or reward_funcs (TRL's "
+                                 "convention), not both")
+            self.reward_fn = reward_fn or self.env.task.reward
+            self.rewards = RewardFunctions(
+                reward_funcs if reward_funcs is not None else TaskReward(self.reward_fn), reward_weights)
+            self.rewards.check_signatures(["target"])
 
         if model is None:
             tiny = {"hidden_size": cfg.tiny_hidden_size, "num_layers": cfg.tiny_layers,
@@ -444,9 +519,17 @@ class GRPO(Agent):
         self.tokenizer = tokenizer
         self.is_tiny = cfg.model == lm.TINY and model.config.vocab_size == len(tokenizer) and \
             model.config.hidden_size == cfg.tiny_hidden_size
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context is not None and cfg.max_prompt_tokens + cfg.max_new_tokens > context:
+            raise ValueError(
+                f"max_prompt_tokens ({cfg.max_prompt_tokens}) + max_new_tokens ({cfg.max_new_tokens}) "
+                f"= {cfg.max_prompt_tokens + cfg.max_new_tokens} tokens exceed the model's context "
+                f"window ({context} positions): beyond it a model generates garbage; lower one of them")
         self.device = self.accelerator.device
         model = model.to(self.device)
         model.config.use_cache = True
+        # Checkpoints of a LoRA run hold only the adapters when the base can be rebuilt by name.
+        self.base_from_name = not model_given
 
         # The reference model exists only when the KL term is on (β = 0 by default).
         self.ref_model = None
@@ -455,8 +538,16 @@ class GRPO(Agent):
             self.ref_model.load_state_dict(model.state_dict())
             self.ref_model.to(self.device).eval().requires_grad_(False)
 
+        if cfg.lora_rank > 0 and not lm.is_lora(model):
+            model = lm.apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha,
+                                  dropout=cfg.lora_dropout, target_modules=cfg.lora_target_modules)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if cfg.lora_rank > 0:
+                model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks need a grad input
         lr = cfg.learning_rate or (3e-4 if self.is_tiny else 1e-6)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.sampler = self._make_sampler()
 
@@ -529,9 +620,12 @@ class GRPO(Agent):
         """Mean task reward on ``n_prompts`` prompts drawn with ``seed`` (a stream the training
         prompts never use: they come from ``[seed, step, rank, 0]``)."""
         pairs = self.env.sample_prompts(n_prompts, np.random.default_rng([seed, 1]))
-        texts = self.generate([p for p, _ in pairs], deterministic=deterministic, seed=seed)
-        return float(np.mean([_safe_reward(self.reward_fn, c, t)[0] for c, (_, t) in
-                              zip(texts, pairs)]))
+        prompts = [p for p, _ in pairs]
+        texts = self.generate(prompts, deterministic=deterministic, seed=seed)
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        padded, mask = lm.left_pad(ids or [[0]], self.tokenizer.pad_token_id)
+        scored = self._score(prompts, texts, padded, mask, [t for _, t in pairs])
+        return float(np.mean(np.nan_to_num(scored.rewards, nan=0.0)))
 
     # ----------------------------------------------------------------------- rollout
 
@@ -547,20 +641,30 @@ class GRPO(Agent):
         out = self.sampler.generate(repeated, max_new_tokens=cfg.max_new_tokens,
                                     temperature=cfg.temperature, top_p=cfg.top_p,
                                     seed=self._step_seed(step, 1))
-        rewards = torch.empty(len(repeated))
-        failures: list[str] = []
-        for i, (text, target) in enumerate(zip(out.texts, targets)):
-            rewards[i], error = _safe_reward(self.reward_fn, text, target)
-            if error:
-                failures.append(error)
-        if failures:
-            self.skipped_rewards += len(failures)
-            warnings.warn(f"GRPO step {step}: {len(failures)} of {len(repeated)} completions "
-                          f"skipped because the reward function failed (first: {failures[0]}); "
+        prompts = [p for p, _ in pairs for _ in range(cfg.group_size)]
+        scored = self._score(prompts, out.texts, out.ids, out.mask, targets)
+        rewards = torch.as_tensor(scored.rewards, dtype=torch.float32)
+        skipped = int(torch.isnan(rewards).sum())
+        if skipped or scored.failures:
+            self.skipped_rewards += skipped
+            first = f" (first: {scored.failures[0]})" if scored.failures else ""
+            warnings.warn(f"GRPO step {step}: {skipped} of {len(repeated)} completions skipped "
+                          f"because no reward function rewarded them{first}; "
                           f"{self.skipped_rewards} skipped so far", RuntimeWarning, stacklevel=2)
         prompt_ids, prompt_mask = lm.left_pad(repeated, self.tokenizer.pad_token_id)
         return Rollout(prompt_ids, prompt_mask, out.ids, out.mask, out.truncated, rewards,
-                       out.texts, targets)
+                       out.texts, targets, torch.as_tensor(scored.per_function, dtype=torch.float32),
+                       prompts, getattr(out, "log_probs", None))
+
+    def _score(self, prompts: list, texts: list[str], ids: Tensor, mask: Tensor, targets: list):
+        """Rewards of a batch through the reward functions (TRL's convention)."""
+        completion_ids = [row[m].tolist() for row, m in zip(ids, mask.bool())]
+        self.trainer_state.global_step = self.num_timesteps
+        self.trainer_state.num_completions = self.num_completions
+        if hasattr(self.env, "score") and hasattr(self.env, "rewards"):  # a dataset
+            return self.env.score(prompts, texts, completion_ids, targets, self.trainer_state)
+        return self.rewards(prompts, texts, completion_ids, {"target": list(targets)},
+                            self.trainer_state)
 
     # ----------------------------------------------------------------------- advantages
 
@@ -577,7 +681,10 @@ class GRPO(Agent):
         # Failed rewards take their group's mean (no signal) and are zeroed afterwards.
         means = torch.where(valid, rewards, 0).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
         rewards = torch.where(valid, rewards, means)
-        answers = [[self.env.task.parse(rollout.texts[p * G + g]) for g in range(G)]
+        task = getattr(self.env, "task", None)
+        # Clusters of meaning: the task's parsed answer; for a dataset, the stripped completion.
+        parse = task.parse if task is not None else (lambda text: text.strip())
+        answers = [[parse(rollout.texts[p * G + g]) for g in range(G)]
                    for p in range(rewards.shape[0])]
         kwargs: dict[str, Any] = {"mode": cfg.seed_mode, "scale_std": cfg.scale_rewards}
         if cfg.seed_alpha is not None:
@@ -777,10 +884,19 @@ class GRPO(Agent):
             row[f"train/{name}"] = value
         if info["semantic"] is not None:
             row[SEMANTIC_ENTROPY] = torch.as_tensor(info["semantic"]).float().mean()
+        if rollout.reward_terms is not None and len(self.rewards.names) > 1:
+            for j, name in enumerate(self.rewards.names):  # TRL's rewards/<function> columns
+                terms = rollout.reward_terms[:, j]
+                if torch.isfinite(terms).any():
+                    row[f"rewards/{name}"] = terms[torch.isfinite(terms)].mean()
         self.law.update(float(token_entropy), float(reward))
         fit = self.law.fit()
         if fit is not None:
             row.update({LAW_A: fit.a, LAW_B: fit.b, LAW_CEILING: fit.ceiling})
+        every = self.config.log_completions_every
+        if every and self.num_timesteps % every == 0 and self.logger is not None:
+            self.logger.text("completions", completions_table(rollout, self.rewards.names),
+                             self.num_timesteps + 1)
         self.num_timesteps += 1
         self.num_completions += len(rollout.texts) * self.world_size
         row[STEP_TIME] = time.perf_counter() - start
@@ -827,8 +943,12 @@ class GRPO(Agent):
         if max_steps < 1 or batch_size < 1 or eval_every < 1:
             raise ValueError(f"max_steps, batch_size and eval_every must be >= 1, got {max_steps}, "
                              f"{batch_size}, {eval_every}")
+        if not hasattr(self.env, "task"):
+            raise ValueError("warmup trains on a text task's targets; a dataset has none (skip the "
+                             "warm-up, or fine-tune on your answers first)")
         eos = self.tokenizer.eos_token
-        optimizer = torch.optim.Adam(self.policy.parameters(), lr=learning_rate)
+        optimizer = torch.optim.Adam([p for p in self.policy.parameters() if p.requires_grad],
+                                     lr=learning_rate)
         history: list[tuple[int, float]] = []
         for step in range(1, max_steps + 1):
             pairs = self.env.sample_prompts(batch_size, np.random.default_rng([seed, step, self.rank]))
@@ -875,7 +995,14 @@ class GRPO(Agent):
         return out
 
     def _checkpoint(self):
-        tensors = lm.model_tensors(self.policy, "model")
+        policy = self.policy
+        if lm.is_lora(policy) and self.base_from_name:
+            # The base model is rebuilt from config.model at load: keep the adapters only.
+            tensors = {f"adapter.{k}": v for k, v in policy.named_parameters() if v.requires_grad}
+            weights = "adapters"
+        else:
+            tensors = lm.model_tensors(policy, "model")
+            weights = "lora" if lm.is_lora(policy) else "full"
         if self.ref_model is not None:
             tensors.update(lm.model_tensors(self.ref_model, "ref"))
         flat, optim_meta = optimizer_state_to_tensors(self._torch_optimizer, "optimizer")
@@ -886,17 +1013,25 @@ class GRPO(Agent):
                 tensors[f"entropy_controller.{key}"] = value.reshape(1)
             else:
                 controller[key] = value
+        base = policy.get_base_model() if lm.is_lora(policy) else policy
         state = {
+            "weights": weights,
             "num_completions": self.num_completions,
             "skipped_rewards": self.skipped_rewards,
             "warmed_up": self.warmed_up,
-            "model": lm.model_to_state(self.policy),
+            "model": lm.model_to_state(base),
             "tokenizer": lm.tokenizer_to_state(self.tokenizer),
             "optimizer": optim_meta,
             "entropy_controller": {"kind": type(self.entropy_controller).__name__, **controller},
             "law": self.law.state_dict(),
         }
         return tensors, state, None
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the policy (LoRA adapters merged) and its tokenizer with the chat template as a
+        Hugging Face folder: ``AutoModelForCausalLM.from_pretrained(path)`` and ``vllm.LLM(path)``
+        load it unchanged. The CLI's ``maxent export RUN_DIR OUT`` does this for a saved run."""
+        return lm.save_pretrained(self.policy, self.tokenizer, path)
 
     @property
     def _torch_optimizer(self):
@@ -905,14 +1040,31 @@ class GRPO(Agent):
 
     @classmethod
     def _rebuild(cls, ckpt: Any, env: Any, config: Any, log_dir: Any, **arguments: Any) -> GRPO:
+        seed, weights = int(ckpt.state["seed"]), ckpt.state.get("weights", "full")
+        if weights == "adapters":  # the base by name (config.model), the adapters in _restore
+            if config.lora_rank == 0:
+                raise CheckpointError(f"{ckpt.path} holds LoRA adapters only; load it with its "
+                                      "lora_rank (do not override lora_rank=0)")
+            return cls(None, env, config=config, seed=seed, log_dir=log_dir, **arguments)
         model = lm.model_from_state(ckpt.state["model"], config.torch_dtype)
+        if weights == "lora":
+            model = lm.apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha,
+                                  dropout=config.lora_dropout, target_modules=config.lora_target_modules)
         lm.load_weights(model, ckpt.tensors, "model", ckpt.path)
         tokenizer = lm.tokenizer_from_state(ckpt.state["tokenizer"])
-        return cls(model, env, config=config, seed=int(ckpt.state["seed"]), log_dir=log_dir,
-                   tokenizer=tokenizer, **arguments)
+        return cls(model, env, config=config, seed=seed, log_dir=log_dir, tokenizer=tokenizer,
+                   **arguments)
 
     def _restore(self, ckpt: Any, path: Path) -> None:
         state, tensors = ckpt.state, ckpt.tensors
+        if state.get("weights") == "adapters":
+            adapters = {k[len("adapter."):]: v for k, v in tensors.items() if k.startswith("adapter.")}
+            own = {k for k, p in self.policy.named_parameters() if p.requires_grad}
+            if set(adapters) != own:
+                raise CheckpointError(f"the LoRA adapters in {path} do not fit this model (rank or "
+                                      f"target modules changed?): missing {sorted(own - set(adapters))[:3]}, "
+                                      f"unexpected {sorted(set(adapters) - own)[:3]}")
+            self.policy.load_state_dict(adapters, strict=False)
         if self.ref_model is not None:
             if not any(k.startswith("ref.") for k in tensors):
                 raise CheckpointError(f"{path} has no reference model but kl_coef > 0 now; "
@@ -944,6 +1096,35 @@ class GRPO(Agent):
 # --------------------------------------------------------------------------- helpers
 
 
+def completions_table(rollout: Rollout, reward_names: Sequence[str], rows: int = 8) -> str:
+    """A Markdown table of the first ``rows`` completions of a rollout: prompt, completion, total
+    reward and each reward function's (TRL's ``log_completions``)."""
+    def cell(value: Any) -> str:
+        text = value[-1]["content"] if isinstance(value, list) and value and isinstance(value[-1], dict) \
+            else str(value)
+        return text.replace("|", "\\|").replace("\n", "<br>")[:300]
+
+    names = list(reward_names)
+    head = "| prompt | completion | reward |" + "".join(f" {n} |" for n in names)
+    lines = [head, "|" + "---|" * (3 + len(names))]
+    for i in range(min(rows, len(rollout.texts))):
+        prompt = rollout.prompts[i] if rollout.prompts is not None else ""
+        terms = "" if rollout.reward_terms is None else "".join(
+            f" {float(v):.3f} |" for v in rollout.reward_terms[i])
+        lines.append(f"| {cell(prompt)} | {cell(rollout.texts[i])} | {float(rollout.rewards[i]):.3f} |"
+                     + terms)
+    return "\n".join(lines)
+
+
+def _is_dataset(env: Any) -> bool:
+    """A dataset of prompts (not a text task): a datasets.Dataset, a list of dicts, a data file."""
+    if isinstance(env, (str, Path)):
+        return Path(env).suffix.lower() in (".jsonl", ".json", ".parquet", ".csv")
+    if hasattr(env, "column_names") and hasattr(env, "__getitem__"):
+        return True
+    return isinstance(env, (list, tuple)) and bool(env) and isinstance(env[0], dict)
+
+
 def _text_env(env: Any):
     """The unwrapped text task env behind an id or an instance."""
     if isinstance(env, str):
@@ -959,17 +1140,6 @@ def _text_env(env: Any):
     return inner
 
 
-def _safe_reward(fn: Callable[[str, Any], float], completion: str, target: Any) -> tuple[float, str]:
-    """``(reward, "")``, or ``(nan, reason)`` when ``fn`` raises or returns a non-finite value."""
-    try:
-        value = float(fn(completion, target))
-    except Exception as err:  # noqa: BLE001 -- a user's reward function may fail in any way
-        return math.nan, f"{type(err).__name__}: {err} on {completion!r}"
-    if not math.isfinite(value):
-        return math.nan, f"reward {value} on {completion!r}"
-    return value, ""
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -979,7 +1149,14 @@ class GRPOTrainArgs:
     With no flags: a tiny model is warmed up on arithmetic, then GRPO raises its accuracy."""
 
     env: str = "maxent/TextArithmetic-v0"
-    """Text task env id."""
+    """Text task env id (ignored with --dataset)."""
+    dataset: Path | None = None
+    """A local dataset file (.jsonl, .json, .parquet, .csv) with a "prompt" column, as TRL's
+    train_dataset; its other columns reach the reward functions by name."""
+    reward_funcs: tuple[str, ...] = ()
+    """Reward functions as module:function (TRL's convention), required with --dataset."""
+    reward_weights: tuple[float, ...] = ()
+    """One weight per reward function (default 1 each)."""
     total_steps: int = 200
     """GRPO steps in total (a resumed run trains only what is left)."""
     seed: int = 0
@@ -1015,15 +1192,27 @@ def train_main(argv: list[str] | None = None) -> int:
                         ("--eval-prompts", args.eval_prompts)):
         if value < 1:
             raise SystemExit(f"maxent train grpo: {flag} must be positive, got {value}")
-    run_dir = args.run_dir or Path("runs") / f"grpo-{args.env.replace('/', '_')}-s{args.seed}"
+    if args.dataset is not None and not args.reward_funcs:
+        raise SystemExit("maxent train grpo: --dataset needs --reward-funcs module:function [...]")
+    from maxent.envs.prompts import import_function
+
+    try:
+        funcs = [import_function(spec) for spec in args.reward_funcs] or None
+    except ValueError as err:
+        raise SystemExit(f"maxent train grpo: {err}") from None
+    where = args.dataset.stem if args.dataset is not None else args.env.replace("/", "_")
+    run_dir = args.run_dir or Path("runs") / f"grpo-{where}-s{args.seed}"
     with runlock.hold(run_dir, purpose="maxent train grpo"):
-        return _train_in(run_dir, args)
+        return _train_in(run_dir, args, funcs)
 
 
-def _train_in(run_dir: Path, args: GRPOTrainArgs) -> int:
+def _train_in(run_dir: Path, args: GRPOTrainArgs, funcs: list | None) -> int:
     from maxent.agent import CheckpointCallback
     from maxent.checkpoint import read_checkpoint_header
 
+    env = str(args.dataset) if args.dataset is not None else args.env
+    functions = {"reward_funcs": funcs, "reward_weights": list(args.reward_weights) or None}
+    label = args.dataset.name if args.dataset is not None else args.env
     model_dir = run_dir / "model"
     if model_dir.exists() or any(run_dir.glob(".model.old-*")):
         if not args.resume:
@@ -1032,12 +1221,14 @@ def _train_in(run_dir: Path, args: GRPOTrainArgs) -> int:
         if read_checkpoint_header(model_dir)["kind"] != "GRPO":
             raise SystemExit(f"maxent train grpo: {model_dir} holds another agent; choose another "
                              "--run-dir")
-        agent = GRPO.load(model_dir, env=args.env, log_dir=run_dir)
+        agent = GRPO.load(model_dir, env=env, log_dir=run_dir, **functions)
         print(f"resuming {model_dir} at GRPO step {agent.num_timesteps}")
     else:
-        agent = GRPO(None, args.env, config=args.config, seed=args.seed, log_dir=run_dir)
+        agent = GRPO(None, env, config=args.config, seed=args.seed, log_dir=run_dir, **functions)
+    measure = "held-out mean reward" if args.dataset is not None else "held-out greedy accuracy"
     try:
-        if not agent.warmed_up and args.warmup_steps > 0 and agent.num_timesteps == 0:
+        if not agent.warmed_up and args.warmup_steps > 0 and agent.num_timesteps == 0 \
+                and args.dataset is None:
             start = time.perf_counter()
             history = agent.warmup(args.warmup_steps, stop_accuracy=args.warmup_stop_accuracy)
             print(f"warm-up: {history[-1][0]} supervised steps, greedy accuracy "
@@ -1061,8 +1252,8 @@ def _train_in(run_dir: Path, args: GRPOTrainArgs) -> int:
             agent.logger.dump(agent.num_timesteps)
     finally:
         agent.close()
-    print(f"GRPO {args.env}: {agent.num_timesteps} steps ({agent.num_completions} completions), "
-          f"{elapsed:.1f} s; held-out greedy accuracy {before:.3f} -> {after:.3f} "
+    print(f"GRPO {label}: {agent.num_timesteps} steps ({agent.num_completions} completions), "
+          f"{elapsed:.1f} s; {measure} {before:.3f} -> {after:.3f} "
           f"({args.eval_prompts} prompts); saved to {model_dir}; tensorboard --logdir {run_dir}")
     return 0
 

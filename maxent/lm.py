@@ -269,16 +269,87 @@ def load_weights(model, tensors: dict[str, Tensor], prefix: str, path: Any) -> N
                               f"{really_missing[:3]}, unexpected {unexpected[:3]}")
 
 
+# --------------------------------------------------------------------------- LoRA and export
+
+
+def linear_module_names(model) -> list[str]:
+    """The distinct names of a model's linear layers (what LoRA's ``target_modules`` match)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear)})
+
+
+def apply_lora(model, *, rank: int, alpha: float, dropout: float, target_modules: Sequence[str]):
+    """Wrap ``model`` with ``peft`` LoRA adapters of ``rank`` on ``target_modules`` (names of
+    linear layers, or ``("all-linear",)``); only the adapters train."""
+    try:
+        import peft
+    except ImportError as err:
+        raise ImportError(f"{err}: LoRA needs peft (pip install peft, or maxent[llm])", name="peft") from err
+    available = linear_module_names(model)
+    targets = list(target_modules)
+    if targets != ["all-linear"]:
+        unknown = sorted(set(targets) - set(available))
+        if unknown:
+            raise ValueError(f"LoRA target modules {unknown} do not exist in this model; its linear "
+                             f"layers are {available} (or use 'all-linear')")
+    config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                             target_modules=targets[0] if targets == ["all-linear"] else targets,
+                             task_type="CAUSAL_LM")
+    return peft.get_peft_model(model, config)
+
+
+def is_lora(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "merge_adapter")
+
+
+def merged_state_dict(model) -> dict[str, Tensor]:
+    """The model's weights under the base model's own names, LoRA adapters merged in (what an
+    inference engine or ``save_pretrained`` of the plain architecture expects). The model itself
+    is left as it was."""
+    if not is_lora(model):
+        return {k: v.detach() for k, v in model.state_dict().items()}
+    model.merge_adapter()
+    try:
+        prefix = "base_model.model."
+        merged = {}
+        for key, value in model.state_dict().items():
+            if "lora_" in key:
+                continue
+            name = key[len(prefix):] if key.startswith(prefix) else key
+            merged[name.replace(".base_layer.", ".")] = value.detach().clone()
+    finally:
+        model.unmerge_adapter()
+    return merged
+
+
+def save_pretrained(model, tokenizer, out: str | Path) -> Path:
+    """Write ``model`` (LoRA merged) and ``tokenizer`` (with its chat template) as a Hugging Face
+    folder that transformers' ``from_pretrained`` and vLLM load unchanged."""
+    transformers = _require_transformers()
+    out = Path(out)
+    base = model.get_base_model() if is_lora(model) else model
+    plain = transformers.AutoModelForCausalLM.from_config(base.config).to(next(base.parameters()).dtype)
+    missing, unexpected = plain.load_state_dict(merged_state_dict(model), strict=False)
+    plain.tie_weights()
+    if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:
+        raise RuntimeError(f"exporting the model failed: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    out.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 # --------------------------------------------------------------------------- prompts
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], *, chat_template: bool | None = None,
+def encode_prompts(tokenizer, prompts: Sequence[str | list[dict]], *, chat_template: bool | None = None,
                    max_prompt_tokens: int = 256) -> list[list[int]]:
     """Token ids of each prompt, through the chat template for instruct models.
 
     Args:
         tokenizer: the model's tokenizer.
-        prompts: plain-text prompts (one user turn each).
+        prompts: plain-text prompts (one user turn each), or conversations (lists of
+            ``{"role", "content"}`` messages, always rendered with the chat template).
         chat_template: wrap each prompt as a user message with the tokenizer's chat template and a
             generation prompt; ``None`` does so when the tokenizer has a template.
         max_prompt_tokens: longest prompt allowed.
@@ -294,16 +365,19 @@ def encode_prompts(tokenizer, prompts: Sequence[str], *, chat_template: bool | N
                          "pass chat_template=False for a base model")
     ids: list[list[int]] = []
     for prompt in prompts:
-        if use_template:
-            text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                                 tokenize=False, add_generation_prompt=True)
+        if isinstance(prompt, list) and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("a conversational prompt (a list of messages) needs a tokenizer with a "
+                             "chat template; this one has none: use plain-text prompts")
+        if use_template or isinstance(prompt, list):
+            messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             row = tokenizer(text, add_special_tokens=False)["input_ids"]
         else:
             row = tokenizer(prompt)["input_ids"]
         if len(row) > max_prompt_tokens:
             raise ValueError(
                 f"prompt of {len(row)} tokens exceeds max_prompt_tokens={max_prompt_tokens}: "
-                f"{prompt[:60]!r}...; raise max_prompt_tokens (within the model's context) or "
+                f"{str(prompt)[:60]!r}...; raise max_prompt_tokens (within the model's context) or "
                 "shorten the prompt")
         if not row:
             raise ValueError(f"prompt {prompt!r} encodes to no tokens")

@@ -154,6 +154,14 @@ class RunLogger:
         self.latest = means
         return dict(means)
 
+    def text(self, name: str, markdown: str, step: int) -> None:
+        """Write ``markdown`` (e.g. a table of sample completions) to TensorBoard's text tab."""
+        if not self._use_tensorboard:
+            return
+        self._ensure_writer()
+        self._writer.add_text(name, markdown, global_step=step)
+        self._writer.flush()
+
     def progress(self, step: int, **postfix: Any) -> None:
         """Move the progress bar to ``step`` and show ``postfix`` (e.g. ``fps=...``); no-op without a bar.
 
@@ -196,12 +204,15 @@ class RunLogger:
 
     # -- writers ------------------------------------------------------------------------------
 
-    def _write_tensorboard(self, step: int, means: dict[str, float]) -> None:
+    def _ensure_writer(self) -> None:
         if self._writer is None:
             # Imported here: tensorboard is slow to import and only needed once something is due.
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.log_dir))
+
+    def _write_tensorboard(self, step: int, means: dict[str, float]) -> None:
+        self._ensure_writer()
         for name, value in means.items():
             self._writer.add_scalar(name, value, global_step=step)
         self._writer.flush()

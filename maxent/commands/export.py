@@ -1,0 +1,52 @@
+"""``maxent export RUN_DIR OUT``: a trained language model of a maxent run as a Hugging Face folder
+(weights as safetensors, config, tokenizer with its chat template) that transformers and vLLM load
+unchanged; LoRA adapters are merged in."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+MODEL_SUBDIR = "model"
+# The task env does not matter for the weights; a run trained on a dataset saved no env id.
+PLACEHOLDER_ENV = "maxent/TextArithmetic-v0"
+
+
+@dataclass
+class ExportArgs:
+    """Export the policy of a GRPO run as a Hugging Face model folder."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run directory from `maxent train grpo`, or its model/ checkpoint."""
+    out: tyro.conf.Positional[Path]
+    """The folder to write (must not exist, or be empty)."""
+
+
+def export_main(argv: list[str]) -> int:
+    args = tyro.cli(ExportArgs, args=argv, prog="maxent export")
+    from maxent.checkpoint import read_checkpoint_header
+
+    path = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
+    header = read_checkpoint_header(path)
+    if header["kind"] != "GRPO":
+        raise SystemExit(f"maxent export: {path} holds a {header['kind']} agent; only language models "
+                         "trained by GRPO export as Hugging Face folders")
+    if args.out.exists() and any(args.out.iterdir()):
+        raise SystemExit(f"maxent export: {args.out} exists and is not empty; choose a new folder")
+    from maxent.agents.grpo import GRPO
+
+    start = time.perf_counter()
+    import json
+
+    state = json.loads((Path(path) / "state.json").read_text())
+    agent = GRPO.load(path, env=state.get("env_id") or PLACEHOLDER_ENV)
+    try:
+        out = agent.save_pretrained(args.out)
+    finally:
+        agent.close()
+    print(f"exported {path} (GRPO step {agent.num_timesteps}) to {out} in "
+          f"{time.perf_counter() - start:.1f} s: AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    return 0
