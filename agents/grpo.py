@@ -27,10 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maxent import lm, runlock
+from maxent import lm, runlock, steering
 from maxent import logging as mlog
 from maxent.agent import Agent, AgentConfig, resolve_config
-from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
+from maxent.checkpoint import (
+    CheckpointError,
+    load_optimizer_state,
+    optimizer_state_to_tensors,
+    state_dict_to_tensors,
+)
 from maxent.entropy import categorical_entropy
 from maxent.temperature import EntropyTargetController, FixedTemperature
 
@@ -141,6 +146,11 @@ class GRPOConfig(AgentConfig):
         vllm_importance_sampling_cap: the truncation C of that ratio, min(ratio, C).
         log_completions_every: GRPO steps between tables of sample completions (prompt,
             completion, rewards) in TensorBoard's text tab, as TRL's ``log_completions``; 0 = off.
+        fsdp: under several processes, shard parameters, gradients and optimizer state with
+            torch's FSDP2 (``fully_shard`` on each decoder layer and the whole model) instead of
+            DDP; generation runs on a full copy of the policy gathered after every optimiser step
+            (as colocated vLLM does). Launch with ``accelerate launch --num_processes N`` or
+            ``torchrun --nproc_per_node N``.
         device: ``"auto"`` (accelerate's choice: a GPU when present), ``"cpu"``, ``"cuda"``.
         torch_threads: intra-op threads on CPU; ``None`` leaves torch's default.
         log_interval: GRPO steps between log rows.
@@ -195,6 +205,7 @@ class GRPOConfig(AgentConfig):
     vllm_importance_sampling: bool = True
     vllm_importance_sampling_cap: float = 2.0
     log_completions_every: int = 10
+    fsdp: bool = False
     device: str = "auto"
     torch_threads: int | None = None
     log_interval: int = 1
@@ -548,7 +559,23 @@ class GRPO(Agent):
         lr = cfg.learning_rate or (3e-4 if self.is_tiny else 1e-6)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.fsdp = cfg.fsdp and self.world_size > 1
+        self._generation_model = None
+        if self.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            # Generation has no collectives: it runs on a full copy, refreshed after each step.
+            self._generation_model = lm.model_from_state(lm.model_to_state(model), cfg.torch_dtype)
+            self._generation_model.load_state_dict(model.state_dict())
+            self._generation_model.to(self.device).eval().requires_grad_(False)
+            for block in steering.find_layers(model):
+                fully_shard(block)
+            fully_shard(model)
+            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                          weight_decay=cfg.weight_decay)
+            self.model, self.optimizer = model, optimizer
+        else:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.sampler = self._make_sampler()
 
         if cfg.entropy_target is not None:
@@ -580,9 +607,10 @@ class GRPO(Agent):
                 return lm.VLLMSampler(self.config.model, self.tokenizer)
             raise ValueError("sampler='vllm' needs GRPOConfig.model to be a local model directory "
                              f"(vLLM loads it itself), got {self.config.model!r}")
+        model = self._generation_model if self._generation_model is not None else self.policy
         if self.config.sampler == "static":
-            return lm.StaticSampler(self.policy, self.tokenizer)
-        return lm.HFSampler(self.policy, self.tokenizer)
+            return lm.StaticSampler(model, self.tokenizer)
+        return lm.HFSampler(model, self.tokenizer)
 
     def _step_seed(self, step: int, stream: int) -> int:
         """A seed for (step, process, purpose): fresh per step, identical when resumed."""
@@ -842,13 +870,24 @@ class GRPO(Agent):
                 for name, value in {"loss": out.loss.detach() * len(slices), **out.metrics}.items():
                     sums[name] = sums.get(name, 0) + value.detach().float() * weight
             if cfg.max_grad_norm is not None:
-                sums["grad_norm"] = sums.get("grad_norm", 0) + torch.as_tensor(
-                    self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                ).float() / cfg.num_epochs
+                norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                norm = norm.full_tensor() if hasattr(norm, "full_tensor") else torch.as_tensor(norm)
+                sums["grad_norm"] = sums.get("grad_norm", 0) + norm.float() / cfg.num_epochs
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        self.sampler.sync(self.policy)
+        self._sync_sampler()
         return sums
+
+    def _sync_sampler(self) -> None:
+        """Give the sampler the policy's current weights (under FSDP: gathered into the full
+        generation copy first; a collective, every process calls it)."""
+        if self.fsdp:
+            full = {k: v.full_tensor() if hasattr(v, "full_tensor") else v
+                    for k, v in self.model.state_dict().items()}
+            self._generation_model.load_state_dict(full)
+            self.sampler.sync(self._generation_model)
+        else:
+            self.sampler.sync(self.policy)
 
     # ----------------------------------------------------------------------- the loop
 
@@ -979,7 +1018,7 @@ class GRPO(Agent):
                 if stop_accuracy is not None and accuracy >= stop_accuracy:
                     break
         self.warmed_up = True
-        self.sampler.sync(self.policy)
+        self._sync_sampler()
         return history
 
     # ----------------------------------------------------------------------- checkpoints
@@ -990,13 +1029,51 @@ class GRPO(Agent):
         atomically. Under several processes only the main one writes."""
         path = Path(path)
         self.accelerator.wait_for_everyone()
-        out = super().save(path) if self.accelerator.is_main_process else path
+        # Under FSDP every process takes part in gathering the full weights and optimizer state.
+        self._gathered = self._gather_full_state() if self.fsdp else None
+        try:
+            out = super().save(path) if self.accelerator.is_main_process else path
+        finally:
+            self._gathered = None
         self.accelerator.wait_for_everyone()
         return out
 
+    def _gather_full_state(self) -> tuple[dict[str, Tensor], dict]:
+        """The sharded model's and optimizer's full state on the main process (torch's own
+        optimizer format, parameters by position), so FSDP checkpoints load anywhere."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=True))
+        if not self.accelerator.is_main_process:
+            return {}, {}
+        names = [n for g in optim_sd["param_groups"] for n in g["params"]]
+        position = {n: i for i, n in enumerate(names)}
+        groups = [{**g, "params": [position[n] for n in g["params"]]} for g in optim_sd["param_groups"]]
+        return model_sd, {"state": {position[n]: v for n, v in optim_sd["state"].items()},
+                          "param_groups": groups}
+
+    def _restore_sharded_optimizer(self, tensors: dict[str, Tensor], meta: dict) -> None:
+        """Load a full optimizer state (positions) into the sharded optimizer (names)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        from maxent.checkpoint import decode_optimizer_state
+
+        full = decode_optimizer_state(self.optimizer, tensors, meta, "optimizer")
+        names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        state = {names[i]: v for i, v in full["state"].items()}
+        groups = [{**g, "params": [names[i] for i in g["params"]]} for g in full["param_groups"]]
+        set_state_dict(self.model, self.optimizer, model_state_dict={},
+                       optim_state_dict={"state": state, "param_groups": groups},
+                       options=StateDictOptions(full_state_dict=True, strict=False))
+
     def _checkpoint(self):
         policy = self.policy
-        if lm.is_lora(policy) and self.base_from_name:
+        gathered = getattr(self, "_gathered", None)
+        if gathered is not None:
+            tensors = {f"model.{k}": v for k, v in gathered[0].items()}
+            weights = "lora" if lm.is_lora(policy) else "full"
+        elif lm.is_lora(policy) and self.base_from_name:
             # The base model is rebuilt from config.model at load: keep the adapters only.
             tensors = {f"adapter.{k}": v for k, v in policy.named_parameters() if v.requires_grad}
             weights = "adapters"
@@ -1005,7 +1082,10 @@ class GRPO(Agent):
             weights = "lora" if lm.is_lora(policy) else "full"
         if self.ref_model is not None:
             tensors.update(lm.model_tensors(self.ref_model, "ref"))
-        flat, optim_meta = optimizer_state_to_tensors(self._torch_optimizer, "optimizer")
+        if gathered is not None:
+            flat, optim_meta = state_dict_to_tensors(gathered[1], "optimizer")
+        else:
+            flat, optim_meta = optimizer_state_to_tensors(self._torch_optimizer, "optimizer")
         tensors.update(flat)
         controller = {}
         for key, value in self.entropy_controller.state_dict().items():
@@ -1071,7 +1151,10 @@ class GRPO(Agent):
                                       "load with kl_coef=0 or from a run trained with a KL term")
             lm.load_weights(self.ref_model, tensors, "ref", path)
         try:
-            load_optimizer_state(self._torch_optimizer, tensors, state["optimizer"], "optimizer")
+            if self.fsdp:
+                self._restore_sharded_optimizer(tensors, state["optimizer"])
+            else:
+                load_optimizer_state(self._torch_optimizer, tensors, state["optimizer"], "optimizer")
         except CheckpointError:
             raise
         except (RuntimeError, KeyError, ValueError) as err:
@@ -1090,7 +1173,7 @@ class GRPO(Agent):
         self.skipped_rewards = state["skipped_rewards"]
         self.warmed_up = state["warmed_up"]
         # A sampler that holds its own copy of the weights (vLLM) must see the loaded ones.
-        self.sampler.sync(self.policy)
+        self._sync_sampler()
 
 
 # --------------------------------------------------------------------------- helpers

@@ -561,7 +561,12 @@ def optimizer_state_to_tensors(
         ``(tensors, meta)``; pass both back to :func:`load_optimizer_state`. The tensors share
         memory with the optimizer's live state, so save them before its next step.
     """
-    sd = optimizer.state_dict()
+    return state_dict_to_tensors(optimizer.state_dict(), prefix)
+
+
+def state_dict_to_tensors(sd: dict, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """:func:`optimizer_state_to_tensors` of an optimizer state dict in torch's format (e.g. one
+    gathered from the shards of a distributed optimizer)."""
     tensors: dict[str, torch.Tensor] = {}
     state = [
         [idx, _encode(entry, f"{prefix}.state.{idx}", tensors)]
@@ -584,6 +589,12 @@ def load_optimizer_state(
         meta: the JSON-able dict returned alongside them.
         prefix: the prefix used when saving.
     """
+    optimizer.load_state_dict(decode_optimizer_state(optimizer, tensors, meta, prefix))
+
+
+def decode_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                           meta: dict, prefix: str) -> dict:
+    """The optimizer state dict (torch's format) that :func:`load_optimizer_state` would load."""
     if not isinstance(meta, dict) or "state" not in meta or "param_groups" not in meta:
         raise CheckpointError(
             f"optimizer metadata for {prefix!r} is invalid (expected keys 'state' and "
@@ -598,7 +609,7 @@ def load_optimizer_state(
         for key, value in current.items():
             if isinstance(value, tuple) and isinstance(group.get(key), list):
                 group[key] = tuple(group[key])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
 
 
 _TENSOR_REF = "__tensor__"
