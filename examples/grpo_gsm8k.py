@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gsm8k_rewards import correctness, final_answer, format_reward  # noqa: E402
+from gsm8k_rewards import correctness, final_answer, format_reward
 
-from maxent.agents.grpo import GRPO, GRPOConfig  # noqa: E402
+from maxent.agents.grpo import GRPO, GRPOConfig
 
 TEMPLATES = [
     ("{name} has {a} apples and buys {b} more. How many apples does {name} have now?", lambda a, b: a + b),
@@ -44,7 +44,7 @@ def make_rows(n: int, seed: int) -> list[dict]:
         template, solve = TEMPLATES[rng.integers(len(TEMPLATES))]
         a, b = int(rng.integers(2, 20)), int(rng.integers(2, 10))
         if solve(a, b) < 0:
-            a, b = b + a, b
+            a += b  # a subtraction that would go negative: make the minuend larger
         question = template.format(name=NAMES[rng.integers(len(NAMES))], a=a, b=b)
         rows.append({"prompt": [{"role": "system", "content": SYSTEM},
                                 {"role": "user", "content": question}],
