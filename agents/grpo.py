@@ -416,15 +416,16 @@ def completion_logits(model, batch_ids: Tensor, attention_mask: Tensor, position
 
     heads = slice(None, None, group_size)   # the first row of each group
     cache = DynamicCache(config=model.config)
+    cache_arg = lm.cache_argument(model)
     prompt = model(input_ids=batch_ids[heads, :P], attention_mask=attention_mask[heads, :P],
-                   position_ids=position_ids[heads, :P], past_key_values=cache, use_cache=True,
-                   logits_to_keep=1)
+                   position_ids=position_ids[heads, :P], use_cache=True, logits_to_keep=1,
+                   **{cache_arg: cache})
     # The prompt's last logits give each completion's first token; the repeated cache (a
     # differentiable copy) lets the completions attend to the prompt.
     cache.batch_repeat_interleave(group_size)
     # The last completion token is never an input: nothing is predicted from it.
     rest = model(input_ids=batch_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
-                 position_ids=position_ids[:, P:-1], past_key_values=cache, use_cache=True)
+                 position_ids=position_ids[:, P:-1], use_cache=True, **{cache_arg: cache})
     return torch.cat([prompt.logits.repeat_interleave(group_size, 0), rest.logits], 1)
 
 

