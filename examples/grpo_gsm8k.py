@@ -33,8 +33,11 @@ TEMPLATES = [
     ("There are {a} birds on a tree and {b} more arrive. How many birds are there?", lambda a, b: a + b),
 ]
 NAMES = ["Tom", "Ana", "Li", "Sam", "Maya", "Omar"]
-SYSTEM = ("Solve the math word problem. Think briefly, then end your answer with '#### ' followed "
-          "by the number.")
+# One worked example in the system message (GSM8K is usually prompted few-shot): without it the
+# 135M model almost never writes the "####" line within 48 tokens, and GRPO gets no signal.
+SYSTEM = ("Solve the math word problem. Write the calculation, then a last line '#### ' followed by "
+          "the number.\nExample:\nQuestion: Ana has 4 pens and buys 3 more. How many pens does Ana "
+          "have now?\nAnswer: 4 + 3 = 7\n#### 7")
 
 
 def make_rows(n: int, seed: int) -> list[dict]:

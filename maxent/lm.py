@@ -596,7 +596,10 @@ class StaticSampler:
                            position_ids=position[first],
                            cache_position=torch.arange(width, device=device),
                            use_cache=True, logits_to_keep=1, **{self._cache_arg: cache}).logits[:, -1]
-            if len(unique) < B:
+            # torch.unique sorts its rows: map the cache back to the caller's order whenever
+            # that differs, all prompts distinct included (then nothing is shared, but the
+            # prefill still ran in sorted order).
+            if not torch.equal(row_of, torch.arange(B, device=device)):
                 _select_cache_rows(cache, row_of)
                 logits = logits[row_of]
             last = position[:, -1:]

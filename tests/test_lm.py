@@ -147,6 +147,25 @@ def test_static_sampler_greedy_equals_generate(tiny, compiled):
     assert len({tuple(r) for r in sampled.ids[:3].tolist()}) > 1
 
 
+def test_static_sampler_keeps_the_order_of_distinct_prompts():
+    """All prompts distinct, in an order that is not the sorted one the shared prefill uses
+    internally: every row still gets its own prompt's completion (an evaluation batch)."""
+    model, tok = lm.load_model("tiny", tiny={"hidden_size": 32, "num_layers": 1, "num_heads": 2})
+    torch.manual_seed(0)
+    with torch.no_grad():  # large random weights: greedy output then depends on the prompt
+        for p in model.parameters():
+            p.normal_(0.0, 1.0)
+    texts = ["9+9=", "1+2=", "555+1=", "10+20=", "3+3=", "123+456=", "7*8=", "40-2="]
+    prompts = lm.encode_prompts(tok, texts)
+    static = lm.StaticSampler(model, tok, compile=False)
+    together = static.generate(prompts, max_new_tokens=8, greedy=True)
+    alone = [static.generate([p], max_new_tokens=8, greedy=True).ids[0] for p in prompts]
+    rows = [tuple(r[:8].tolist()) for r in alone]
+    assert len(set(rows)) > 1  # the prompts' completions differ, so a mix-up would show
+    for i, row in enumerate(alone):
+        assert together.ids[i, :len(row)].tolist() == row.tolist(), texts[i]
+
+
 def test_vllm_sampler_reports_absence(tiny):
     _, tok = tiny
     if lm.vllm_available():
