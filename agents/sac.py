@@ -62,6 +62,10 @@ _UPDATE_METRICS = (mlog.CRITIC_LOSS, mlog.ACTOR_LOSS, mlog.POLICY_ENTROPY, mlog.
 # --------------------------------------------------------------------------- config
 
 
+class _ReplayDiverged(RuntimeError):
+    """The env did not reproduce a saved episode while it was replayed at load."""
+
+
 @dataclass
 class SACConfig(AgentConfig):
     """Every SAC setting, with Stable-Baselines3's defaults unless noted.
@@ -683,11 +687,21 @@ class SAC(Agent):
             except (KeyError, ValueError) as err:
                 raise CheckpointError(f"{path}/replay.npz does not hold this agent's replay buffer: {err}"
                                       ) from None
-        if state["in_flight"]:
+        # The episodes in flight are replayed only on the env they ran on: loaded onto another
+        # (a domain-randomised agent evaluated on the nominal task, say) they would diverge, so
+        # training there starts fresh episodes. n_envs changed: fresh episodes too.
+        same_env = self.env_id is not None and state.get("env_id") == self.env_id
+        if state["in_flight"] and same_env and len(state["episode_seeds"]) == self.n_envs:
             actions = [tensors[f"episode.actions.{i}"].numpy() if f"episode.actions.{i}" in tensors
                        else np.zeros((0, self.action_dim), np.float32) for i in range(self.n_envs)]
-            if len(state["episode_seeds"]) == self.n_envs:  # else n_envs changed: fresh episodes
+            try:
                 self._replay_episodes(np.asarray(state["episode_seeds"], dtype=np.int64), actions)
+            except _ReplayDiverged as err:
+                warnings.warn(f"{path}: {err}; training continues from fresh episodes (weights, "
+                              "optimiser, replay buffer and counters are restored exactly)",
+                              RuntimeWarning, stacklevel=4)
+                self._obs = None
+            else:
                 replayable = np.asarray(state["episode_replayable"], dtype=bool)
                 self._episode_return[:] = np.where(replayable, state["episode_return"], 0.0)
                 self._episode_length[:] = np.where(replayable, state["episode_length"], 0)
@@ -715,6 +729,12 @@ class SAC(Agent):
                     step_action[i] = actions[i][t - start[i]].reshape(-1)
             obs, _, terminated, truncated, _ = self.envs.step(
                 step_action.reshape((self.n_envs, *self.action_space.shape)))
+            # A saved episode was in flight when saved, so it cannot end while it is replayed:
+            # if it does, the env is not reproducing it (unseeded randomness, another version).
+            diverged = np.logical_or(terminated, truncated) & (start <= t)
+            if diverged.any():
+                raise _ReplayDiverged(f"env copy {int(np.flatnonzero(diverged)[0])} ended its "
+                                      "saved episode early while it was replayed")
             # A filler episode may end before its env's real one starts; the env must not be
             # stepped past its end, so restart it (its real reset comes at its start step).
             ended = np.logical_or(terminated, truncated) & (start > t + 1)

@@ -409,3 +409,27 @@ def test_endless_episode_history_is_bounded_and_resume_restarts_it(tmp_path, mon
     assert resumed._episode_length.tolist() == [0] and resumed._episode_actions == [[]]
     resumed.learn(100)
     assert resumed.num_timesteps == 220
+
+
+def test_loading_onto_another_env_starts_fresh_episodes(tmp_path):
+    """A domain-randomised agent loaded onto the nominal task (what a robustness evaluation does)
+    must not replay its in-flight episode there: the dynamics differ and the replay would run the
+    episode past its end."""
+    agent = SAC("maxent/DomainRandomized-invertedpendulum-2d-v0", seed=0, **TINY)
+    agent.learn(150)
+    path = agent.save(tmp_path / "dr")
+    loaded = SAC.load(path, env="InvertedPendulum-v5")
+    assert loaded.num_timesteps == 150 and loaded._obs is None
+    loaded.learn(60)  # trains on, from fresh episodes
+    assert loaded.num_timesteps == 210
+    same = SAC.load(path)  # on its own env the episode in flight is replayed as before
+    assert same._obs is not None
+
+
+def test_a_replay_that_ends_its_episode_early_is_caught():
+    from maxent.agents.sac import _ReplayDiverged
+
+    agent = SAC("InvertedPendulum-v5", seed=0, **TINY)
+    push = np.full((200, 1), 3.0, dtype=np.float32)  # full force one way: the pole falls
+    with pytest.raises(_ReplayDiverged, match="ended its saved episode early"):
+        agent._replay_episodes(np.array([0]), [push])
