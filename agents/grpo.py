@@ -223,13 +223,9 @@ class GRPOConfig(AgentConfig):
         if self.group_size < 2:
             raise ValueError(f"GRPOConfig.group_size must be >= 2 (advantages compare completions "
                              f"of the same prompt), got {self.group_size}")
-        for name in ("prompts_per_step", "max_new_tokens", "max_prompt_tokens", "num_epochs",
-                     "log_interval", "tiny_hidden_size", "tiny_layers", "tiny_heads"):
-            if not getattr(self, name) >= 1:
-                raise ValueError(f"GRPOConfig.{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("lora_rank", "log_completions_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"GRPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        self.require(("prompts_per_step", "max_new_tokens", "max_prompt_tokens", "num_epochs",
+                      "log_interval", "tiny_hidden_size", "tiny_layers", "tiny_heads"), at_least=1)
+        self.require(("lora_rank", "log_completions_every"), at_least=0)
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not self.lora_alpha > 0 or not self.vllm_importance_sampling_clip_max >= 1:
@@ -237,21 +233,11 @@ class GRPOConfig(AgentConfig):
                              f">= 1, got {self.lora_alpha} and {self.vllm_importance_sampling_clip_max}")
         if not self.lora_target_modules:
             raise ValueError("GRPOConfig.lora_target_modules must name at least one module")
-        for name in ("micro_batch_size", "torch_threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"GRPOConfig.{name} must be >= 1 or None, got {value!r}")
-        for name in ("learning_rate", "max_grad_norm", "entropy_target"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"GRPOConfig.{name} must be > 0 or None, got {value!r}")
-        for name in ("temperature", "cov_ratio", "entropy_lr", "entropy_max_coef"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"GRPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("weight_decay", "kl_coef", "entropy_coef", "clip_low", "clip_high",
-                     "kl_cov_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"GRPOConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        self.require(("micro_batch_size", "torch_threads"), at_least=1, allow_none=True)
+        self.require(("learning_rate", "max_grad_norm", "entropy_target"), above=0, allow_none=True)
+        self.require(("temperature", "cov_ratio", "entropy_lr", "entropy_max_coef"), above=0)
+        self.require(("weight_decay", "kl_coef", "entropy_coef", "clip_low", "clip_high",
+                      "kl_cov_coef"), at_least=0)
         if not 0 < self.top_p <= 1:
             raise ValueError(f"GRPOConfig.top_p must be in (0, 1], got {self.top_p}")
         if self.clip_low >= 1:

@@ -142,18 +142,12 @@ class QARLConfig(AgentConfig):
                     "linear_start", "fixed_alpha", "rarl_alpha", "episodes_per_phase", "actor_lr",
                     "critic_lr", "alpha_lr", "protagonist_alpha", "buffer_size", "batch_size",
                     "n_critics", "log_interval", "samples_per_update")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"QARLConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("max_force", "max_episode_steps", "torch_threads"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"QARLConfig.{name} must be > 0 or None, got {value!r}")
+        self.require(positive, above=0)
+        self.require(("max_force", "max_episode_steps", "torch_threads"), above=0, allow_none=True)
         if self.samples_per_update < 2:
             raise ValueError(f"QARLConfig.samples_per_update must be >= 2, got {self.samples_per_update}")
-        for name in ("linear_end", "eval_temperature", "learning_starts", "target_kl_threshold"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"QARLConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        self.require(("linear_end", "eval_temperature", "learning_starts", "target_kl_threshold"),
+                     at_least=0)
         if not 0 < self.linear_fraction <= 1:
             raise ValueError(f"QARLConfig.linear_fraction must be in (0, 1], got {self.linear_fraction}")
         if not 0 < self.tau <= 1:

@@ -136,15 +136,9 @@ class SACConfig(AgentConfig):
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
         positive = ("learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps",
                     "n_critics", "n_envs", "log_interval", "alpha")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SACConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("critic_lr", "alpha_lr", "torch_threads"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"SACConfig.{name} must be > 0 or None, got {value!r}")
-        if self.learning_starts < 0:
-            raise ValueError(f"SACConfig.learning_starts must be >= 0, got {self.learning_starts}")
+        self.require(positive, above=0)
+        self.require(("critic_lr", "alpha_lr", "torch_threads"), above=0, allow_none=True)
+        self.require(("learning_starts",), at_least=0)
         if not 0 < self.tau <= 1:
             raise ValueError(f"SACConfig.tau must be in (0, 1], got {self.tau}")
         if not 0 <= self.gamma <= 1:

@@ -15,6 +15,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -173,6 +174,20 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+
+    def require(self, names: Sequence[str], *, above: float | None = None,
+                at_least: float | None = None, allow_none: bool = False) -> None:
+        """Range checks for ``__post_init__``: every field in ``names`` must be ``> above`` (or
+        ``>= at_least``); with ``allow_none`` a None passes. The first that is not (NaN included)
+        raises ConfigError naming it."""
+        for name in names:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                continue
+            if not (value > above if above is not None else value >= at_least):
+                bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
+                raise ConfigError(f"{type(self).__name__}.{name} must be {bound}"
+                                  f"{' or None' if allow_none else ''}, got {value!r}")
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))  # type: ignore[call-overload]
