@@ -986,6 +986,18 @@ def write_report(cfg: SweepConfig, plan: list[dict[str, Any]], scored: dict[str,
     return files, aggregates
 
 
+def _score_table(header: str, table: dict[str, dict], score_names: Sequence[str],
+                 columns: Sequence[str], label: Callable[[str], str],
+                 cell: Callable[[dict], str]) -> list[str]:
+    """Markdown rows of ``table`` ({score: {row key: value}}): one row per key, one column per score."""
+    lines = ["", f"| {header} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for key in dict.fromkeys(k for by_key in table.values() for k in by_key):
+        cells = [cell(v) if (v := table.get(score, {}).get(key)) is not None else "n/a"
+                 for score in score_names]
+        lines.append(f"| {label(key)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _mesh_axes(result: dict[str, Any]) -> dict[str, np.ndarray]:
     points = np.asarray(result["points"], dtype=np.float64)
     return {p: np.array(sorted(set(points[:, i].tolist()))) for i, p in enumerate(result["parameters"])}
@@ -1015,26 +1027,12 @@ def _format_budget(summary, entry, budget, score_names, scored) -> str:
         cells = [_pm(item.get(s), item.get(f"{s}_ci95")) for s in score_names]
         lines.append(f"| {item['task']} | {item['method']} | {item['runs']} | " + " | ".join(cells) + " |")
     if entry.get("iqm"):
-        lines += ["", "| IQM | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-        methods = list(dict.fromkeys(m for s in entry["iqm"].values() for m in s))
-        for method in methods:
-            cells = []
-            for score in score_names:
-                value = entry["iqm"].get(score, {}).get(method)
-                cells.append("n/a" if value is None else
-                             f"{value['iqm']:.1f} [{value['ci95'][0]:.1f}, {value['ci95'][1]:.1f}]")
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines += _score_table("IQM", entry["iqm"], score_names, columns, str,
+                              lambda v: f"{v['iqm']:.1f} [{v['ci95'][0]:.1f}, {v['ci95'][1]:.1f}]")
     if entry.get("probability_of_improvement"):
-        lines += ["", "| P(X > Y) [95% CI] | " + " | ".join(columns) + " |",
-                  "|---|" + "---|" * len(columns)]
-        pairs = list(dict.fromkeys(p for s in entry["probability_of_improvement"].values() for p in s))
-        for pair in pairs:
-            cells = []
-            for score in score_names:
-                value = entry["probability_of_improvement"].get(score, {}).get(pair)
-                cells.append("n/a" if value is None else
-                             f"{value['p']:.2f} [{value['ci95'][0]:.2f}, {value['ci95'][1]:.2f}]")
-            lines.append(f"| {pair.replace(',', ' > ')} | " + " | ".join(cells) + " |")
+        lines += _score_table("P(X > Y) [95% CI]", entry["probability_of_improvement"], score_names,
+                              columns, lambda pair: pair.replace(",", " > "),
+                              lambda v: f"{v['p']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]")
     if entry.get("error"):
         lines += ["", entry["error"]]
     return "\n".join(lines)
