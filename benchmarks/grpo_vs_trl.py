@@ -42,8 +42,8 @@ import warnings
 import numpy as np
 import torch
 
-from maxent.agent import Callback
 from maxent import lm
+from maxent.agent import Callback
 from maxent.agents.grpo import COMPLETION_LENGTH, GRPO, GRPOConfig
 from maxent.envs.text import make_arithmetic
 
@@ -149,7 +149,7 @@ def run_trl(args, model, tokenizer, env, chat) -> tuple[float, ...]:
             times.append((time.perf_counter(), time.process_time()))
 
     vllm = {}
-    if args.trl_vllm and not getattr(args, "trl_vllm_failed", None):
+    if args.trl_vllm:
         vllm = {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": 0.3}
     trl_args = TRLConfig(
         **vllm, output_dir=os.path.join(args.tmp, "trl"), use_cpu=True, report_to=[],
@@ -161,28 +161,50 @@ def run_trl(args, model, tokenizer, env, chat) -> tuple[float, ...]:
         learning_rate=args.lr, lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
         bf16=args.trl_bf16, max_steps=args.steps, logging_steps=10**9, save_strategy="no",
         dataloader_num_workers=0, seed=args.seed, disable_tqdm=True)
-    trainer = GRPOTrainer(model=copy.deepcopy(model), processing_class=tokenizer,
-                          reward_funcs=reward, args=trl_args, train_dataset=dataset,
-                          callbacks=[Clock()])
+    trl_model = copy.deepcopy(model)
+    if vllm:
+        # TRL's engine loads the model from its name_or_path: give it a Hugging Face folder (the
+        # GGUF-built SmolLM2 has none), the same weights.
+        folder = os.path.join(args.tmp, "hf-model")
+        if not os.path.exists(os.path.join(folder, "config.json")):
+            lm.save_pretrained(model, tokenizer, folder)
+        trl_model.config._name_or_path = folder
+        trl_model.name_or_path = folder
+    trainer = GRPOTrainer(model=trl_model, processing_class=tokenizer, reward_funcs=reward,
+                          args=trl_args, train_dataset=dataset, callbacks=[Clock()])
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # disable_tqdm would print every log dict
     start = time.perf_counter()
+    trainer.train()
+    total = time.perf_counter() - start
+    # TRL scores one batch per step; drop a possible extra generation past the last step.
+    return (*_steady(times, tokens[:len(times)]), total)
+
+
+def _trl_vllm_child(options: dict) -> str | None:
+    args = argparse.Namespace(**options)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    model, tokenizer, env, chat = build(args)
     try:
-        trainer.train()
+        run_trl(args, model, tokenizer, env, chat)
     except Exception as err:  # noqa: BLE001 -- report exactly why TRL's vLLM mode cannot run here
-        if not vllm:
-            raise
         import traceback
 
         frames = [f for f in traceback.extract_tb(err.__traceback__) if "/trl/" in f.filename]
         where = f"{frames[-1].filename.split('site-packages/')[-1]}:{frames[-1].lineno}" if frames else "?"
-        args.trl_vllm_failed = f"{type(err).__name__}: {err} (at {where})"
-        print(f"TRL use_vllm=True, vllm_mode='colocate' failed here: {args.trl_vllm_failed}; "
-              "comparing with TRL's transformers-generate path instead", flush=True)
-        return run_trl(args, model, tokenizer, env, chat)
-    total = time.perf_counter() - start
-    # TRL scores one batch per step; drop a possible extra generation past the last step.
-    return (*_steady(times, tokens[:len(times)]), total)
+        return f"{type(err).__name__}: {err} (at {where})"
+    return None
+
+
+def trl_vllm_failure(args: argparse.Namespace) -> str | None:
+    """Why TRL's ``use_vllm=True, vllm_mode="colocate"`` does not run here (None if it does),
+    tried in a child process: a failed attempt leaves torch.distributed, vLLM and accelerate
+    state behind that breaks every run after it in the same process."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_trl_vllm_child, ({**vars(args), "steps": 2},))
 
 
 RUNNERS = {"ours": run_ours, "trl": run_trl}
@@ -290,6 +312,12 @@ def main() -> None:
         profile(args, model, tokenizer, env, chat)
         return
 
+    if args.trl_vllm:
+        failure = trl_vllm_failure(args)
+        if failure is not None:
+            print(f"TRL use_vllm=True, vllm_mode='colocate' failed here: {failure}; comparing with "
+                  "TRL's transformers-generate path instead", flush=True)
+            args.trl_vllm = False
     if not args.no_warmup:
         for name, runner in RUNNERS.items():
             runner(args, model, tokenizer, env, chat)
