@@ -99,8 +99,10 @@ def commands() -> list[tuple[int, str]]:
 
 
 def _run(cmd: str | list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    # `maxent` is the console script beside this interpreter, also when its venv is not active.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     env = {**os.environ, "MUJOCO_GL": "disable", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO), "PATH": path}
     return subprocess.run(cmd, shell=isinstance(cmd, str), cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=env, check=False)
 
