@@ -109,12 +109,17 @@ def train(env_id: str, seed: int, args: argparse.Namespace) -> None:
     agent.close()
 
 
-def plot(out: Path) -> Path:
+def plot(out: Path) -> Path | str:
+    """``out/curves.png`` of every run's eval.csv, or a message saying why there is none yet."""
+    runs = sorted(p for p in out.iterdir() if (p / "eval.csv").exists() and read_eval(p / "eval.csv")) \
+        if out.is_dir() else []
+    if not runs:
+        return (f"no curves: no run under {out} has an evaluation yet (the first comes after "
+                "--eval-every steps)")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = sorted(p for p in out.iterdir() if (p / "eval.csv").exists())
     envs = sorted({p.name.rsplit("-s", 1)[0] for p in runs})
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.6), squeeze=False)
     for ax, env_id in zip(axes[0], envs):
