@@ -501,6 +501,7 @@ class _EveryNSteps(Callback):
 
     def on_training_start(self, agent: Agent) -> None:
         self._next = (agent.num_timesteps // self.every + 1) * self.every
+        self.stop_reason = None  # a reason from an earlier learn call is not this one's
 
     def on_step(self, agent: Agent) -> bool:
         if agent.num_timesteps < self._next:
@@ -586,6 +587,9 @@ class StopOnRewardThreshold(Callback):
             raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
         self.threshold = threshold
         self.n_episodes = n_episodes
+
+    def on_training_start(self, agent: Agent) -> None:
+        self.stop_reason = None  # a reason from an earlier learn call is not this one's
 
     def on_step(self, agent: Agent) -> bool:
         recent = list(getattr(agent, "episode_returns", []))[-self.n_episodes:]
