@@ -33,6 +33,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per thread count")
     parser.add_argument("--syncs", type=int, default=3)
     args = parser.parse_args()
+    for flag in ("prompts", "group_size", "max_new_tokens", "repeats"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.syncs < 0 or min(args.threads) < 1:
+        parser.error(f"--syncs must be >= 0 and every --threads >= 1, got {args.syncs} and "
+                     f"{args.threads}")
     warnings.filterwarnings("ignore")
 
     from grpo_vs_trl import build  # the benchmark's models and task, so the figures compare
