@@ -150,6 +150,9 @@ class GRPOConfig(AgentConfig):
             CPU one thread can beat two (OpenMP waits on descheduled threads).
         vllm_kv_cache_gb: vLLM's KV cache in GiB (``None``: 1 GiB on a CPU, else vLLM's share of
             GPU memory).
+        vllm_weight_sync: how the weights reach the engine after each step (``VLLMSampler``'s
+            ``weight_sync``): ``"auto"`` (in place on a CPU, vLLM's reload on a GPU),
+            ``"in_place"`` or ``"reload"``.
         log_completions_every: GRPO steps between tables of sample completions (prompt,
             completion, rewards) in TensorBoard's text tab, as TRL's ``log_completions``; 0 = off.
         fsdp: under several processes, shard parameters, gradients and optimizer state with
@@ -213,6 +216,7 @@ class GRPOConfig(AgentConfig):
     vllm_importance_sampling_clip_max: float = 3.0
     vllm_num_threads: int | None = None
     vllm_kv_cache_gb: float | None = None
+    vllm_weight_sync: str = "auto"
     log_completions_every: int = 10
     fsdp: bool = False
     device: str = "auto"
@@ -246,10 +250,11 @@ class GRPOConfig(AgentConfig):
             raise ValueError(f"GRPOConfig.cov_lower ({self.cov_lower}) must be below cov_upper "
                              f"({self.cov_upper})")
         from maxent.token import SAMPLING_CORRECTIONS
+        from maxent.vllm_sampler import WEIGHT_SYNCS
 
         choices = {"intervention": INTERVENTIONS, "aggregation": AGGREGATIONS,
                    "vllm_importance_sampling_mode": SAMPLING_CORRECTIONS,
-                   "sampler": ("hf", "static", "vllm"), "dtype": ("float32", "bfloat16"),
+                   "sampler": ("hf", "static", "vllm"), "vllm_weight_sync": WEIGHT_SYNCS, "dtype": ("float32", "bfloat16"),
                    "steer_mode": ("exponential", "linear"),
                    "seed_mode": ("linear", "exponential", "focal", "inverse")}
         for name, allowed in choices.items():
@@ -614,7 +619,8 @@ class GRPO(Agent):
             path = cfg.model if Path(str(cfg.model)).is_dir() else None
             return VLLMSampler(self.policy, self.tokenizer, path=path, dtype=cfg.torch_dtype,
                                max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens,
-                               kv_cache_gb=cfg.vllm_kv_cache_gb, num_threads=cfg.vllm_num_threads)
+                               kv_cache_gb=cfg.vllm_kv_cache_gb, num_threads=cfg.vllm_num_threads,
+                               weight_sync=cfg.vllm_weight_sync)
         model = self._generation_model if self._generation_model is not None else self.policy
         if self.config.sampler == "static":
             return lm.StaticSampler(model, self.tokenizer)

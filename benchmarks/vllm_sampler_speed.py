@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per thread count")
     parser.add_argument("--syncs", type=int, default=3)
+    parser.add_argument("--weight-sync", nargs="+", default=["in_place", "reload"],
+                        choices=["in_place", "reload"],
+                        help="VLLMSampler weight_sync modes to measure, one engine each")
     args = parser.parse_args()
     for flag in ("prompts", "group_size", "max_new_tokens", "repeats"):
         if getattr(args, flag) < 1:
@@ -48,29 +51,32 @@ def main() -> None:
     torch.set_num_threads(max(args.threads))
     build_args = argparse.Namespace(model=args.model, seed=0, hidden=128, layers=2, heads=4)
     model, tokenizer, env, chat = build(build_args)
-    start = time.perf_counter()
-    sampler = VLLMSampler(model, tokenizer)
-    print(f"engine start {time.perf_counter() - start:.1f} s; engine dtype {sampler.dtype}; "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}", flush=True)
     pairs = env.sample_prompts(args.prompts, np.random.default_rng(0))
     prompts = lm.encode_prompts(tokenizer, [p for p, _ in pairs], chat_template=chat,
                                 max_prompt_tokens=256)
     rows = [row for row in prompts for _ in range(args.group_size)]
-    sampler.generate(rows, max_new_tokens=args.max_new_tokens, seed=0)  # warm-up
-    for threads in args.threads:
-        sampler.num_threads = threads
-        for repeat in range(args.repeats):
+    for mode in args.weight_sync:
+        start = time.perf_counter()
+        sampler = VLLMSampler(model, tokenizer, weight_sync=mode)
+        print(f"[weight_sync={mode}] engine start {time.perf_counter() - start:.1f} s; engine "
+              f"dtype {sampler.dtype}; CPU capability {torch.backends.cpu.get_cpu_capability()}",
+              flush=True)
+        sampler.generate(rows, max_new_tokens=args.max_new_tokens, seed=0)  # warm-up
+        for threads in args.threads:
+            sampler.num_threads = threads
+            for repeat in range(args.repeats):
+                t = time.perf_counter()
+                out = sampler.generate(rows, max_new_tokens=args.max_new_tokens, seed=1 + repeat)
+                seconds = time.perf_counter() - t
+                tokens = int(out.mask.sum())
+                print(f"[weight_sync={mode}] generate {len(rows)} sequences, {threads} thread(s): "
+                      f"{tokens} tokens in {seconds:.2f} s = {tokens / seconds:.0f} tokens/s",
+                      flush=True)
+        for _ in range(args.syncs):
             t = time.perf_counter()
-            out = sampler.generate(rows, max_new_tokens=args.max_new_tokens, seed=1 + repeat)
-            seconds = time.perf_counter() - t
-            tokens = int(out.mask.sum())
-            print(f"generate {len(rows)} sequences, {threads} thread(s): {tokens} tokens in "
-                  f"{seconds:.2f} s = {tokens / seconds:.0f} tokens/s", flush=True)
-    for _ in range(args.syncs):
-        t = time.perf_counter()
-        sampler.sync(model)
-        print(f"sync {time.perf_counter() - t:.2f} s", flush=True)
-    sampler.close()
+            sampler.sync(model)
+            print(f"[weight_sync={mode}] sync {time.perf_counter() - t:.2f} s", flush=True)
+        sampler.close()
 
 
 if __name__ == "__main__":  # the engine starts a spawned process on some platforms

