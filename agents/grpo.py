@@ -151,8 +151,8 @@ class GRPOConfig(AgentConfig):
         vllm_kv_cache_gb: vLLM's KV cache in GiB (``None``: 1 GiB on a CPU, else vLLM's share of
             GPU memory).
         vllm_weight_sync: how the weights reach the engine after each step (``VLLMSampler``'s
-            ``weight_sync``): ``"auto"`` (in place on a CPU, vLLM's reload on a GPU),
-            ``"in_place"`` or ``"reload"``.
+            ``weight_sync``): ``"auto"`` (vLLM's reload), ``"reload"`` or ``"in_place"`` (quicker
+            syncs, slower generation on a CPU: for completions of a few hundred tokens a step).
         log_completions_every: GRPO steps between tables of sample completions (prompt,
             completion, rewards) in TensorBoard's text tab, as TRL's ``log_completions``; 0 = off.
         fsdp: under several processes, shard parameters, gradients and optimizer state with

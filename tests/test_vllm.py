@@ -132,32 +132,31 @@ def test_vllm_log_probs_equal_the_policy_after_sync(engine):
 
 
 def test_vllm_weight_sync_modes_agree(engine):
-    """The default engine (``in_place`` on a CPU) keeps plain weights and overwrites them; a
-    ``reload`` engine (vLLM's reload_weights into its repacked kernels) samples the same tokens
-    with the same log-probs after the same sync."""
+    """An ``in_place`` engine keeps plain weights and overwrites them; the default engine
+    (``reload``: vLLM's reload_weights into its repacked kernels) samples the same tokens with the
+    same log-probs after the same sync."""
     from maxent.vllm_sampler import _has_all_weights
 
     model, tok, sampler = engine
     with pytest.raises(ValueError, match="weight_sync must be one of"):
         VLLMSampler(model, tok, weight_sync="copy")
-    reload = VLLMSampler(model, tok, max_model_len=128, weight_sync="reload")
+    in_place = VLLMSampler(model, tok, max_model_len=128, weight_sync="in_place")
     try:
-        assert (sampler.weight_sync, reload.weight_sync) == (
-            ("in_place", "reload") if sampler.device.type == "cpu" else ("reload", "reload"))
+        assert (sampler.weight_sync, in_place.weight_sync) == ("reload", "in_place")
+        assert all(in_place.llm.apply_model(_has_all_weights))
         if sampler.device.type == "cpu":
-            assert all(sampler.llm.apply_model(_has_all_weights))
-            assert not all(reload.llm.apply_model(_has_all_weights))  # oneDNN dropped them
+            assert not all(sampler.llm.apply_model(_has_all_weights))  # oneDNN dropped them
         _perturb(model, seed=11)
         prompts = _prompts(tok, 4)
-        for engine_ in (sampler, reload):
+        for engine_ in (sampler, in_place):
             engine_.sync(model)
-        a, b = (e.generate(prompts, max_new_tokens=16, seed=12) for e in (sampler, reload))
+        a, b = (e.generate(prompts, max_new_tokens=16, seed=12) for e in (sampler, in_place))
         assert torch.equal(a.ids, b.ids)
         torch.testing.assert_close(a.log_probs, b.log_probs, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(a.log_probs, _policy_log_probs(model, prompts, a, 1.0),
                                    atol=1e-5, rtol=1e-5)
     finally:
-        reload.close()
+        in_place.close()
     # Closing one engine leaves the process-wide state the other one runs on.
     assert sampler.generate(prompts, max_new_tokens=16, seed=12).texts == a.texts
 
