@@ -115,9 +115,6 @@ def test_sequential_sweep_resumes_a_killed_process_and_reports(tmp_path, capsys)
         sweep_main([str(path)])
 
 
-# Slow (1.5-3 min on 2 cores): the default run still drives the Ray backend end to end through
-# README's `maxent sweep` command (tests/test_readme.py); this adds the killed-worker resume.
-@pytest.mark.slow
 def test_ray_sweep_on_two_workers_resumes_a_killed_worker(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     path, root = write_config(tmp_path, "ray", methods='["qarl", "sac"]')  # two runs, in parallel
