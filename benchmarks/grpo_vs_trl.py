@@ -111,6 +111,7 @@ def run_ours(args, model, tokenizer, env, chat) -> tuple[float, ...]:
         chat_template=chat, learning_rate=args.lr, max_grad_norm=1.0, num_epochs=1,
         aggregation="token-mean", clip_low=0.2, clip_high=0.28, kl_coef=0.0,
         mask_truncated=False, device="cpu", log_interval=10**9, sampler=args.sampler,
+        vllm_weight_sync=args.vllm_weight_sync,
         share_prompt_pass=not args.no_prompt_sharing)
     agent = GRPO(copy.deepcopy(model), env, config=config, seed=args.seed, tokenizer=tokenizer)
     clock = _Clock(args.prompts * args.group_size)
@@ -277,6 +278,8 @@ def main() -> None:
     parser.add_argument("--sampler", choices=["static", "hf", "vllm"], default="static",
                         help="our sampler: static KV cache + compiled decode step (default), "
                              "transformers generate exactly as TRL uses it, or a vLLM engine")
+    parser.add_argument("--vllm-weight-sync", choices=["auto", "in_place", "reload"],
+                        default="auto", help="with --sampler vllm: GRPOConfig.vllm_weight_sync")
     parser.add_argument("--trl-vllm", action="store_true",
                         help="TRL with use_vllm=True, vllm_mode='colocate' (falls back to its "
                              "generate path, saying why, when that does not run)")
