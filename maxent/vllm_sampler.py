@@ -208,6 +208,7 @@ class VLLMSampler:
             in fp32, 16 sequences x <= 64 tokens (``benchmarks/vllm_sampler_speed.py``): a sync
             0.07 s in place against 0.51-0.64 s reloaded, but generation 109-129 against 153-189
             tokens/s, so in place pays only when a step generates fewer than ~300 tokens.
+            ``"in_place"`` has been run on a CPU only, never on a GPU.
     """
 
     def __init__(self, model, tokenizer, *, path: str | Path | None = None,
@@ -269,6 +270,7 @@ class VLLMSampler:
                            enable_prefix_caching=True,
                            logprobs_mode="processed_logprobs", **kwargs)
         if weight_sync == "in_place" and not all(self.llm.apply_model(_has_all_weights)):
+            self.close()  # the engine is up: free it before refusing
             raise RuntimeError(
                 "weight_sync='in_place': this vLLM build repacked some weights into a kernel "
                 "layout and dropped the originals, so they cannot be overwritten; use "
