@@ -35,6 +35,7 @@ __all__ = [
     "aggregate",
     "clipped_surrogate",
     "k3_kl",
+    "masked_fraction",
     "policy_loss",
     "sampler_importance_weights",
     "select_tokens",
@@ -532,6 +533,16 @@ def sampler_importance_weights(old_log_probs: Tensor, sampler_log_probs: Tensor,
         else:
             weights = weights.masked_fill((weights < low) | (weights > high), 0.0)
     return weights
+
+
+def masked_fraction(weights: Tensor, mask: Tensor) -> Tensor:
+    """Share of the completions (``sequence*`` weights, (B, 1)) or generated tokens (``token*``,
+    (B, T)) that :func:`sampler_importance_weights` zeroed, i.e. that do not train."""
+    zeroed = weights == 0
+    if weights.shape[-1] == 1:
+        return zeroed.float().mean()
+    m = _bool_mask(mask, weights.shape)
+    return (zeroed & m).sum() / m.sum().clamp(min=1)
 
 
 def policy_loss(

@@ -401,6 +401,21 @@ def test_sampler_importance_weights_follow_trls_four_modes():
         sampler_importance_weights(old, sampler, mask, mode="sequence")
 
 
+def test_masked_fraction_counts_what_the_correction_drops():
+    from maxent.token import masked_fraction, sampler_importance_weights
+
+    old = torch.zeros(4, 3)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]])
+    sampler = old.clone()
+    sampler[0, 0] = -2.0  # ratio e^2 > 3: completion 0 (or its token) is masked
+    seq = sampler_importance_weights(old, sampler, mask, mode="sequence_mask", clip_max=3.0)
+    assert masked_fraction(seq, mask) == pytest.approx(1 / 4)
+    token = sampler_importance_weights(old, sampler, mask, mode="token_mask", clip_max=3.0)
+    assert masked_fraction(token, mask) == pytest.approx(1 / 9)  # 1 of 9 generated tokens
+    kept = sampler_importance_weights(old, sampler, mask, mode="sequence_truncate", clip_max=3.0)
+    assert masked_fraction(kept, mask) == 0
+
+
 def test_sampling_weights_scale_each_tokens_loss():
     log_probs = torch.randn(2, 3, requires_grad=True)
     old = log_probs.detach()
