@@ -51,12 +51,30 @@ def test_config_rejects_bad_values():
         GRPOConfig(aggregation="mean")
     with pytest.raises(ValueError, match=r"vllm_weight_sync must be one of \['auto', 'in_place'"):
         GRPOConfig(vllm_weight_sync="copy")
+    with pytest.raises(ValueError, match=r"vllm_dtype must be one of \['auto', 'float32'"):
+        GRPOConfig(vllm_dtype="fp16")
     with pytest.raises(ValueError, match="top_p"):
         GRPOConfig(top_p=0.0)
     with pytest.raises(ValueError, match="cov_lower"):
         GRPOConfig(cov_lower=5.0, cov_upper=1.0)
     with pytest.raises(ValueError, match="total_steps"):
         small_agent().learn(0)
+
+
+def test_vllm_dtype_auto_samples_in_bf16_only_where_native_and_corrected(monkeypatch):
+    import maxent.fastpath as fastpath
+    from maxent.agents.grpo import vllm_dtype
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(fastpath, "bf16_matmul_supported", lambda device, n=native: n)
+        auto = torch.bfloat16 if native else torch.float32
+        assert vllm_dtype(GRPOConfig(), cpu) == auto
+        # Without the importance correction nothing would absorb the bf16/fp32 gap.
+        assert vllm_dtype(GRPOConfig(vllm_importance_sampling=False), cpu) == torch.float32
+        assert vllm_dtype(GRPOConfig(dtype="bfloat16"), cpu) == torch.bfloat16
+        assert vllm_dtype(GRPOConfig(vllm_dtype="float32"), cpu) == torch.float32
+        assert vllm_dtype(GRPOConfig(vllm_dtype="bfloat16"), cpu) == torch.bfloat16
 
 
 def test_group_advantages():

@@ -215,7 +215,8 @@ def test_vllm_engine_leaves_torch_settings(engine, monkeypatch):
 
 GRPO_SMALL = {"device": "cpu", "tiny_hidden_size": 64, "tiny_layers": 1, "tiny_heads": 2,
               "group_size": 4, "prompts_per_step": 2, "max_new_tokens": 4, "learning_rate": 1e-2,
-              "mask_truncated": False, "sampler": "vllm", "max_prompt_tokens": 64}
+              "mask_truncated": False, "sampler": "vllm", "max_prompt_tokens": 64,
+              "vllm_dtype": "float32"}  # the exact-agreement tests; bf16 sampling is tested below
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +242,38 @@ def test_vllm_grpo_steps_sync_weights_and_correct_for_the_sampler(grpo_vllm):
     out = agent.sampler.generate(prompts, max_new_tokens=4, temperature=1.0, seed=3)
     own = _policy_log_probs(agent.policy, prompts, out, 1.0)
     torch.testing.assert_close(out.log_probs, own, atol=1e-4, rtol=0)
+
+
+def test_vllm_grpo_samples_in_bf16_and_corrects_the_gap():
+    """vllm_dtype='bfloat16' ('auto' on bf16 hardware): the engine samples in bf16 while the
+    policy trains in fp32; the importance correction sees the gap, and it stays small."""
+    from maxent.agents.grpo import GRPO, GRPOConfig
+    from maxent.envs.text import make_arithmetic
+
+    config = GRPOConfig(**{**GRPO_SMALL, "vllm_dtype": "bfloat16"})
+    agent = GRPO("tiny", make_arithmetic(difficulty=1), config, seed=0)
+    try:
+        assert agent.sampler.dtype == torch.bfloat16
+        assert next(agent.policy.parameters()).dtype == torch.float32
+        agent.learn(2)
+        row = agent.last_metrics
+        assert row["sampling/importance_ratio_mean"] != 1.0  # bf16 differs from fp32 ...
+        assert abs(row["sampling/importance_ratio_mean"] - 1.0) < 0.05  # ... by little
+        assert row["sampling/importance_masked_fraction"] == 0.0
+        prompts = agent.encode(["1+2=", "3+4="])
+        out = agent.sampler.generate(prompts, max_new_tokens=4, temperature=1.0, seed=3)
+        own = _policy_log_probs(agent.policy, prompts, out, 1.0)
+        gap = (out.log_probs - own).abs().max().item()
+        assert 0 < gap < 0.1, gap  # the policy's distribution, to bf16 precision
+        # Later syncs (the cast reuses its buffers) follow the policy too.
+        for seed in (21, 22):
+            _perturb(agent.policy, seed=seed)
+            agent.sampler.sync(agent.policy)
+            out = agent.sampler.generate(prompts, max_new_tokens=4, temperature=1.0, seed=seed)
+            gap = (out.log_probs - _policy_log_probs(agent.policy, prompts, out, 1.0)).abs().max()
+            assert gap < 0.1, gap
+    finally:
+        agent.sampler.close()
 
 
 def test_vllm_grpo_resume_samples_from_the_loaded_weights(grpo_vllm, tmp_path):
