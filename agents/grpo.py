@@ -151,8 +151,10 @@ class GRPOConfig(AgentConfig):
         vllm_kv_cache_gb: vLLM's KV cache in GiB (``None``: 1 GiB on a CPU, else vLLM's share of
             GPU memory).
         vllm_weight_sync: how the weights reach the engine after each step (``VLLMSampler``'s
-            ``weight_sync``): ``"auto"`` (vLLM's reload), ``"reload"`` or ``"in_place"`` (quicker
-            syncs, slower generation on a CPU: for completions of a few hundred tokens a step).
+            ``weight_sync``): ``"auto"`` (``"in_place"`` on a CPU, ``"reload"`` on a GPU),
+            ``"reload"`` (vLLM's reload_weights) or ``"in_place"`` (copy into kept weights, then
+            rebuild the CPU's packed kernels: same samples, ~40% quicker syncs, one more copy
+            of the engine's weights in memory).
         vllm_dtype: the engine's dtype. ``"auto"`` (default): bfloat16 when the policy is float32,
             the importance correction is on and bf16 matmuls are native here (AVX512-BF16 / AMX
             CPUs, CUDA 8.0+), as verl and TRL sample; else the policy's dtype. The trainer keeps

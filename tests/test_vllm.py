@@ -132,33 +132,60 @@ def test_vllm_log_probs_equal_the_policy_after_sync(engine):
 
 
 def test_vllm_weight_sync_modes_agree(engine):
-    """An ``in_place`` engine keeps plain weights and overwrites them; the default engine
-    (``reload``: vLLM's reload_weights into its repacked kernels) samples the same tokens with the
-    same log-probs after the same sync."""
+    """The default engine on a CPU syncs ``in_place`` (plain weights kept and overwritten, packed
+    kernels rebuilt from them); a ``reload`` engine (vLLM's reload_weights into its repacked
+    kernels) samples the same tokens with the same log-probs after the same syncs."""
     from maxent.vllm_sampler import _has_all_weights
 
     model, tok, sampler = engine
     with pytest.raises(ValueError, match="weight_sync must be one of"):
         VLLMSampler(model, tok, weight_sync="copy")
-    in_place = VLLMSampler(model, tok, max_model_len=128, weight_sync="in_place")
+    reload = VLLMSampler(model, tok, max_model_len=128, weight_sync="reload")
     try:
-        assert (sampler.weight_sync, in_place.weight_sync) == ("reload", "in_place")
-        assert all(in_place.llm.apply_model(_has_all_weights))
+        expected = "in_place" if sampler.device.type == "cpu" else "reload"
+        assert (sampler.weight_sync, reload.weight_sync) == (expected, "reload")
         if sampler.device.type == "cpu":
-            assert not all(sampler.llm.apply_model(_has_all_weights))  # oneDNN dropped them
-        _perturb(model, seed=11)
+            assert all(sampler.llm.apply_model(_has_all_weights))
+            assert not all(reload.llm.apply_model(_has_all_weights))  # oneDNN dropped them
         prompts = _prompts(tok, 4)
-        for engine_ in (sampler, in_place):
-            engine_.sync(model)
-        a, b = (e.generate(prompts, max_new_tokens=16, seed=12) for e in (sampler, in_place))
-        assert torch.equal(a.ids, b.ids)
-        torch.testing.assert_close(a.log_probs, b.log_probs, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(a.log_probs, _policy_log_probs(model, prompts, a, 1.0),
-                                   atol=1e-5, rtol=1e-5)
+        for seed in (11, 13):  # two syncs: the second repacks from overwritten weights
+            _perturb(model, seed=seed)
+            for engine_ in (sampler, reload):
+                engine_.sync(model)
+            a, b = (e.generate(prompts, max_new_tokens=16, seed=12) for e in (sampler, reload))
+            assert torch.equal(a.ids, b.ids)
+            torch.testing.assert_close(a.log_probs, b.log_probs, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(a.log_probs, _policy_log_probs(model, prompts, a, 1.0),
+                                       atol=1e-5, rtol=1e-5)
     finally:
-        in_place.close()
+        reload.close()
     # Closing one engine leaves the process-wide state the other one runs on.
     assert sampler.generate(prompts, max_new_tokens=16, seed=12).texts == a.texts
+
+
+def test_vllm_auto_sync_falls_back_to_reload_where_weights_are_dropped(engine, monkeypatch):
+    """A vLLM build that repacks and drops the weights anyway: 'auto' warns and restarts the
+    engine with reload; an explicit 'in_place' refuses, naming the fix."""
+    import contextlib
+
+    import maxent.vllm_sampler as vs
+
+    model, tok, sampler = engine
+    if sampler.device.type != "cpu":
+        pytest.skip("the packed-kernel layouts are the CPU backend's")
+    monkeypatch.setattr(vs, "_plain_cpu_linears", contextlib.nullcontext)
+    with pytest.raises(RuntimeError, match="use weight_sync='reload'"):
+        VLLMSampler(model, tok, max_model_len=128, weight_sync="in_place")
+    with pytest.warns(RuntimeWarning, match="restarting the engine with weight_sync='reload'"):
+        fallback = VLLMSampler(model, tok, max_model_len=128)
+    try:
+        assert fallback.weight_sync == "reload"
+        prompts = _prompts(tok, 2)
+        out = fallback.generate(prompts, max_new_tokens=8, seed=1)
+        torch.testing.assert_close(out.log_probs, _policy_log_probs(model, prompts, out, 1.0),
+                                   atol=1e-5, rtol=1e-5)
+    finally:
+        fallback.close()
 
 
 def test_vllm_greedy_follows_sync_and_equals_transformers(engine):
