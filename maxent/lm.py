@@ -8,6 +8,8 @@ Everything loads offline: only local directories and files are read, nothing is 
 
 from __future__ import annotations
 
+import copy
+
 import functools
 import importlib.util
 import inspect
@@ -342,13 +344,28 @@ def merged_state_dict(model) -> dict[str, Tensor]:
     return merged
 
 
+def plain_config(config):
+    """``config`` without a GGUF ``quantization_config``: a model loaded from a GGUF file holds
+    dequantised weights, but its config still says "gguf", which vLLM refuses ("Unknown
+    quantization method: gguf") and transformers would try to load as a GGUF file. A copy; other
+    quantisation configs are kept."""
+    quant = getattr(config, "quantization_config", None)
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    if str(getattr(method, "value", method)).lower() != "gguf":
+        return config
+    config = copy.deepcopy(config)
+    del config.quantization_config
+    return config
+
+
 def save_pretrained(model, tokenizer, out: str | Path) -> Path:
     """Write ``model`` (LoRA merged) and ``tokenizer`` (with its chat template) as a Hugging Face
     folder that transformers' ``from_pretrained`` and vLLM load unchanged."""
     transformers = _require_transformers()
     out = Path(out)
     base = model.get_base_model() if is_lora(model) else model
-    plain = transformers.AutoModelForCausalLM.from_config(base.config).to(next(base.parameters()).dtype)
+    plain = transformers.AutoModelForCausalLM.from_config(plain_config(base.config)).to(
+        next(base.parameters()).dtype)
     missing, unexpected = plain.load_state_dict(merged_state_dict(model), strict=False)
     plain.tie_weights()
     if unexpected or [k for k in missing if not k.endswith("lm_head.weight")]:

@@ -59,6 +59,7 @@ from maxent.lm import (
     eos_ids,
     is_lora,
     merged_state_dict,
+    plain_config,
     save_pretrained,
 )
 
@@ -262,7 +263,7 @@ class VLLMSampler:
             save_pretrained(model, tokenizer, self._dir)  # LoRA adapters merged in
             path = self._dir
         else:
-            base.config.save_pretrained(self._dir)
+            plain_config(base.config).save_pretrained(self._dir)
 
         kwargs: dict[str, Any] = {}
         on_cpu = current_platform.is_cpu()

@@ -66,6 +66,23 @@ def test_save_pretrained_then_load_offline(tiny, tmp_path):
     torch.testing.assert_close(rebuilt(input_ids=ids).logits, model(input_ids=ids).logits)
 
 
+def test_save_pretrained_drops_a_gguf_quantization_config(tmp_path):
+    """A model loaded from a GGUF file (SmolLM2 here) holds dequantised weights under a config
+    that still says "gguf"; the folder written must not (vLLM refuses it, transformers would look
+    for a .gguf file)."""
+    from transformers.utils.quantization_config import GgufConfig
+
+    model, tok = lm.load_model("tiny", tiny={"hidden_size": 32, "num_layers": 1, "num_heads": 2})
+    model.config.quantization_config = GgufConfig()  # as transformers' GGUF loader sets it
+    out = lm.save_pretrained(model, tok, tmp_path / "hf")
+    saved = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in saved
+    assert model.config.quantization_config is not None  # the caller's config is untouched
+    loaded, _ = lm.load_model(out)
+    ids = torch.tensor([tok("12+7=")["input_ids"]])
+    torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
 def test_bad_model_directories(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         lm.load_model(tmp_path / "nowhere")
