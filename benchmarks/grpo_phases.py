@@ -36,13 +36,17 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(args.threads)
 
-    from grpo_vs_trl import build
+    from grpo_vs_trl import build, our_config
     from maxent import lm
     from maxent.agent import Callback
-    from maxent.agents.grpo import GRPO, GRPOConfig
+    from maxent.agents.grpo import GRPO
 
     model, tokenizer, env, chat = build(argparse.Namespace(model=args.model, seed=0, hidden=128,
                                                            layers=2, heads=4))
+    settings = argparse.Namespace(  # grpo_vs_trl.py's defaults
+        group_size=8, prompts=2, max_new_tokens=args.max_new_tokens,
+        lr=1e-6 if args.model == "smollm2" else 3e-4, vllm_weight_sync="auto", vllm_dtype="auto",
+        no_prompt_sharing=False)
     seconds: dict[str, list[float]] = {}
 
     def timed(owner, name: str, key: str) -> None:
@@ -75,13 +79,7 @@ def main() -> None:
 
     for sampler in args.samplers:
         seconds.clear()
-        config = GRPOConfig(group_size=8, prompts_per_step=2, max_new_tokens=args.max_new_tokens,
-                            max_prompt_tokens=min(256, model.config.max_position_embeddings -
-                                                  args.max_new_tokens),
-                            temperature=1.0, chat_template=chat, max_grad_norm=1.0,
-                            learning_rate=1e-6 if args.model == "smollm2" else 3e-4,
-                            aggregation="token-mean", clip_low=0.2, clip_high=0.28, kl_coef=0.0,
-                            mask_truncated=False, device="cpu", log_interval=10**9, sampler=sampler)
+        config = our_config(settings, model, chat, sampler)
         agent = GRPO(copy.deepcopy(model), env, config=config, seed=0, tokenizer=tokenizer)
         clock = Clock()
         agent.learn(args.steps, callback=clock)

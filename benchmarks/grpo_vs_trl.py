@@ -105,9 +105,9 @@ def _steady(times: list[tuple[float, float]], tokens: list[float]) -> tuple[floa
     return (len(times) - 1) / wall, sum(tokens[1:]) / wall, (len(times) - 1) / cpu
 
 
-def run_ours(args, model, tokenizer, env, chat, sampler: str) -> tuple[float, ...]:
-    """(steps/s, tokens/s, steps/CPU-s, end-to-end seconds) of our GRPO with ``sampler``."""
-    config = GRPOConfig(
+def our_config(args, model, chat, sampler: str) -> GRPOConfig:
+    """Our GRPO's settings matching TRL's in :func:`run_trl` (also used by grpo_phases.py)."""
+    return GRPOConfig(
         group_size=args.group_size, prompts_per_step=args.prompts,
         max_new_tokens=args.max_new_tokens,
         max_prompt_tokens=min(256, model.config.max_position_embeddings - args.max_new_tokens),
@@ -117,6 +117,11 @@ def run_ours(args, model, tokenizer, env, chat, sampler: str) -> tuple[float, ..
         mask_truncated=False, device="cpu", log_interval=10**9, sampler=sampler,
         vllm_weight_sync=args.vllm_weight_sync, vllm_dtype=args.vllm_dtype,
         share_prompt_pass=not args.no_prompt_sharing)
+
+
+def run_ours(args, model, tokenizer, env, chat, sampler: str) -> tuple[float, ...]:
+    """(steps/s, tokens/s, steps/CPU-s, end-to-end seconds) of our GRPO with ``sampler``."""
+    config = our_config(args, model, chat, sampler)
     agent = GRPO(copy.deepcopy(model), env, config=config, seed=args.seed, tokenizer=tokenizer)
     clock = _Clock(args.prompts * args.group_size)
     start = time.perf_counter()
