@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maxent import lm, runlock, steering
+from maxent import cpu_memory, lm, runlock, steering
 from maxent import logging as mlog
 from maxent.agent import Agent, AgentConfig, resolve_config
 from maxent.checkpoint import (
@@ -171,6 +171,12 @@ class GRPOConfig(AgentConfig):
             ``torchrun --nproc_per_node N``.
         device: ``"auto"`` (accelerate's choice: a GPU when present), ``"cpu"``, ``"cuda"``.
         torch_threads: intra-op threads on CPU; ``None`` leaves torch's default.
+        keep_freed_memory: on a CPU, keep freed memory in the process (glibc's heap, see
+            :mod:`maxent.cpu_memory`) instead of returning it to the kernel after each block, so
+            a training pass stops paying page faults for the memory the previous one freed:
+            SmolLM2-135M's update 1.85 s instead of 2.9 s here. Process-wide and for the rest of
+            the process; the cost is that the process holds its peak memory. ``False`` (or
+            ``MAXENT_KEEP_FREED_MEMORY=0``) leaves the allocator alone.
         log_interval: GRPO steps between log rows.
     """
 
@@ -231,6 +237,7 @@ class GRPOConfig(AgentConfig):
     fsdp: bool = False
     device: str = "auto"
     torch_threads: int | None = None
+    keep_freed_memory: bool = True
     log_interval: int = 1
 
     def __post_init__(self) -> None:
@@ -565,6 +572,8 @@ class GRPO(Agent):
                 f"= {cfg.max_prompt_tokens + cfg.max_new_tokens} tokens exceed the model's context "
                 f"window ({context} positions): beyond it a model generates garbage; lower one of them")
         self.device = self.accelerator.device
+        if cfg.keep_freed_memory and self.device.type == "cpu":
+            cpu_memory.keep_freed_memory()
         model = model.to(self.device)
         model.config.use_cache = True
         # Checkpoints of a LoRA run hold only the adapters when the base can be rebuilt by name.

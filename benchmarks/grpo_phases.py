@@ -39,7 +39,7 @@ def main() -> None:
     from grpo_vs_trl import build, our_config
     from maxent import lm
     from maxent.agent import Callback
-    from maxent.agents.grpo import GRPO
+    from maxent.agents.grpo import COMPLETION_LENGTH, GRPO
 
     model, tokenizer, env, chat = build(argparse.Namespace(model=args.model, seed=0, hidden=128,
                                                            layers=2, heads=4))
@@ -69,16 +69,27 @@ def main() -> None:
     except ImportError:
         pass
 
+    widths: list[int] = []  # padded (prompt + completion) width of each update's batch
+    real_prepare = GRPO.prepare
+
+    def prepare(agent, rollout, *a, **k):
+        widths.append(rollout.prompt_ids.shape[1] + rollout.completion_ids.shape[1])
+        return real_prepare(agent, rollout, *a, **k)
+    GRPO.prepare = prepare
+
     class Clock(Callback):
         def __init__(self):
             self.ends: list[float] = []
+            self.lengths: list[float] = []
 
         def on_step(self, agent) -> bool:
             self.ends.append(time.perf_counter())
+            self.lengths.append(agent.last_metrics[COMPLETION_LENGTH])
             return True
 
     for sampler in args.samplers:
         seconds.clear()
+        widths.clear()
         config = our_config(settings, model, chat, sampler)
         agent = GRPO(copy.deepcopy(model), env, config=config, seed=0, tokenizer=tokenizer)
         clock = Clock()
@@ -87,7 +98,9 @@ def main() -> None:
         steps = [b - a for a, b in zip(clock.ends, clock.ends[1:])]
         phases = "  ".join(f"{k} {statistics.mean(v[1:]):.2f}" for k, v in seconds.items() if len(v) > 1)
         print(f"{sampler:>7}: step {statistics.mean(steps):.2f} s (min {min(steps):.2f}, max "
-              f"{max(steps):.2f})  per call: {phases}", flush=True)
+              f"{max(steps):.2f})  per call: {phases}  completion length "
+              f"{statistics.mean(clock.lengths[1:]):.1f}, padded width "
+              f"{statistics.mean(widths[1:]):.1f}", flush=True)
 
 
 if __name__ == "__main__":  # the vLLM engine may start a spawned process

@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 import torch
 
-from maxent import lm
+from maxent import cpu_memory, lm
 from maxent.agent import Callback
 from maxent.agents.grpo import COMPLETION_LENGTH, GRPO, GRPOConfig
 from maxent.envs.text import make_arithmetic
@@ -308,6 +308,9 @@ def main() -> None:
     parser.add_argument("--no-warmup", action="store_true", help="skip the unrecorded round")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing: cProfile one run of each, time by phase")
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="leave glibc's malloc as it is: no keep_freed_memory for either "
+                             "library (by default both run with it, see maxent.cpu_memory)")
     parser.add_argument("--tmp", default="/tmp/grpo_vs_trl")
     args = parser.parse_args()
     smol = args.model == "smollm2"
@@ -322,12 +325,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Our GRPO keeps freed memory by default, process-wide; set it (or not) before any round so
+    # that TRL's rounds in this process get the same allocator as ours.
+    if args.system_allocator:
+        os.environ[cpu_memory.OPT_OUT] = "0"
+    kept = cpu_memory.keep_freed_memory()
 
     model, tokenizer, env, chat = build(args)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model {args.model} ({n_params / 1e6:.2f}M params), G={args.group_size}, "
           f"{args.prompts} prompts/step, <= {args.max_new_tokens} new tokens, {args.steps} steps, "
-          f"{args.threads} thread(s), torch {torch.__version__}; load {os.getloadavg()[0]:.1f}")
+          f"{args.threads} thread(s), torch {torch.__version__}, freed memory "
+          f"{'kept (both libraries)' if kept else 'returned to the system'}; load {os.getloadavg()[0]:.1f}")
     if args.profile:
         profile(args, model, tokenizer, env, chat)
         return
