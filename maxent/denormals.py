@@ -1,0 +1,72 @@
+"""Flush denormal floats to zero on the CPU, in the calling thread and in every OpenMP worker of
+torch's thread pool.
+
+Adam's second moment of a parameter whose gradient is tiny (≈ 1e-20) holds squares below
+float32's smallest normal number (1.2e-38). x86 CPUs compute on such denormals through slow
+microcode: after a few thousand SAC updates about a fifth of some Adam state tensors are
+denormal, and the fused Adam kernel takes 0.75 ms instead of 0.2 ms (Pendulum-v1, 2 cores).
+With flush-to-zero (FTZ) and denormals-are-zero (DAZ) they count as 0, which changes no update
+measurably (Adam divides by ``sqrt(v) + eps`` with eps = 1e-8) and makes SAC's steady state ~30%
+faster here. TensorFlow and XLA (hence JAX, hence SBX) run their CPU thread pools this way.
+
+The mode lives in each thread's MXCSR register. ``torch.set_flush_denormal`` sets only the
+calling thread's; threads created afterwards inherit it from their creator (POSIX), but torch's
+OpenMP workers may already exist. So one OpenMP parallel region is run whose body sets the mode
+in each thread of the team.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+
+__all__ = ["flush_denormals"]
+
+
+@functools.cache
+def _openmp_runtime() -> ctypes.CDLL | None:
+    """The OpenMP runtime torch loaded into this process (GNU or Intel, both export
+    ``GOMP_parallel``), or None where it cannot be found (not Linux, no OpenMP)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "omp" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        if path.endswith(".so") or ".so." in path:
+            try:
+                runtime = ctypes.CDLL(path)
+            except OSError:
+                continue
+            if hasattr(runtime, "GOMP_parallel"):
+                return runtime
+    return None
+
+
+# GOMP_parallel(fn, data, num_threads, flags): runs fn(data) on each thread of a new team.
+_REGION_BODY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _set_in_this_thread(_data: int | None) -> None:
+    torch.set_flush_denormal(True)
+
+
+_BODY = _REGION_BODY(_set_in_this_thread)  # kept alive: the runtime holds a raw pointer to it
+
+
+def flush_denormals() -> bool:
+    """Turn on FTZ and DAZ in this thread and in every thread of torch's OpenMP team (at
+    ``torch.get_num_threads()``; a larger team made later inherits it from this thread).
+    Returns False where the CPU has no such mode (torch says so) or the OpenMP runtime was not
+    found, in which case only this thread and threads it starts later flush."""
+    if not torch.set_flush_denormal(True):
+        return False
+    runtime = _openmp_runtime()
+    if runtime is None:
+        return False
+    # ctypes releases the GIL for the call; each thread of the team takes it in turn to run
+    # the body. num_threads = torch's count, so the team is the one torch's ops use.
+    runtime.GOMP_parallel(_BODY, None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
+    return True
