@@ -38,8 +38,8 @@ from maxent.fastpath import (
     PRECISIONS,
     BackgroundCompile,
     compile_unavailable_reason,
+    prepare_compile,
     resolve_precision,
-    use_persistent_cache,
 )
 from maxent.optim import adam_hyperparameters, adam_state_tensors, adam_update_, init_adam_state
 from maxent.replay import ReplayBuffer
@@ -382,9 +382,8 @@ class SAC(Agent):
                 StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics),
                 StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics), cfg.gamma)
         self._step_tensors = self._collect_step_tensors()
-        if cfg.compile is True:
-            use_persistent_cache()
-        self._compiled_step = torch.compile(self._pure_step) if cfg.compile is True else None
+        self._compiled_step = (torch.compile(self._pure_step, **prepare_compile(self.device))
+                               if cfg.compile is True else None)
         self._compile_job: BackgroundCompile | None = None
         self._compile_tried = False
 
@@ -519,7 +518,8 @@ class SAC(Agent):
         # (measured: ~12 eager steps/s with two threads, ~90 with one).
         self._threads_before_compile = torch.get_num_threads()
         torch.set_num_threads(1)
-        self._compile_job = BackgroundCompile(self._pure_step, (*copies, rows, noise), name="sac-update")
+        self._compile_job = BackgroundCompile(self._pure_step, (*copies, rows, noise), name="sac-update",
+                                              **prepare_compile(self.device))
 
     def _take_compiled_step(self) -> None:
         job, self._compile_job = self._compile_job, None
