@@ -50,10 +50,10 @@ from maxent.vector import check_finite, make_vector_env, require_box
 # Longest in-flight episode whose actions a checkpoint keeps for an exact resume.
 MAX_REPLAY_STEPS = 100_000
 # compile="auto" compiles in the background only for a learn call with at least this many
-# updates: compiling takes ~25 s of one core cold (~5 s from the cache), about what ~3-4k eager
-# updates take here, so shorter runs (and the test suite) would gain nothing.
+# updates: compiling takes ~10 s cold on 2 cores (~5 s from the cache), about what ~2k eager
+# updates take here, so shorter runs (and the test suite) would gain little.
 AUTO_COMPILE_MIN_UPDATES = 10_000
-# Below this many cores, compile="auto" waits for its background compile at the first update: on
+# Below this many cores, compile="auto" compiles in the foreground before the first update: on
 # a 2-core CPU the compiler and an eager training loop only slow each other (measured on
 # Pendulum: 44 s of compiling with ~1,900 eager steps beside it, against 24 s alone, after which
 # the compiled steps are ~3x cheaper), so training eagerly meanwhile loses time.
@@ -95,11 +95,12 @@ class SACConfig(AgentConfig):
         device: torch device for networks and replay (``"cpu"``, ``"cuda"``...).
         compile: ``"auto"`` (default): when a ``learn`` call has at least
             ``AUTO_COMPILE_MIN_UPDATES`` updates to do, compile the whole update (losses,
-            gradients, Adam, α, Polyak) as one ``torch.compile``'d graph on a background thread
-            while training runs eagerly, and switch to it when it is ready (no C++ compiler or a
-            compile error: stay eager, said once). ``True``: compile before the first update
-            (blocking). ``False``: always eager. Compiling costs ~25 s cold on 2 CPU
-            cores, ~5 s from inductor's disk cache).
+            gradients, Adam, α, Polyak) as one ``torch.compile``'d graph, on a background thread
+            while training runs eagerly where there are ``BACKGROUND_MIN_CORES`` cores or more
+            (else before training starts), and switch to it when it is ready (no C++ compiler or
+            a compile error: stay eager, said once). ``True``: compile before the first update
+            (errors raise). ``False``: always eager. Compiling costs ~10 s cold on 2 CPU
+            cores, ~5 s from inductor's disk cache.
         precision: ``"auto"`` (default: ``"bfloat16"`` where the hardware has native bf16
             matrix products, AVX512-BF16/AMX on CPU or CUDA sm80+, else ``"float32"``),
             ``"float32"``, or ``"bfloat16"`` to autocast the update's matmuls (parameters,
@@ -291,9 +292,14 @@ class SACObjective(nn.Module):
 
 
 def _clone_tree(value: Any) -> Any:
-    """Copies of every tensor in nested tuples/lists/dicts, for compiling on stand-ins."""
+    """Copies of every tensor in nested tuples/lists/dicts, for compiling on stand-ins. Each keeps
+    its original's type (``nn.Parameter`` or tensor) and ``requires_grad``: dynamo guards on both,
+    and stand-ins without them made the first call on the real tensors compile the whole update a
+    second time."""
+    if isinstance(value, nn.Parameter):
+        return nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad)
     if isinstance(value, torch.Tensor):
-        return value.detach().clone()
+        return value.detach().clone().requires_grad_(value.requires_grad)
     if isinstance(value, dict):
         return {k: _clone_tree(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -513,17 +519,14 @@ class SAC(Agent):
         copies = _clone_tree(self._step_tensors)
         rows = torch.zeros((self.config.batch_size, self.buffer.width), device=self.device)
         noise = torch.zeros((2, self.config.batch_size, self.action_dim), device=self.device)
-        # While the compiler works, the eager update gets one thread: with the cores busy
-        # compiling, a second OpenMP thread only makes every op wait for a descheduled partner
-        # (measured: ~12 eager steps/s with two threads, ~90 with one).
-        self._threads_before_compile = torch.get_num_threads()
-        torch.set_num_threads(1)
+        # The thread count stays as it is while compiling: dynamo guards on it, so a graph traced
+        # at another count would be compiled again (cold, on the trainer's thread) at the switch.
+        background = (os.cpu_count() or 1) >= BACKGROUND_MIN_CORES
         self._compile_job = BackgroundCompile(self._pure_step, (*copies, rows, noise), name="sac-update",
-                                              **prepare_compile(self.device))
+                                              background=background, **prepare_compile(self.device))
 
     def _take_compiled_step(self) -> None:
         job, self._compile_job = self._compile_job, None
-        torch.set_num_threads(self._threads_before_compile)
         compiled = job.poll()
         if compiled is None:
             warnings.warn(f"SAC: compiling the update failed ({type(job.error).__name__}: "

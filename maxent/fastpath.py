@@ -143,16 +143,23 @@ class BackgroundCompile:
         example_args: copies of the real arguments (same shapes, dtypes, devices); they are
             consumed (updated in place) by the compiling call.
         name: for the thread's name.
+        background: ``False`` compiles in the calling thread before the constructor returns
+            (with the same failure handling): on a 2-core CPU, where the trainer would only wait,
+            a cold compile on a worker thread measured ~15 s slower (Pendulum-v1).
         **compile_kwargs: passed to ``torch.compile`` (:func:`prepare_compile`'s).
 
     :meth:`poll` returns the compiled function once it is ready (``None`` before); :attr:`error`
     holds the exception of a compile that failed.
     """
 
-    def __init__(self, fn: Callable, example_args: tuple, name: str = "step", **compile_kwargs: Any):
+    def __init__(self, fn: Callable, example_args: tuple, name: str = "step", background: bool = True,
+                 **compile_kwargs: Any):
         self.error: BaseException | None = None
         self._compiled: Callable | None = None
         self._done = threading.Event()
+        if not background:
+            self._run(fn, example_args, compile_kwargs)
+            return
         self._thread = threading.Thread(target=self._run, args=(fn, example_args, compile_kwargs),
                                         name=f"maxent-compile-{name}", daemon=True)
         self._thread.start()

@@ -320,13 +320,20 @@ def test_compiled_update_matches_eager():
 
 
 @pytest.mark.slow
-def test_auto_compile_switches_to_the_compiled_step_and_trains_like_eager(monkeypatch):
-    """compile="auto" compiles on a background thread while training runs eagerly; here the
-    first update waits for it so that the switch happens at a known step."""
+@pytest.mark.parametrize("background", [True, False])
+def test_auto_compile_switches_to_the_compiled_step_and_trains_like_eager(monkeypatch, background):
+    """compile="auto" compiles on a background thread while training runs eagerly (many cores),
+    or before training (few); here the first update waits for it so that the switch happens at a
+    known step. The graph built on stand-in tensors is the one the real tensors run: dynamo may
+    not compile it a second time."""
+    import torch._dynamo
+
     import maxent.agents.sac as sac_module
     from maxent.agent import FunctionCallback
 
     monkeypatch.setattr(sac_module, "AUTO_COMPILE_MIN_UPDATES", 100)
+    monkeypatch.setattr(sac_module, "BACKGROUND_MIN_CORES", 1 if background else 10**6)
+    torch._dynamo.reset()  # other tests' agents compiled the same method
     auto = SAC("Pendulum-v1", seed=5, precision="float32", **TINY)
     assert auto.config.compile == "auto"
 
@@ -335,7 +342,8 @@ def test_auto_compile_switches_to_the_compiled_step_and_trains_like_eager(monkey
             assert agent._compile_job is not None and agent._compiled_step is None
             agent._compile_job.wait()
 
-    auto.learn(200, callback=FunctionCallback(wait_for_the_compile))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        auto.learn(200, callback=FunctionCallback(wait_for_the_compile))
     assert auto.compiled_from_update == 0 and auto._compile_job is None
     eager = SAC("Pendulum-v1", seed=5, precision="float32", compile=False, **TINY).learn(200)
     for key, value in weights(eager).items():
