@@ -2,13 +2,15 @@
 has them, and the whole update compiled in the background while training runs eagerly.
 
 ``torch.compile`` of a whole update (losses, gradients, optimiser) is about twice as fast as eager
-PyTorch on CPU, but compiling costs ~25 s on a 2-core CPU from an empty cache (~5 s from inductor's
-disk cache). :class:`BackgroundCompile` pays that on a worker thread: it compiles the step by
-calling it once on *copies* of the real tensors, while the agent keeps training with the eager
-step; the agent switches when the compiled step is ready. The step must therefore read every
-tensor it uses from its arguments (a pure function of tensors), so that the graph traced on the
-copies is the graph that runs on the real tensors (dynamo guards on shapes and dtypes, not on
-tensor identity). No C++ compiler, or any compile error: the agent stays eager and says so once.
+PyTorch on CPU, but compiling costs ~10 s on a 2-core CPU from an empty cache (~5 s from inductor's
+disk cache; see :func:`prepare_compile`). :class:`BackgroundCompile` can pay that on a worker
+thread: it compiles the step by calling it once on *copies* of the real tensors, while the agent
+keeps training with the eager step; the agent switches when the compiled step is ready. The step
+must therefore read every tensor it uses from its arguments (a pure function of tensors), so that
+the graph traced on the copies is the graph that runs on the real tensors: dynamo guards on
+shapes, dtypes, ``requires_grad``, the tensor's Python type and torch's thread count, not on
+tensor identity, so the copies must match the originals in all of these. No C++ compiler, or any
+compile error: the agent stays eager and says so once.
 
 Inductor's cache goes to a stable per-user place (``$TORCHINDUCTOR_CACHE_DIR`` if set, else
 ``$XDG_CACHE_HOME/maxent/inductor`` or ``~/.cache/maxent/inductor``), so a machine's second run
@@ -88,7 +90,7 @@ def prepare_compile(device: torch.device) -> dict[str, Any]:
     alternately): the C++ wrapper (``cpp_wrapper``) builds the graph as one library instead of a
     Python module calling ~30 separately built kernels, which saves ~2 s of compiling and the
     Python between kernels (end to end +8%, steady state +5%); and inductor's probes of the
-    CPU's vector instruction sets stop after the best one passes (~4 s; see
+    CPU's vector instruction sets stop after the best one passes (~6 s; see
     :func:`_probe_only_the_best_vector_isa`)."""
     use_persistent_cache()
     if device.type != "cpu":
