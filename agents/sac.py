@@ -106,10 +106,10 @@ class SACConfig(AgentConfig):
             ``"float32"``, or ``"bfloat16"`` to autocast the update's matmuls (parameters,
             optimiser state and the Q/action heads stay float32).
         torch_threads: intra-op threads for torch on CPU; ``None`` leaves torch's default.
-        flush_denormals: on a CPU, flush denormal floats to zero in this process's compute
-            threads (FTZ/DAZ, :mod:`maxent.denormals`): Adam's state fills with denormals as
-            training goes on, and x86 computes on them ~4x slower. Process-wide, as in
-            TensorFlow and JAX; ``False`` leaves the floating-point mode alone.
+        flush_denormals: on a CPU, flush denormal floats to zero in torch's compute threads
+            during ``learn`` (FTZ/DAZ, :mod:`maxent.denormals`; the previous mode comes back
+            after): Adam's state fills with denormals as training goes on, and x86 computes on
+            them ~4x slower. ``False`` leaves the floating-point mode alone.
         log_interval: env steps between log rows (TensorBoard, CSV, progress bar).
     """
 
@@ -332,8 +332,6 @@ class SAC(Agent):
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         self.device = torch.device(cfg.device)
-        if cfg.flush_denormals and self.device.type == "cpu":
-            denormals.flush_denormals()
 
         self.envs = make_vector_env(env, cfg.n_envs, cfg.vectorization)
         self.n_envs = self.envs.num_envs
@@ -392,6 +390,7 @@ class SAC(Agent):
                                if cfg.compile is True else None)
         self._compile_job: BackgroundCompile | None = None
         self._compile_tried = False
+        self._denormals_were_flushed: bool | None = None  # set during learn (flush_denormals)
 
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.logger: mlog.RunLogger | None = None
@@ -563,6 +562,14 @@ class SAC(Agent):
             if vector_steps // cfg.train_freq * cfg.gradient_steps >= AUTO_COMPILE_MIN_UPDATES:
                 self._compile_tried = True  # once per agent: a failure is not retried (or re-said)
                 self._start_background_compile()
+        if cfg.flush_denormals and self.device.type == "cpu" and self._denormals_were_flushed is None:
+            self._denormals_were_flushed = denormals.denormals_flushed()
+            denormals.set_flush_denormals(True)
+
+    def _on_learn_end(self) -> None:
+        if self._denormals_were_flushed is False:
+            denormals.set_flush_denormals(False)
+        self._denormals_were_flushed = None
 
     def _learn_step(self) -> None:
         """One vectorized env step (uniform random actions before ``learning_starts``), then

@@ -7,7 +7,10 @@ microcode: after a few thousand SAC updates about a fifth of some Adam state ten
 denormal, and the fused Adam kernel takes 0.75 ms instead of 0.2 ms (Pendulum-v1, 2 cores).
 With flush-to-zero (FTZ) and denormals-are-zero (DAZ) they count as 0, which changes no update
 measurably (Adam divides by ``sqrt(v) + eps`` with eps = 1e-8) and makes SAC's steady state ~30%
-faster here. TensorFlow and XLA (hence JAX, hence SBX) run their CPU thread pools this way.
+faster here. TensorFlow and XLA (hence JAX, hence SBX) run their CPU thread pools this way;
+SAC turns it on for the length of a ``learn`` call and restores the previous mode after, so the
+rest of a user's process (and libraries that test for subnormals, such as Hypothesis) is left
+as it was.
 
 The mode lives in each thread's MXCSR register. ``torch.set_flush_denormal`` sets only the
 calling thread's; threads created afterwards inherit it from their creator (POSIX), but torch's
@@ -22,7 +25,8 @@ import functools
 
 import torch
 
-__all__ = ["flush_denormals"]
+__all__ = ["denormals_flushed", "flush_denormals", "set_flush_denormals"]
+
 
 
 @functools.cache
@@ -47,26 +51,33 @@ def _openmp_runtime() -> ctypes.CDLL | None:
 
 # GOMP_parallel(fn, data, num_threads, flags): runs fn(data) on each thread of a new team.
 _REGION_BODY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+# Kept alive at module level: the runtime holds raw pointers to them.
+_BODIES = {enabled: _REGION_BODY(lambda _data, on=enabled: torch.set_flush_denormal(on))
+           for enabled in (True, False)}
 
 
-def _set_in_this_thread(_data: int | None) -> None:
-    torch.set_flush_denormal(True)
+def denormals_flushed() -> bool:
+    """Whether the calling thread flushes denormals (a one-element product, which torch computes
+    in the calling thread, comes out as 0)."""
+    return (torch.tensor(1e-30) * 1e-10).item() == 0.0
 
 
-_BODY = _REGION_BODY(_set_in_this_thread)  # kept alive: the runtime holds a raw pointer to it
-
-
-def flush_denormals() -> bool:
-    """Turn on FTZ and DAZ in this thread and in every thread of torch's OpenMP team (at
-    ``torch.get_num_threads()``; a larger team made later inherits it from this thread).
-    Returns False where the CPU has no such mode (torch says so) or the OpenMP runtime was not
-    found, in which case only this thread and threads it starts later flush."""
-    if not torch.set_flush_denormal(True):
+def set_flush_denormals(enabled: bool) -> bool:
+    """Turn FTZ and DAZ on (or off) in this thread and in every thread of torch's OpenMP team (at
+    ``torch.get_num_threads()``; a larger team made later inherits it from this thread). Returns
+    False where the CPU has no such mode (torch says so) or the OpenMP runtime was not found, in
+    which case only this thread and threads it starts later are changed."""
+    if not torch.set_flush_denormal(enabled):
         return False
     runtime = _openmp_runtime()
     if runtime is None:
         return False
     # ctypes releases the GIL for the call; each thread of the team takes it in turn to run
     # the body. num_threads = torch's count, so the team is the one torch's ops use.
-    runtime.GOMP_parallel(_BODY, None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
+    runtime.GOMP_parallel(_BODIES[enabled], None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
     return True
+
+
+def flush_denormals() -> bool:
+    """``set_flush_denormals(True)``."""
+    return set_flush_denormals(True)

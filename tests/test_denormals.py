@@ -38,11 +38,29 @@ def test_flush_denormals_reaches_every_openmp_thread():
 
 
 @pytest.mark.parametrize("flush", [True, False])
-def test_sac_flushes_denormals_unless_told_not_to(flush):
-    before, after = run_probe(f"""
+def test_sac_flushes_denormals_while_it_learns_unless_told_not_to(flush):
+    """On for the length of learn, the previous mode back after (Hypothesis, for one, refuses to
+    run in a process that flushes)."""
+    before, during, after = run_probe(f"""
+        from maxent.agent import FunctionCallback
         from maxent.agents import SAC
-        SAC("Pendulum-v1", flush_denormals={flush}, compile=False)
+        seen = []
+        SAC("Pendulum-v1", flush_denormals={flush}, compile=False, learning_starts=10).learn(
+            12, callback=FunctionCallback(lambda agent: seen.append(flushed_fraction())))
+        print(seen[-1])
         print(flushed_fraction())
     """)
     assert before == 0.0
-    assert after == (1.0 if flush else 0.0)
+    assert during == (1.0 if flush else 0.0)
+    assert after == 0.0
+
+
+def test_the_mode_a_user_set_survives_learn():
+    before, after = run_probe("""
+        from maxent.agents import SAC
+        from maxent.denormals import denormals_flushed, flush_denormals
+        assert flush_denormals() and denormals_flushed()
+        SAC("Pendulum-v1", compile=False, learning_starts=10).learn(12)
+        print(flushed_fraction())
+    """)
+    assert before == 0.0 and after == 1.0
