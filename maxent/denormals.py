@@ -7,8 +7,7 @@ microcode: after a few thousand SAC updates about a fifth of some Adam state ten
 denormal, and the fused Adam kernel takes 0.75 ms instead of 0.2 ms (Pendulum-v1, 2 cores).
 With flush-to-zero (FTZ) and denormals-are-zero (DAZ) they count as 0, which changes no update
 measurably (Adam divides by ``sqrt(v) + eps`` with eps = 1e-8) and makes SAC's steady state ~30%
-faster here. TensorFlow and XLA (hence JAX, hence SBX) run their CPU thread pools this way;
-SAC turns it on for the length of a ``learn`` call and restores the previous mode after, so the
+faster here. SAC turns it on for the length of a ``learn`` call and restores the previous mode after, so the
 rest of a user's process (and libraries that test for subnormals, such as Hypothesis) is left
 as it was.
 
