@@ -1,4 +1,4 @@
-"""Algorithms built on the maxent layer, each behind the interface of :mod:`maxent.agent`.
+"""Algorithms built on the maxent layer, each behind the interface of :mod:`maxent.training.agent`.
 
 Names are imported lazily (PEP 562), so ``from maxent.agents import SAC`` does not pull in
 transformers, scipy or scikit-learn for agents you do not use.

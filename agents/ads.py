@@ -30,15 +30,15 @@ import torch
 from torch import Tensor, nn
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.agent import Agent, AgentConfig, check_saved, load_module_state
-from maxent.checkpoint import (
+from maxent.training.agent import Agent, AgentConfig, check_saved, load_module_state
+from maxent.training.checkpoint import (
     generator_state_to_tensor,
     load_optimizer_state,
     optimizer_state_to_tensors,
 )
 from maxent.entropy import ads_entropy_score, gaussian_mixture_entropy
 from maxent.envs.subsampling import check_images
-from maxent.vector import make_env
+from maxent.training.vector import make_env
 
 __all__ = ["ADS", "STRATEGIES", "ADSConfig", "Denoiser"]
 

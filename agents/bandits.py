@@ -4,7 +4,7 @@ recharging bandits (:mod:`maxent.envs.lsd`).
 
 * UCB1 (Auer, Cesa-Bianchi & Fischer 2002), Thompson sampling (Beta-Bernoulli or Gaussian) and
   :class:`Boltzmann` (pi proportional to exp(Q / alpha), alpha from
-  :mod:`maxent.temperature`, e.g. ``AutoTemperature`` steering the policy entropy to a target,
+  :mod:`maxent.entropy.temperature`, e.g. ``AutoTemperature`` steering the policy entropy to a target,
   the same controller SAC uses). They treat any discrete-action env as a K-armed bandit.
 * Planners that know the payoffs: :class:`ExactPlanner` (maximum-mean cycle of the deterministic
   counter-state graph, Karp 1978: the exact long-run average, the ground truth for small
@@ -33,12 +33,12 @@ import torch
 from scipy.optimize import linprog
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent import logging as mlog
-from maxent.agent import Agent, AgentConfig, restore_arm_counts, setup_arms_agent
+from maxent.training import logging as mlog
+from maxent.training.agent import Agent, AgentConfig, restore_arm_counts, setup_arms_agent
 from maxent.entropy import categorical_entropy
 from maxent.envs.lsd import LSDModel
-from maxent.temperature import AutoTemperature, FixedTemperature, ScheduledTemperature
-from maxent.vector import check_finite
+from maxent.entropy.temperature import AutoTemperature, FixedTemperature, ScheduledTemperature
+from maxent.training.vector import check_finite
 
 __all__ = [
     "UCB1",
@@ -626,7 +626,7 @@ def exact_block_plan(value: np.ndarray, length: int, first: np.ndarray | None = 
 
 class _Bandit(Agent):
     """Bookkeeping and checkpointing shared by every agent here (the loop itself is
-    :class:`maxent.agent.Agent`'s); subclasses supply ``_act(obs)`` (the arm to pull),
+    :class:`maxent.training.agent.Agent`'s); subclasses supply ``_act(obs)`` (the arm to pull),
     ``_observe(...)`` (after a step), their tensors and state. One ``learn`` step is one pull."""
 
     config_cls: type = AgentConfig
@@ -937,7 +937,7 @@ class BoltzmannConfig(AgentConfig):
 
 class Boltzmann(_MeanBandit):
     """Softmax player pi(a) proportional to exp(Q_a / alpha), Q the empirical means, with alpha
-    from a :mod:`maxent.temperature` controller: the layer that sets SAC's temperature sets this
+    from a :mod:`maxent.entropy.temperature` controller: the layer that sets SAC's temperature sets this
     one. With ``temperature="auto"`` each step calls ``AutoTemperature.update(entropy=H(pi))``, which
     raises alpha while the policy entropy H(pi) (:func:`maxent.entropy.categorical_entropy`) is
     below the target and lowers it above.

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.agent import Agent, AgentConfig, restore_arm_counts, setup_arms_agent
+from maxent.training.agent import Agent, AgentConfig, restore_arm_counts, setup_arms_agent
 from maxent.channels import State, surgery_front_door_joint
 
 REGRET = "rollout/regret"
@@ -91,7 +91,7 @@ class UCBConfig(AgentConfig):
 
 class _BanditAgent(Agent):
     """Bookkeeping and checkpointing the three agents share (the loop is
-    :class:`maxent.agent.Agent`'s); subclasses supply ``_choose`` (the arm to pull), ``_update``
+    :class:`maxent.training.agent.Agent`'s); subclasses supply ``_choose`` (the arm to pull), ``_update``
     (after a step) and their tensors. One ``learn`` step is one intervention."""
 
     config_cls: type = AgentConfig

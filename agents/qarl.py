@@ -4,7 +4,7 @@ as the setting whose adversary is fully rational from the start.
 
 Read top to bottom: config, one SAC player (reusing SAC's networks and the layer's soft losses), the
 alternating loop, checkpoints. The adversary is a SAC whose temperature alpha is not learned: each
-episode draws alpha from a curriculum (maxent.temperature: the self-paced Gamma teacher, or the
+episode draws alpha from a curriculum (maxent.entropy.temperature: the self-paced Gamma teacher, or the
 linear and fixed ablations) and both players see it as the last observation entry. Each iteration
 runs ``episodes_per_phase`` episodes in which only the adversary learns, then as many in which only
 the protagonist learns; both phases reuse the iteration's alphas, and every episode reports
@@ -22,8 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from maxent import logging as mlog
-from maxent.agent import (
+from maxent.training import logging as mlog
+from maxent.training.agent import (
     Agent,
     AgentConfig,
     as_observation_batch,
@@ -32,18 +32,18 @@ from maxent.agent import (
     resolve_config,
 )
 from maxent.agents.sac import Actor, SACObjective, StackedCritics
-from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
+from maxent.training.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import sample_squashed_gaussian
 from maxent.envs.adversarial import TASKS, AdversarialMujoco
-from maxent.replay import ReplayBuffer
-from maxent.soft import polyak_update
-from maxent.temperature import (
+from maxent.training.replay import ReplayBuffer
+from maxent.entropy.soft import polyak_update
+from maxent.entropy.temperature import (
     AutoTemperature,
     FixedCurriculum,
     GammaCurriculum,
     LinearCurriculum,
 )
-from maxent.vector import check_env_id, check_finite, require_box
+from maxent.training.vector import check_env_id, check_finite, require_box
 
 CURRICULA = ("gamma", "linear", "fixed", "none")
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from maxent.agent import Agent, AgentConfig, load_module_state
-from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
+from maxent.training.agent import Agent, AgentConfig, load_module_state
+from maxent.training.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.envs.continual import PermutedTaskStream
 
 __all__ = ["EWC", "EWCConfig", "RehearsalConfig", "RehearsalLearner", "diagonal_fisher",

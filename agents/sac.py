@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from maxent import denormals
-from maxent import logging as mlog
-from maxent.agent import (
+from maxent.training import denormals
+from maxent.training import logging as mlog
+from maxent.training.agent import (
     Agent,
     AgentConfig,
     as_observation_batch,
@@ -32,20 +32,20 @@ from maxent.agent import (
     load_module_state,
     resolve_config,
 )
-from maxent.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
+from maxent.training.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import sample_squashed_gaussian
-from maxent.fastpath import (
+from maxent.training.fastpath import (
     PRECISIONS,
     BackgroundCompile,
     compile_unavailable_reason,
     prepare_compile,
     resolve_precision,
 )
-from maxent.optim import adam_hyperparameters, adam_state_tensors, adam_update_, init_adam_state
-from maxent.replay import ReplayBuffer
-from maxent.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
-from maxent.temperature import AutoTemperature, FixedTemperature
-from maxent.vector import check_finite, make_vector_env, require_box
+from maxent.training.optim import adam_hyperparameters, adam_state_tensors, adam_update_, init_adam_state
+from maxent.training.replay import ReplayBuffer
+from maxent.entropy.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
+from maxent.entropy.temperature import AutoTemperature, FixedTemperature
+from maxent.training.vector import check_finite, make_vector_env, require_box
 
 # Longest in-flight episode whose actions a checkpoint keeps for an exact resume.
 MAX_REPLAY_STEPS = 100_000
@@ -107,7 +107,7 @@ class SACConfig(AgentConfig):
             optimiser state and the Q/action heads stay float32).
         torch_threads: intra-op threads for torch on CPU; ``None`` leaves torch's default.
         flush_denormals: on a CPU, flush denormal floats to zero in torch's compute threads
-            during ``learn`` (FTZ/DAZ, :mod:`maxent.denormals`; the previous mode comes back
+            during ``learn`` (FTZ/DAZ, :mod:`maxent.training.denormals`; the previous mode comes back
             after): Adam's state fills with denormals as training goes on, and x86 computes on
             them ~4x slower. ``False`` leaves the floating-point mode alone.
         log_interval: env steps between log rows (TensorBoard, CSV, progress bar).
@@ -379,7 +379,7 @@ class SAC(Agent):
         init_adam_state(self.optimizer)
         self.precision = resolve_precision(cfg.precision, self.device)
         # The compiled update is a pure function of the tensors it reads and writes (see
-        # maxent.fastpath): the networks' structure comes from this parameterless template.
+        # maxent.training.fastpath): the networks' structure comes from this parameterless template.
         with torch.device("meta"):
             self._template = SACObjective(
                 Actor(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maxent.agent import evaluate
+from maxent.training.agent import evaluate
 from maxent.agents.sac import SAC, SACConfig
 from maxent.envs.adversarial import AdversarialMujoco
 

@@ -37,8 +37,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from grpo_vs_trl import build, our_config
-    from maxent import lm
-    from maxent.agent import Callback
+    from maxent import llm
+    from maxent.training.agent import Callback
     from maxent.agents.grpo import COMPLETION_LENGTH, GRPO
 
     model, tokenizer, env, chat = build(argparse.Namespace(model=args.model, seed=0, hidden=128,
@@ -59,11 +59,11 @@ def main() -> None:
             return out
         setattr(owner, name, wrapper)
 
-    timed(lm.StaticSampler, "generate", "generate")
-    timed(lm.HFSampler, "generate", "generate")
+    timed(llm.StaticSampler, "generate", "generate")
+    timed(llm.HFSampler, "generate", "generate")
     timed(GRPO, "update", "update")
     try:
-        from maxent.vllm_sampler import VLLMSampler
+        from maxent.llm.vllm_sampler import VLLMSampler
         timed(VLLMSampler, "generate", "generate")
         timed(VLLMSampler, "sync", "sync")
     except ImportError:

@@ -44,8 +44,9 @@ import warnings
 import numpy as np
 import torch
 
-from maxent import cpu_memory, lm
-from maxent.agent import Callback
+from maxent.llm import cpu_memory
+from maxent import llm
+from maxent.training.agent import Callback
 from maxent.agents.grpo import COMPLETION_LENGTH, GRPO, GRPOConfig
 from maxent.envs.text import make_arithmetic
 
@@ -59,7 +60,7 @@ def build(args: argparse.Namespace):
         # then refuses to fine-tune it: rebuild it as a plain model with the same weights.
         from transformers import AutoModelForCausalLM
 
-        gguf_model, tokenizer = lm.load_model("smollm2")
+        gguf_model, tokenizer = llm.load_model("smollm2")
         config = copy.deepcopy(gguf_model.config)
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -71,8 +72,8 @@ def build(args: argparse.Namespace):
                               prompt_template="{question} Answer with the number only.")
         chat = True
     else:
-        tokenizer = lm.build_char_tokenizer()
-        model = lm.build_tiny_model(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
+        tokenizer = llm.build_char_tokenizer()
+        model = llm.build_tiny_model(tokenizer, hidden_size=args.hidden, num_layers=args.layers,
                                     num_heads=args.heads, seed=args.seed)
         env = make_arithmetic(difficulty=1)
         chat = False
@@ -177,7 +178,7 @@ def run_trl(args, model, tokenizer, env, chat) -> tuple[float, ...]:
         # GGUF-built SmolLM2 has none), the same weights.
         folder = os.path.join(args.tmp, "hf-model")
         if not os.path.exists(os.path.join(folder, "config.json")):
-            lm.save_pretrained(model, tokenizer, folder)
+            llm.save_pretrained(model, tokenizer, folder)
         trl_model.config._name_or_path = folder
         trl_model.name_or_path = folder
     trainer = GRPOTrainer(model=trl_model, processing_class=tokenizer, reward_funcs=reward,
@@ -231,7 +232,7 @@ def runners(args: argparse.Namespace) -> dict:
 def profile(args, model, tokenizer, env, chat) -> None:
     """cProfile each library once and print its time by phase (cumulative seconds)."""
     phases = {
-        "ours": ["grpo.py:.*\\(rollout\\)", "lm.py:.*\\(generate\\)", "grpo.py:.*\\(prepare\\)",
+        "ours": ["grpo.py:.*\\(rollout\\)", "llm.py:.*\\(generate\\)", "grpo.py:.*\\(prepare\\)",
                  "grpo.py:.*\\(update\\)", "token_log_probs", "token.py:.*\\(policy_loss\\)",
                  "backward", "optimizer.py:.*\\(wrapper\\)|adamw.py:.*\\(step\\)",
                  "clip_grad_norm_", "train_step"],
@@ -310,7 +311,7 @@ def main() -> None:
                         help="instead of timing: cProfile one run of each, time by phase")
     parser.add_argument("--system-allocator", action="store_true",
                         help="leave glibc's malloc as it is: no keep_freed_memory for either "
-                             "library (by default both run with it, see maxent.cpu_memory)")
+                             "library (by default both run with it, see maxent.llm.cpu_memory)")
     parser.add_argument("--tmp", default="/tmp/grpo_vs_trl")
     args = parser.parse_args()
     smol = args.model == "smollm2"

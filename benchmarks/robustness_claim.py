@@ -9,7 +9,7 @@ The claim is tested before the numbers are seen: for every other method X and ev
 it is *supported* when the 95% CI of P(QARL > X) lies above 0.5, *contradicted* when it lies below,
 and *inconclusive* otherwise.
 
-It is one `maxent sweep` (maxent/commands/sweep.py), so it is resumable: run the same command again
+It is one `maxent sweep` (maxent/cli/sweep.py), so it is resumable: run the same command again
 after a kill and it skips finished runs, resumes killed ones and re-uses cached scores.
 
     python benchmarks/robustness_claim.py --tasks Hopper-v5 --seeds 5 --budget 100000 --max-force 5
@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from maxent.commands.sweep import LABELS, load_sweep_config, run_sweep
+from maxent.cli.sweep import LABELS, load_sweep_config, run_sweep
 
 HEADLINE = ("mesh_mean", "mesh_p10", "mesh_worst", "vs_QARL", "vs_RARL")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maxent.agent import Callback, evaluate
+from maxent.training.agent import Callback, evaluate
 
 EVAL_FIELDS = ["step", "mean_return", "std_return", "train_return", "wall_s", "steps_per_s"]
 

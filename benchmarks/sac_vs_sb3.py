@@ -37,7 +37,7 @@ LIBRARIES = ("maxent", "sb3", "sbx")
 def _clock_callback(lib: str, at: int):
     """A callback recording the time at which env step ``at`` is reached."""
     if lib == "maxent":
-        from maxent.agent import Callback
+        from maxent.training.agent import Callback
 
         class Clock(Callback):
             time = None
@@ -80,7 +80,7 @@ def worker(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     model.learn(args.steps, callback=clock)
     end = time.perf_counter()
-    from maxent.agent import evaluate
+    from maxent.training.agent import evaluate
 
     result = {"end_to_end": args.steps / (end - start),
               "steady": (args.steps - args.steady_from) / (end - clock.time),

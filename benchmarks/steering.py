@@ -1,5 +1,5 @@
 """Cost of EAST steering (Rahn et al. 2024) during generation: the same batched ``generate``
-call with and without :func:`maxent.steering.steer`, alternated run by run so that machine load
+call with and without :func:`maxent.llm.steering.steer`, alternated run by run so that machine load
 hits both alike; prints the median time of each and their ratio (target: <= 1.05).
 
     python benchmarks/steering.py                      # tiny model, then SmolLM2 if installed
@@ -14,12 +14,10 @@ import time
 
 import torch
 
-from maxent import steering
-from maxent import lm
-
-
+from maxent.llm import steering
+from maxent import llm
 def bench(name: str, reps: int, batch: int, new_tokens: int, prompt_len: int) -> dict:
-    model, tok = lm.load_model(name, tiny={"max_positions": 1024})
+    model, tok = llm.load_model(name, tiny={"max_positions": 1024})
     model.eval()
     layers = steering.find_layers(model)
     layer = len(layers) // 2

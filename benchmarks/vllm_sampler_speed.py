@@ -47,14 +47,14 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     from grpo_vs_trl import build  # the benchmark's models and task, so the figures compare
-    from maxent import lm
-    from maxent.vllm_sampler import VLLMSampler
+    from maxent import llm
+    from maxent.llm.vllm_sampler import VLLMSampler
 
     torch.set_num_threads(max(args.threads))
     build_args = argparse.Namespace(model=args.model, seed=0, hidden=128, layers=2, heads=4)
     model, tokenizer, env, chat = build(build_args)
     pairs = env.sample_prompts(args.prompts, np.random.default_rng(0))
-    prompts = lm.encode_prompts(tokenizer, [p for p, _ in pairs], chat_template=chat,
+    prompts = llm.encode_prompts(tokenizer, [p for p, _ in pairs], chat_template=chat,
                                 max_prompt_tokens=256)
     rows = [row for row in prompts for _ in range(args.group_size)]
     for mode, dtype in [(m, d) for d in args.dtype for m in args.weight_sync]:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from maxent.vector import make_env
+from maxent.training.vector import make_env
 
 __all__ = [
     "TASKS",

@@ -33,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from maxent.vector import make_env
+from maxent.training.vector import make_env
 
 __all__ = [
     "KINDS",

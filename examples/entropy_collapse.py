@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from maxent.agent import Callback
+from maxent.training.agent import Callback
 from maxent.agents.grpo import (
     ACCURACY,
     COVARIANCE,

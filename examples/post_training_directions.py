@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maxent import steering
-from maxent import lm
-
+from maxent.llm import steering
+from maxent import llm
 FEW_SHOT = "3+4=7. This statement is: True\n5+2=9. This statement is: False\n"
 SUFFIX = " This statement is:"
 
@@ -46,7 +45,7 @@ def statements(n: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
 
 def encode(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     rows = [tok(FEW_SHOT + t + SUFFIX, add_special_tokens=False)["input_ids"] for t in texts]
-    return lm.left_pad(rows, tok.pad_token_id)
+    return llm.left_pad(rows, tok.pad_token_id)
 
 
 @torch.no_grad()
@@ -71,15 +70,15 @@ def load_trained(path: str, base):
     p = Path(path)
     header = json.loads((p / "config.json").read_text()) if (p / "config.json").is_file() else {}
     if header.get("format") == "maxent-checkpoint":
-        from maxent.checkpoint import load_checkpoint
+        from maxent.training.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(p, kind=header.get("kind"))
-        model = lm.model_from_state(ckpt.state["model"])
+        model = llm.model_from_state(ckpt.state["model"])
         weights = {k[len("model."):]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
         model.load_state_dict(weights, strict=False)
         model.tie_weights()
         return model.eval(), f"maxent {header.get('kind')} checkpoint {p}"
-    model, _ = lm.load_model(p)
+    model, _ = llm.load_model(p)
     return model.eval(), f"Hugging Face folder {p}"
 
 
@@ -92,7 +91,7 @@ def brief_sft(base, tok, steps: int, batch: int, lr: float, seed: int):
         rows, labels = [], []
         for _ in range(batch):
             a, b = (int(x) for x in rng.integers(10, 50, 2))
-            prompt = lm.encode_prompts(tok, [f"What is {a}+{b}? Answer with the number only."])[0]
+            prompt = llm.encode_prompts(tok, [f"What is {a}+{b}? Answer with the number only."])[0]
             answer = tok(f"{a + b}", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             rows.append(prompt + answer)
             labels.append([-100] * len(prompt) + answer)
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    base, tok = lm.load_model(args.model, seed=args.seed, tiny={"max_positions": 512})
+    base, tok = llm.load_model(args.model, seed=args.seed, tiny={"max_positions": 512})
     base.eval()
     if args.trained:
         trained, source = load_trained(args.trained, base)

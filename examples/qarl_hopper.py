@@ -21,11 +21,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from maxent.agent import FunctionCallback, evaluate
+from maxent.training.agent import FunctionCallback, evaluate
 from maxent.agents.qarl import QARL, QARLConfig
 from maxent.agents.sac import SAC, SACConfig
 from maxent.envs.adversarial import task_defaults
-from maxent.commands.robustness import run_benchmark
+from maxent.cli.robustness import run_benchmark
 
 
 def parse_args() -> argparse.Namespace:

@@ -7,7 +7,7 @@ Run it twice: the second run resumes from runs/example-pendulum/model and finish
 
 from pathlib import Path
 
-from maxent.agent import CheckpointCallback, EvalCallback, evaluate
+from maxent.training.agent import CheckpointCallback, EvalCallback, evaluate
 from maxent.agents import SAC, SACConfig
 
 run = Path("runs/example-pendulum")

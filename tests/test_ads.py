@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.agent import FunctionCallback, evaluate
+from maxent.training.agent import FunctionCallback, evaluate
 from maxent.agents.ads import ADS, ADSConfig
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 from maxent.envs.subsampling import MeasurementAcquisition
 
 TINY = {"hidden": 128, "n_layers": 2, "sample_steps": 25, "batch_size": 128, "n_particles": 8}

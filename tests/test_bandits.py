@@ -34,7 +34,7 @@ from maxent.agents.bandits import (
     recharging_lp,
     solve_long_run,
 )
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 from maxent.envs.lsd import LSDBandit
 
 # --------------------------------------------------------------------------- brute force

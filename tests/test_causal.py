@@ -17,7 +17,7 @@ from maxent.agents.causal import (
     UCBAgent,
     UCBConfig,
 )
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 from maxent.envs.causal import SMOKING_JOINT, ConfoundedCausalBandit
 
 

@@ -1,4 +1,4 @@
-"""Tests for maxent/checkpoint.py: round trips, atomic replacement, crash recovery, load errors
+"""Tests for maxent/training/checkpoint.py: round trips, atomic replacement, crash recovery, load errors
 and optimizer-state continuation, all without pickle."""
 
 import hashlib
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import maxent
-from maxent.checkpoint import (
+from maxent.training.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
     CheckpointError,
@@ -55,7 +55,7 @@ def _sample(tmp_path, name="ckpt", **overrides):
 
 
 def _siblings(tmp_path):
-    """What a save leaves beside the checkpoint, less its run-lock file (maxent.runlock), which
+    """What a save leaves beside the checkpoint, less its run-lock file (maxent.training.runlock), which
     stays by design: it is empty and unlocked between saves."""
     return sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from maxent import logging as mlog
-from maxent.checkpoint import read_checkpoint_header
-from maxent.cli import main, parse_count
+from maxent.training import logging as mlog
+from maxent.training.checkpoint import read_checkpoint_header
+from maxent.cli.main import main, parse_count
 
 REPO = Path(__file__).resolve().parents[1]
 # Small networks, few steps, one eval episode: a 300-step run takes about a second.

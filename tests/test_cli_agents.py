@@ -1,4 +1,4 @@
-"""`maxent train NAME` for every agent of maxent/commands/algorithms.py: train a few steps, evaluate,
+"""`maxent train NAME` for every agent of maxent/cli/algorithms.py: train a few steps, evaluate,
 resume; the same run-directory behaviour as SAC (checkpoint, progress.csv, TensorBoard, refusal of
 a changed setting). The built-in default runs themselves are the slow test at the end."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from maxent.checkpoint import read_checkpoint_header
-from maxent.cli import main
-from maxent.commands.algorithms import ALGORITHMS
+from maxent.training.checkpoint import read_checkpoint_header
+from maxent.cli.main import main
+from maxent.cli.algorithms import ALGORITHMS
 
 COMMON = ["--no-progress-bar", "--eval-episodes", "1"]
 # Small settings per agent so that each test trains in a second or two.

@@ -1,4 +1,4 @@
-"""maxent.cpu_memory: freed memory stays in the process, so re-allocating it costs no page faults.
+"""maxent.llm.cpu_memory: freed memory stays in the process, so re-allocating it costs no page faults.
 Each check runs in a fresh interpreter, because the setting is process-wide and permanent."""
 
 import json
@@ -8,15 +8,14 @@ import sys
 
 import pytest
 
-from maxent import cpu_memory
-
+from maxent.llm import cpu_memory
 pytestmark = pytest.mark.skipif(cpu_memory._glibc() is None, reason="needs Linux with glibc")
 
 # Allocates, fills and frees a 64 MiB block six times; prints whether memory was kept and the
 # page faults of each round after the first.
 _PROBE = """
 import ctypes, json, resource, sys
-from maxent import cpu_memory
+from maxent.llm import cpu_memory
 {setup}
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -28,7 +28,7 @@ def test_flush_denormals_reaches_every_openmp_thread():
     before, main_thread_only, everywhere = run_probe("""
         torch.set_flush_denormal(True)
         print(flushed_fraction())
-        from maxent.denormals import flush_denormals
+        from maxent.training.denormals import flush_denormals
         assert flush_denormals()
         print(flushed_fraction())
     """)
@@ -42,7 +42,7 @@ def test_sac_flushes_denormals_while_it_learns_unless_told_not_to(flush):
     """On for the length of learn, the previous mode back after (Hypothesis, for one, refuses to
     run in a process that flushes)."""
     before, during, after = run_probe(f"""
-        from maxent.agent import FunctionCallback
+        from maxent.training.agent import FunctionCallback
         from maxent.agents import SAC
         seen = []
         SAC("Pendulum-v1", flush_denormals={flush}, compile=False, learning_starts=10).learn(
@@ -58,7 +58,7 @@ def test_sac_flushes_denormals_while_it_learns_unless_told_not_to(flush):
 def test_the_mode_a_user_set_survives_learn():
     before, after = run_probe("""
         from maxent.agents import SAC
-        from maxent.denormals import denormals_flushed, flush_denormals
+        from maxent.training.denormals import denormals_flushed, flush_denormals
         assert flush_denormals() and denormals_flushed()
         SAC("Pendulum-v1", compile=False, learning_starts=10).learn(12)
         print(flushed_fraction())

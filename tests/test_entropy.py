@@ -1,4 +1,4 @@
-"""Tests for maxent/entropy.py: the tanh-squashed Gaussian of SAC (Haarnoja et al. 2018) against
+"""Tests for maxent/entropy/estimates.py: the tanh-squashed Gaussian of SAC (Haarnoja et al. 2018) against
 torch.distributions, its stability, sampling, and the categorical / Monte-Carlo entropies."""
 
 import math

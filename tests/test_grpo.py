@@ -62,7 +62,7 @@ def test_config_rejects_bad_values():
 
 
 def test_vllm_dtype_auto_samples_in_bf16_only_where_native_and_corrected(monkeypatch):
-    import maxent.fastpath as fastpath
+    import maxent.training.fastpath as fastpath
     from maxent.agents.grpo import vllm_dtype
 
     cpu = torch.device("cpu")
@@ -142,14 +142,14 @@ def test_shared_prompt_forward_equals_full_sequences():
     """completion_logits runs each group's prompt once and repeats its KV cache: the same
     log-probs, entropies and gradients as whole sequences, with left-padded prompts of two
     lengths and a completion cut short by padding."""
-    from maxent import lm
+    from maxent import llm
     from maxent.agents.grpo import token_log_probs
 
-    tokenizer = lm.build_char_tokenizer()
-    model = lm.build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=0)
+    tokenizer = llm.build_char_tokenizer()
+    model = llm.build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=0)
     G, T = 4, 6
     rows = [p for p in ([5, 6, 7, 8, 9], [11, 12, 13]) for _ in range(G)]
-    prompt_ids, prompt_mask = lm.left_pad(rows, tokenizer.pad_token_id)
+    prompt_ids, prompt_mask = llm.left_pad(rows, tokenizer.pad_token_id)
     completion = torch.randint(3, 30, (len(rows), T), generator=torch.Generator().manual_seed(0))
     completion_mask = torch.ones_like(completion)
     completion[1, 4:], completion_mask[1, 4:] = tokenizer.pad_token_id, 0
@@ -258,7 +258,7 @@ def test_save_load_resume_equals_uninterrupted(tmp_path):
 def test_learn_interface_and_prompt_limit():
     agent = small_agent()
     seen = []
-    from maxent.agent import FunctionCallback
+    from maxent.training.agent import FunctionCallback
 
     agent.learn(5, callback=FunctionCallback(lambda a: seen.append(a.num_timesteps) or len(seen) < 2))
     assert seen == [1, 2] and agent.num_completions == 2 * 8

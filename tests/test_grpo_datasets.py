@@ -16,7 +16,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
 from maxent.agents.grpo import GRPO, GRPOConfig, train_main
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 from maxent.envs.prompts import PromptDataset, RewardFunctions
 
 TINY = {"device": "cpu", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2,
@@ -164,9 +164,8 @@ def test_a_dataset_run_saves_and_resumes_with_its_functions(tmp_path):
 
 
 def test_a_conversational_dataset_goes_through_the_chat_template():
-    from maxent import lm
-
-    model, tokenizer = lm.load_model("tiny", seed=0, tiny={"hidden_size": 32, "num_layers": 1,
+    from maxent import llm
+    model, tokenizer = llm.load_model("tiny", seed=0, tiny={"hidden_size": 32, "num_layers": 1,
                                                           "num_heads": 2})
     tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}:{{ m['content'] }};{% endfor %}"
                                "{% if add_generation_prompt %}assistant:{% endif %}")
@@ -279,7 +278,7 @@ def test_save_pretrained_loads_in_transformers_with_the_same_logits(tmp_path, lo
 def test_maxent_export_writes_a_folder_from_a_run(tmp_path, capsys):
     import transformers
 
-    from maxent.cli import main
+    from maxent.cli.main import main
 
     agent = GRPO("tiny", "maxent/TextArithmetic-v0", GRPOConfig(**TINY))
     agent.learn(1)

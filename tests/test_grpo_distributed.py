@@ -65,13 +65,13 @@ def _agent(accelerator, **overrides):
 def _fixed_rollout(agent):
     """The same rollout in every process: 4 prompts x 4 completions, sampled with a fixed seed.
     Rewards are made varied so every group has a signal."""
-    from maxent import lm
+    from maxent import llm
     from maxent.agents.grpo import Rollout
 
     pairs = agent.env.sample_prompts(4, np.random.default_rng(7))
     rows = [r for r in agent.encode([p for p, _ in pairs]) for _ in range(4)]
     out = agent.sampler.generate(rows, max_new_tokens=5, seed=11)
-    prompt_ids, prompt_mask = lm.left_pad(rows, agent.tokenizer.pad_token_id)
+    prompt_ids, prompt_mask = llm.left_pad(rows, agent.tokenizer.pad_token_id)
     rewards = torch.tensor([1.0, 0.0, 0.5, 0.0] * 4)
     return Rollout(prompt_ids, prompt_mask, out.ids, out.mask, out.truncated, rewards,
                    out.texts, [t for _, t in pairs for _ in range(4)])

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maxent import runlock
-from maxent.agent import CheckpointCallback
+from maxent.training import runlock
+from maxent.training.agent import CheckpointCallback
 from maxent.agents import SAC, SACConfig, UCB1
 from maxent.agents.bandits import (
     ExactPlanner,
@@ -26,9 +26,9 @@ from maxent.agents.bandits import (
     karp_memory_bytes,
     max_mean_cycle,
 )
-from maxent.checkpoint import CheckpointError
-from maxent.cli import main
-from maxent.config import ConfigError
+from maxent.training.checkpoint import CheckpointError
+from maxent.cli.main import main
+from maxent.training.config import ConfigError
 from maxent.envs.lsd import LSDBandit
 
 TINY = dict(hidden_sizes=(16, 16), batch_size=16, buffer_size=2000, learning_starts=20,
@@ -68,7 +68,7 @@ def test_a_second_process_is_refused_naming_the_holder(tmp_path):
 
 
 def test_a_killed_holders_lock_is_taken_over_and_said(tmp_path):
-    script = (f"import os; from maxent import runlock\n"
+    script = (f"import os; from maxent.training import runlock\n"
               f"with runlock.hold({str(tmp_path / 'run')!r}):\n    os._exit(0)\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     with pytest.warns(RuntimeWarning, match="no longer running"):
@@ -134,7 +134,7 @@ def test_config_values_are_normalised():
 
 
 def test_every_agent_config_checks_types():
-    from maxent.commands.algorithms import ALGORITHMS
+    from maxent.cli.algorithms import ALGORITHMS
 
     checked = 0
     for algorithm in ALGORITHMS.values():
@@ -239,7 +239,7 @@ def test_eval_on_a_folder_that_is_not_a_run_lists_the_runs(tmp_path, monkeypatch
 
 
 def test_train_help_lists_every_algorithm(capsys):
-    from maxent.commands.algorithms import ALGORITHMS
+    from maxent.cli.algorithms import ALGORITHMS
 
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out

@@ -11,7 +11,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import maxent.envs  # noqa: F401  (registers the maxent/... ids)
 from maxent.agents.homeostatic import HomeostaticConfig, HomeostaticLearner
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 from maxent.envs.concept_shift import ConceptShiftClassification
 from maxent.envs.homeostatic import (
     HomeostaticBandit,

@@ -1,12 +1,16 @@
-"""The architecture's import rules (DESIGN.md), checked over the source's syntax trees:
+"""The architecture's import rules, checked over the source's syntax trees:
 
-- the layer (``maxent`` less its command-line side, ``maxent.cli`` and ``maxent.commands``) imports
-  no agent (``maxent.agents``), no environment (``maxent.envs``) and not the command-line side;
-- environments import no agent;
-- no library module imports ``benchmarks`` or ``examples``.
+- the layer (``maxent`` less the command line ``maxent.cli``) imports no agent (``maxent.agents``),
+  no environment (``maxent.envs``) and not the command line;
+- the entropy layer (``maxent.entropy``) imports nothing else of maxent: it is pure functions of
+  tensors and numbers that every other part may use;
+- training plumbing (``maxent.training``) does not import the LLM machinery (``maxent.llm``);
+- environments import no agent and not the command line;
+- no library module imports ``benchmarks`` or ``examples``;
+- no module imports itself through others (no import cycle).
 
 Every import counts, also one inside a function (a lazy import is still a dependency). The
-checker is shown to fail on deliberate violations, so a passing run means something.
+checker is shown to fail on a deliberate violation of each rule, so a passing run means something.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Source folders and the package each installs as (pyproject.toml's package-dir).
 PACKAGES = {"maxent": "maxent", "envs": "maxent.envs", "agents": "maxent.agents"}
-COMMAND_SIDE = ("maxent.cli", "maxent.commands")
-# Deprecated aliases of moved modules (maxent.deprecated): each re-exports its new home for one
-# release and is removed in 0.3; the rule would otherwise flag the alias's own import.
-DEPRECATED_ALIASES = {"maxent.robustness": "maxent.commands.robustness"}
+COMMAND_LINE = "maxent.cli"
+ENTROPY = "maxent.entropy"
+TRAINING = "maxent.training"
+LLM = "maxent.llm"
 
 
 def _module_name(root: Path, path: Path) -> str:
@@ -53,7 +57,7 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, st
     return found
 
 
-def _within(name: str, prefixes) -> bool:
+def _within(name: str, *prefixes: str) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
@@ -62,32 +66,82 @@ def _parse(path: Path, text: str) -> ast.AST:
     return ast.parse(text, filename=str(path))
 
 
-def violations(root: Path, appended: dict[str, str] | None = None) -> list[str]:
-    """Every broken import rule in the source tree at ``root``, as ``file:line: message``;
-    ``appended`` maps a file (relative to ``root``) to code added at its end, to test the test."""
-    appended = appended or {}
-    problems = []
+def _graph(root: Path, appended: dict[str, str]) -> dict[str, tuple[str, list[tuple[int, str]]]]:
+    """module -> (its file, [(line, imported module)]) over the three source folders."""
+    graph = {}
     for folder in PACKAGES:
         for path in sorted((root / folder).rglob("*.py")):
-            module = _module_name(root, path)
             text = path.read_text(encoding="utf-8")
             extra = appended.get(str(path.relative_to(root)))
             if extra is not None:
                 text += "\n" + extra + "\n"
-            tree = _parse(path, text)
-            in_layer = _within(module, ["maxent"]) and not _within(
-                module, ["maxent.agents", "maxent.envs", *COMMAND_SIDE])
-            in_envs = _within(module, ["maxent.envs"])
-            for line, target in _imports(tree, module, path.name == "__init__.py"):
-                where = f"{path.relative_to(root)}:{line}"
-                if _within(target, ["benchmarks", "examples"]):
-                    problems.append(f"{where}: library module {module} imports {target}")
-                if in_layer and DEPRECATED_ALIASES.get(module) == target:
-                    continue
-                if in_layer and _within(target, ["maxent.agents", "maxent.envs", *COMMAND_SIDE]):
-                    problems.append(f"{where}: the layer ({module}) imports {target}")
-                if in_envs and _within(target, ["maxent.agents"]):
-                    problems.append(f"{where}: environment {module} imports agent {target}")
+            module = _module_name(root, path)
+            graph[module] = (str(path.relative_to(root)),
+                             _imports(_parse(path, text), module, path.name == "__init__.py"))
+    return graph
+
+
+def _rule_broken(module: str, target: str) -> str | None:
+    if _within(target, "benchmarks", "examples"):
+        return f"library module {module} imports {target}"
+    if _within(module, ENTROPY) and _within(target, "maxent") and not _within(target, ENTROPY):
+        if target != "maxent":
+            return f"the entropy layer ({module}) imports {target}"
+    if _within(module, TRAINING) and _within(target, LLM):
+        return f"training plumbing ({module}) imports the LLM machinery {target}"
+    in_layer = _within(module, "maxent") and not _within(
+        module, "maxent.agents", "maxent.envs", COMMAND_LINE)
+    if in_layer and _within(target, "maxent.agents", "maxent.envs", COMMAND_LINE):
+        return f"the layer ({module}) imports {target}"
+    if _within(module, "maxent.envs") and _within(target, "maxent.agents", COMMAND_LINE):
+        return f"environment {module} imports {target}"
+    return None
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    edges = {m: sorted({t for _, t in imports if t in graph and t != m})
+             for m, (_, imports) in graph.items()}
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def violations(root: Path, appended: dict[str, str] | None = None) -> list[str]:
+    """Every broken import rule in the source tree at ``root``, as ``file:line: message``;
+    ``appended`` maps a file (relative to ``root``) to code added at its end, to test the test."""
+    graph = _graph(root, appended or {})
+    problems = []
+    for module, (file, imports) in graph.items():
+        for line, target in imports:
+            broken = _rule_broken(module, target)
+            if broken:
+                problems.append(f"{file}:{line}: {broken}")
+    problems += [f"{graph[cycle[0]][0]}: import cycle {' -> '.join(cycle)}" for cycle in _cycles(graph)]
     return problems
 
 
@@ -96,21 +150,30 @@ def test_the_tree_keeps_the_import_rules():
 
 
 @pytest.mark.parametrize("file,line,rule", [
-    ("maxent/entropy.py", "from maxent.agents.sac import SAC", "the layer (maxent.entropy) imports"),
-    ("maxent/temperature.py", "def f():\n    import maxent.envs.lsd", "the layer (maxent.temperature)"),
-    ("maxent/soft.py", "from maxent import agents", "the layer (maxent.soft) imports maxent.agents"),
-    ("maxent/token.py", "from maxent.commands import robustness", "imports maxent.commands"),
-    ("envs/lsd.py", "from maxent.agents import bandits", "environment maxent.envs.lsd imports agent"),
-    ("envs/text.py", "from ..agents import grpo", "environment maxent.envs.text imports agent"),
+    ("maxent/entropy/estimates.py", "from maxent.agents.sac import SAC",
+     "the entropy layer (maxent.entropy.estimates) imports maxent.agents"),
+    ("maxent/entropy/temperature.py", "def f():\n    from maxent.training import config",
+     "the entropy layer (maxent.entropy.temperature) imports maxent.training"),
+    ("maxent/training/replay.py", "def f():\n    import maxent.envs.lsd",
+     "the layer (maxent.training.replay) imports maxent.envs"),
+    ("maxent/training/agent.py", "from maxent import agents", "the layer (maxent.training.agent) imports"),
+    ("maxent/llm/models.py", "from maxent.cli import robustness", "imports maxent.cli"),
+    ("maxent/training/checkpoint.py", "from maxent.llm import models",
+     "training plumbing (maxent.training.checkpoint) imports the LLM machinery"),
+    ("envs/lsd.py", "from maxent.agents import bandits", "environment maxent.envs.lsd imports"),
+    ("envs/text.py", "from ..agents import grpo", "environment maxent.envs.text imports"),
+    ("envs/text.py", "from maxent.cli import main", "environment maxent.envs.text imports maxent.cli"),
     ("agents/sac.py", "import benchmarks.sac_vs_sb3", "library module maxent.agents.sac imports"),
-    ("maxent/logging.py", "from examples import sac_pendulum", "imports examples"),
+    ("maxent/training/logging.py", "from examples import sac_pendulum", "imports examples"),
+    ("maxent/entropy/soft.py", "from maxent.entropy import law", "import cycle"),
 ])
 def test_a_broken_rule_is_caught(file, line, rule):
-    found = violations(REPO, appended={file: line})
-    assert len(found) >= 1 and all(file in v for v in found), found
+    found = violations(REPO, appended={file: line} if "cycle" not in rule else
+                       {file: line, "maxent/entropy/law.py": "from maxent.entropy import soft"})
+    assert len(found) >= 1, found
     assert any(rule in v for v in found), found
 
 
-def test_the_command_side_may_import_agents():
-    assert violations(REPO, appended={"maxent/commands/robustness.py":
+def test_the_command_line_may_import_agents():
+    assert violations(REPO, appended={"maxent/cli/robustness.py":
                                       "from maxent.agents.sac import SAC"}) == []

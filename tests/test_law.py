@@ -1,4 +1,4 @@
-"""Tests for maxent/law.py: log-prob/advantage covariance and the entropy-performance law fit."""
+"""Tests for maxent/entropy/law.py: log-prob/advantage covariance and the entropy-performance law fit."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.law import EntropyPerformanceLaw, logprob_advantage_covariance
+from maxent.entropy.law import EntropyPerformanceLaw, logprob_advantage_covariance
 
 
 def test_covariance_is_the_masked_mean_of_centred_products():

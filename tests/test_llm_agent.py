@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from maxent import lm
+from maxent import llm
 from maxent.agents.llm_agent import LLMAgent, LLMAgentConfig, action_distribution, empirical_entropy
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 from maxent.envs.text import make_arithmetic
 from maxent.envs.text_bandit import TextBandit, TextBanditVector
 
@@ -34,8 +34,8 @@ class ParityBandit(TextBandit):
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
-    tok = lm.build_char_tokenizer()
-    return lm.build_tiny_model(tok, hidden_size=32, num_layers=2, num_heads=4, max_positions=1024,
+    tok = llm.build_char_tokenizer()
+    return llm.build_tiny_model(tok, hidden_size=32, num_layers=2, num_heads=4, max_positions=1024,
                                seed=0), tok
 
 
@@ -71,9 +71,8 @@ def test_decide_is_batched_parsed_and_seeded(model_and_tokenizer):
     again = agent.decide(prompts, seed=3)
     assert again.completions == d.completions
     # The activations logged during generate are the last-prompt-token residual stream.
-    from maxent import steering
-
-    ids, mask = lm.left_pad(agent._encode(prompts), 0)
+    from maxent.llm import steering
+    ids, mask = llm.left_pad(agent._encode(prompts), 0)
     ref = steering.last_token_activations(agent.model, ids, mask, layers=[1])[0]
     torch.testing.assert_close(d.activations[1], ref, atol=1e-4, rtol=1e-4)
     # Sharing the prompt pass across samples gives the same completions as not sharing it.

@@ -1,4 +1,4 @@
-"""Tests for maxent/logging.py: running means without host syncs, progress.csv headers and
+"""Tests for maxent/training/logging.py: running means without host syncs, progress.csv headers and
 appends, TensorBoard event files, and writing nothing without a log_dir."""
 
 import csv
@@ -8,8 +8,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from maxent import logging as mlog
-from maxent.logging import CRITIC_LOSS, EP_RETURN, FPS, RunLogger
+from maxent.training import logging as mlog
+from maxent.training.logging import CRITIC_LOSS, EP_RETURN, FPS, RunLogger
 
 
 def _rows(path):
@@ -191,7 +191,7 @@ def test_progress_without_bar_is_cheap():
 
 
 def test_log_schedule_falls_on_interval_multiples_and_the_end():
-    from maxent.logging import LogSchedule
+    from maxent.training.logging import LogSchedule
 
     schedule = LogSchedule(interval=100, start_step=250, end=520)  # a resumed run
     due = [step for step in range(251, 521) if schedule.due(step) is not None]

@@ -1,10 +1,10 @@
-"""maxent/optim.py: Adam as tensor ops on torch.optim.Adam's own state takes exactly the steps
+"""maxent/training/optim.py: Adam as tensor ops on torch.optim.Adam's own state takes exactly the steps
 torch's Adam takes, so eager, compiled and resumed runs share one optimizer."""
 
 import pytest
 import torch
 
-from maxent.optim import adam_step_, init_adam_state
+from maxent.training.optim import adam_step_, init_adam_state
 
 
 def _params(seed: int) -> list[torch.nn.Parameter]:

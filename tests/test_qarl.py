@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.agent import evaluate
+from maxent.training.agent import evaluate
 from maxent.agents.qarl import QARL, QARLConfig, RARLConfig
-from maxent.checkpoint import CheckpointError
-from maxent.temperature import FixedCurriculum, GammaCurriculum, LinearCurriculum
+from maxent.training.checkpoint import CheckpointError
+from maxent.entropy.temperature import FixedCurriculum, GammaCurriculum, LinearCurriculum
 
 TASK = "InvertedPendulum-v5"
 TINY = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 64, "buffer_size": 5000,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.agent import FunctionCallback
+from maxent.training.agent import FunctionCallback
 from maxent.agents.rehearsal import (
     EWC,
     EWC_LAMBDA,
@@ -17,7 +17,7 @@ from maxent.agents.rehearsal import (
     diagonal_fisher,
     ewc_penalty,
 )
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 from maxent.envs.continual import PermutedTaskStream, average_accuracy, forgetting
 
 SMALL = RehearsalConfig(hidden_sizes=(64,))

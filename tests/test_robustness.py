@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.agent import evaluate
-from maxent.cli import main
+from maxent.training.agent import evaluate
+from maxent.cli.main import main
 from maxent.envs.adversarial import MassFrictionPerturbation
-from maxent.commands.robustness import GridEvaluator, _Job, confidence_interval, load_run, parse_grid
+from maxent.cli.robustness import GridEvaluator, _Job, confidence_interval, load_run, parse_grid
 
 TASK = "InvertedPendulum-v5"
 SMALL = ["--env", TASK, "--config.hidden-sizes", "32", "32", "--config.batch-size", "32",
@@ -167,7 +167,7 @@ class _Linear:
 
 
 def test_mesh_evaluation_covers_both_bounds_and_equals_one_by_one():
-    from maxent.commands.robustness import evaluate_mesh, mesh_scores
+    from maxent.cli.robustness import evaluate_mesh, mesh_scores
     from maxent.envs.uncertainty import PhysicsPerturbation, mesh
 
     policy = _Linear(4)

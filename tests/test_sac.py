@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.agent import (CheckpointCallback, EvalCallback, FunctionCallback, StopOnRewardThreshold,
+from maxent.training.agent import (CheckpointCallback, EvalCallback, FunctionCallback, StopOnRewardThreshold,
                           evaluate)
 from maxent.agents import SAC, SACConfig
-from maxent.checkpoint import CheckpointError
+from maxent.training.checkpoint import CheckpointError
 
 TINY = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50,
         "buffer_size": 10_000, "log_interval": 100}
@@ -329,7 +329,7 @@ def test_auto_compile_switches_to_the_compiled_step_and_trains_like_eager(monkey
     import torch._dynamo
 
     import maxent.agents.sac as sac_module
-    from maxent.agent import FunctionCallback
+    from maxent.training.agent import FunctionCallback
 
     monkeypatch.setattr(sac_module, "AUTO_COMPILE_MIN_UPDATES", 100)
     monkeypatch.setattr(sac_module, "BACKGROUND_MIN_CORES", 1 if background else 10**6)
@@ -371,7 +371,7 @@ def test_without_a_compiler_auto_stays_eager_and_says_so_once(monkeypatch):
 
 def test_a_failed_background_compile_stays_eager_and_says_so(monkeypatch):
     import maxent.agents.sac as sac_module
-    import maxent.fastpath as fastpath
+    import maxent.training.fastpath as fastpath
 
     def broken_compile(fn, **kwargs):
         raise RuntimeError("inductor exploded")
@@ -387,7 +387,7 @@ def test_a_failed_background_compile_stays_eager_and_says_so(monkeypatch):
 
 
 def test_precision_auto_picks_bf16_only_where_native(monkeypatch):
-    import maxent.fastpath as fastpath
+    import maxent.training.fastpath as fastpath
 
     monkeypatch.setattr(fastpath, "_cpu_flags", lambda: frozenset({"avx512f"}))
     assert SAC("Pendulum-v1", **TINY).precision == "float32"

@@ -1,4 +1,4 @@
-"""Tests for maxent/semantic.py: semantic entropy of answer groups and SEED-GRPO's advantage
+"""Tests for maxent/entropy/semantic.py: semantic entropy of answer groups and SEED-GRPO's advantage
 scaling."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from maxent.semantic import (
+from maxent.entropy.semantic import (
     SEED_MODES,
     cluster_answers,
     seed_advantages,

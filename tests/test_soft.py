@@ -1,11 +1,11 @@
-"""Tests for maxent/soft.py: SAC's soft Bellman target, losses and Polyak update
+"""Tests for maxent/entropy/soft.py: SAC's soft Bellman target, losses and Polyak update
 (Haarnoja et al. 2018) on hand-computed cases."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from maxent.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
+from maxent.entropy.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
 
 
 def test_soft_bellman_target_hand_case():

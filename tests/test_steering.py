@@ -1,4 +1,4 @@
-"""Tests for maxent/steering.py: activation capture, EAST vector, steering hooks, difference of
+"""Tests for maxent/llm/steering.py: activation capture, EAST vector, steering hooks, difference of
 means, directional ablation and entropy neurons, on tiny models built from a config."""
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ import torch
 import transformers
 from torch import nn
 
-from maxent import steering
-from maxent import lm
-
-
+from maxent.llm import steering
+from maxent import llm
 @pytest.fixture(scope="module")
 def tiny():
-    tok = lm.build_char_tokenizer()
-    model = lm.build_tiny_model(tok, hidden_size=32, num_layers=3, num_heads=4, seed=0).eval()
-    ids, mask = lm.left_pad([tok("hello world")["input_ids"], tok("abc")["input_ids"]],
+    tok = llm.build_char_tokenizer()
+    model = llm.build_tiny_model(tok, hidden_size=32, num_layers=3, num_heads=4, seed=0).eval()
+    ids, mask = llm.left_pad([tok("hello world")["input_ids"], tok("abc")["input_ids"]],
                             tok.pad_token_id)
     return model, tok, ids, mask
 
@@ -237,8 +235,8 @@ def test_directional_ablation_removes_the_component(tiny):
 
 
 def test_entropy_neurons_find_a_planted_null_space_neuron(tiny):
-    tok = lm.build_char_tokenizer()
-    model = lm.build_tiny_model(tok, hidden_size=32, num_layers=2, num_heads=4, seed=1)
+    tok = llm.build_char_tokenizer()
+    model = llm.build_tiny_model(tok, hidden_size=32, num_layers=2, num_heads=4, seed=1)
     with torch.no_grad():
         model.get_output_embeddings().weight[:, 0] = 0.0  # the unembedding ignores dimension 0
         down = model.model.layers[-1].mlp.down_proj.weight  # (hidden, d_mlp)

@@ -1,4 +1,4 @@
-"""`maxent sweep` (maxent/commands/sweep.py) on a tiny plan: QARL, RARL, SAC and domain-randomised
+"""`maxent sweep` (maxent/cli/sweep.py) on a tiny plan: QARL, RARL, SAC and domain-randomised
 SAC on InvertedPendulum-v5, trained sequentially (one process killed after a checkpoint, then
 resumed by the re-run) and as Ray tasks on two local workers (one worker killed, then resumed);
 scored on the uncertainty mesh (both bounds) and against each adversarial method's adversary; the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from maxent.commands.sweep import (
+from maxent.cli.sweep import (
     CRASH_ENV,
     CRASH_EXIT_CODE,
     SweepError,
@@ -69,7 +69,7 @@ def test_sequential_sweep_resumes_a_killed_process_and_reports(tmp_path, capsys)
     path, root = write_config(tmp_path, "sequential")
     killed = "InvertedPendulum-v5/sac/s0-120"
     env = dict(os.environ, **{CRASH_ENV: killed})
-    first = subprocess.run([sys.executable, "-m", "maxent.commands.sweep", str(path), "--quiet"],
+    first = subprocess.run([sys.executable, "-m", "maxent.cli.sweep", str(path), "--quiet"],
                            env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == CRASH_EXIT_CODE, first.stderr[-2000:]
     assert (root / killed / "model").is_dir() and not (root / killed / "done.json").exists()

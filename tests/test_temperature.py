@@ -1,4 +1,4 @@
-"""Tests for maxent/temperature.py: SAC's learned temperature (Haarnoja et al. 2018, Eq. 18)
+"""Tests for maxent/entropy/temperature.py: SAC's learned temperature (Haarnoja et al. 2018, Eq. 18)
 against torch.optim.Adam, its direction, schedules, checkpoints and argument errors."""
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from maxent.temperature import (
+from maxent.entropy.temperature import (
     AutoTemperature,
     FixedCurriculum,
     FixedTemperature,
@@ -206,7 +206,7 @@ def test_make_temperature_and_protocol():
 
 
 def test_entropy_target_controller_raises_coef_below_target_and_caps_it():
-    from maxent.temperature import EntropyTargetController
+    from maxent.entropy.temperature import EntropyTargetController
 
     ctl = EntropyTargetController(0.5, initial_coef=1e-3, lr=0.1, max_coef=0.05)
     first = float(ctl.value)

@@ -1,4 +1,4 @@
-"""Tests for maxent/token.py: the clipped surrogate, aggregation modes, entropy bonus, k3 KL,
+"""Tests for maxent/entropy/token.py: the clipped surrogate, aggregation modes, entropy bonus, k3 KL,
 Clip-Cov / KL-Cov token selection and STEER weights, against numbers worked out by hand."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from maxent.token import (
+from maxent.entropy.token import (
     AGGREGATIONS,
     INTERVENTIONS,
     aggregate,
@@ -381,7 +381,7 @@ def test_bad_input_raises_clear_errors():
 
 
 def test_sampler_importance_weights_follow_trls_four_modes():
-    from maxent.token import sampler_importance_weights
+    from maxent.entropy.token import sampler_importance_weights
 
     old = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, -1.0]])
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
@@ -402,7 +402,7 @@ def test_sampler_importance_weights_follow_trls_four_modes():
 
 
 def test_masked_fraction_counts_what_the_correction_drops():
-    from maxent.token import masked_fraction, sampler_importance_weights
+    from maxent.entropy.token import masked_fraction, sampler_importance_weights
 
     old = torch.zeros(4, 3)
     mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]])

@@ -1,4 +1,4 @@
-"""Tests that maxent/token.py's policy loss stays finite, in value and gradient, on extreme
+"""Tests that maxent/entropy/token.py's policy loss stays finite, in value and gradient, on extreme
 log-ratios and advantages, on padding that holds anything, and refuses non-finite advantages."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maxent.token import AGGREGATIONS, INTERVENTIONS, clipped_surrogate, k3_kl, policy_loss
+from maxent.entropy.token import AGGREGATIONS, INTERVENTIONS, clipped_surrogate, k3_kl, policy_loss
 
 HUGE = 1e4
 

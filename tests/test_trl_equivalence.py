@@ -1,4 +1,4 @@
-"""maxent.token.policy_loss against TRL's own GRPOTrainer._compute_loss (TRL 1.16).
+"""maxent.entropy.token.policy_loss against TRL's own GRPOTrainer._compute_loss (TRL 1.16).
 
 TRL's loss is called on identical tensors through its real code path: a minimal trainer-like
 object carries the attributes ``_compute_loss`` reads, and its forward pass
@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from maxent.token import policy_loss
+from maxent.entropy.token import policy_loss
 
 trl = pytest.importorskip("trl")
 from trl import GRPOConfig

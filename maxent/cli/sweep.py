@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import tomllib
 
-from maxent.config import RESUMABLE_CHANGES
+from maxent.training.config import RESUMABLE_CHANGES
 
 __all__ = ["METHODS", "SweepConfig", "SweepError", "load_sweep_config", "plan_runs", "run_sweep",
            "sweep_main", "write_report"]
@@ -358,7 +358,7 @@ def run_name(task: str, method: str, seed: int, budget: int) -> str:
 
 def plan_runs(cfg: SweepConfig) -> list[dict[str, Any]]:
     """One spec (plain JSON) per run of the sweep, everything validated first."""
-    from maxent.vector import check_env_id
+    from maxent.training.vector import check_env_id
 
     unknown_tables = [t for t in cfg.uncertainty if t not in cfg.tasks]
     if unknown_tables:
@@ -464,7 +464,7 @@ def make_env(task: str, max_episode_steps: int | None = None,
              domain_randomization: str | None = None) -> Any:
     """A run's training env (picklable as a ``functools.partial`` for Ray)."""
     from maxent.envs.uncertainty import DomainRandomization
-    from maxent.vector import make_env as make_task
+    from maxent.training.vector import make_env as make_task
 
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     env = make_task(task, **kwargs)
@@ -502,7 +502,7 @@ def _load_agent(spec: dict[str, Any], env: Any = None) -> Any:
 def _exit_after_checkpoint(model_dir: Path) -> Any:
     """Test hook: a callback that ends the process (as a kill would) once the run's first
     checkpoint exists."""
-    from maxent.agent import Callback
+    from maxent.training.agent import Callback
 
     class ExitAfterCheckpoint(Callback):
         def on_step(self, agent: Any) -> bool:
@@ -518,7 +518,7 @@ def train_run(spec: dict[str, Any], crash_after_checkpoint: bool = False) -> dic
     ``done.json``) its step count, wall time and speed. A finished run is skipped."""
     import torch
 
-    from maxent.agent import CheckpointCallback
+    from maxent.training.agent import CheckpointCallback
 
     run_dir = Path(spec["dir"])
     done_file = run_dir / "done.json"
@@ -588,7 +588,7 @@ def evaluate_run(espec: dict[str, Any], *_trained: Any) -> dict[str, Any]:
     result is cached in the run directory per evaluation setting."""
     import torch
 
-    from maxent.commands.robustness import GridEvaluator, _Job, _policy, evaluate_mesh
+    from maxent.cli.robustness import GridEvaluator, _Job, _policy, evaluate_mesh
     from maxent.envs.uncertainty import UncertaintySet
 
     spec = espec["run"]
@@ -847,7 +847,7 @@ def write_report(cfg: SweepConfig, plan: list[dict[str, Any]], scored: dict[str,
     """Write the CSVs, summary, heatmaps and rliable plots of the scored runs into ``out_dir``."""
     import csv
 
-    from maxent.commands.robustness import _heatmaps, confidence_interval
+    from maxent.cli.robustness import _heatmaps, confidence_interval
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

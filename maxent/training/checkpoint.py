@@ -3,7 +3,7 @@
 A checkpoint is ``config.json`` (format marker, versions, the agent's config and the SHA-256 of
 that config and of every other file) + ``weights.safetensors`` + ``state.json`` (+ optional
 ``replay.npz``); nothing is pickled, saves are atomic, and a save holds the directory's run lock
-(:mod:`maxent.runlock`) so two processes never write one checkpoint at once.
+(:mod:`maxent.training.runlock`) so two processes never write one checkpoint at once.
 
 The checksums catch corruption, truncation and accidental edits (a changed ``gamma`` in
 ``config.json`` no longer loads silently). They are not a signature: someone who edits a file on
@@ -26,8 +26,7 @@ import safetensors.torch
 import torch
 
 import maxent
-from maxent import runlock
-
+from maxent.training import runlock
 # 2: config.json also holds the SHA-256 of the agent's config ("config_sha256"). Format 1 reads.
 FORMAT_VERSION = 2
 FORMAT_MARKER = "maxent-checkpoint"

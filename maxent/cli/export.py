@@ -27,7 +27,7 @@ class ExportArgs:
 
 def export_main(argv: list[str]) -> int:
     args = tyro.cli(ExportArgs, args=argv, prog="maxent export")
-    from maxent.checkpoint import read_checkpoint_header
+    from maxent.training.checkpoint import read_checkpoint_header
 
     path = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
     header = read_checkpoint_header(path)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from torch import Tensor
 
-from maxent.token import token_covariance
+from maxent.entropy.token import token_covariance
 
 __all__ = ["EntropyPerformanceLaw", "LawFit", "logprob_advantage_covariance"]
 
@@ -22,7 +22,7 @@ def logprob_advantage_covariance(log_probs: Tensor, advantages: Tensor, mask: Te
 
         C = (1/N) sum_t (log pi_t - mean log pi)(A_t - mean A),
 
-    the masked mean of ``maxent.token.token_covariance``. Under natural policy gradient the
+    the masked mean of ``maxent.entropy.token.token_covariance``. Under natural policy gradient the
     entropy changes by about -eta * C per step: a positive covariance (the policy grows more
     confident on what is rewarded) is what collapses entropy.
 

@@ -130,7 +130,7 @@ def _method(kind: str, config: dict, env_id: str | None = None) -> str:
 def load_run(run_dir: str | Path) -> Run:
     """Load the protagonist of a run directory (``maxent train`` layout, ``run/model``) or of a
     checkpoint directory; raises ``ValueError`` when it holds none."""
-    from maxent.checkpoint import CheckpointError, read_checkpoint_header
+    from maxent.training.checkpoint import CheckpointError, read_checkpoint_header
     from maxent.envs.uncertainty import register_domain_randomized, set_of_domain_randomized_id
 
     register_domain_randomized()  # a domain-randomised SAC saved its env as such an id

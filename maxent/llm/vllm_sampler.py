@@ -53,15 +53,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maxent.lm import (
-    Completions,
-    completions_from_rows,
-    eos_ids,
-    is_lora,
-    merged_state_dict,
-    plain_config,
-    save_pretrained,
-)
+from maxent.llm.models import is_lora, merged_state_dict, plain_config, save_pretrained
+from maxent.llm.samplers import Completions, completions_from_rows, eos_ids
 
 GiB = 1 << 30
 WEIGHT_SYNCS = ("auto", "in_place", "reload")

@@ -33,11 +33,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from maxent import logging as mlog
-from maxent import runlock
-from maxent.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from maxent.config import AgentConfig, ConfigError
-from maxent.vector import env_factory
+from maxent.training import logging as mlog
+from maxent.training import runlock
+from maxent.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from maxent.training.config import AgentConfig, ConfigError
+from maxent.training.vector import env_factory
 
 __all__ = [
     "Agent", "AgentConfig", "Callback", "CallbackList", "CheckpointCallback", "ConfigError",
@@ -50,7 +50,7 @@ def setup_arms_agent(agent: Any, env: str | gym.Env, config: Any, seed: int,
     """What every bandit agent's constructor does first: make ``env`` from its id when given one
     (it must have a Discrete action space: the arms), check the config, seed the numpy RNG, and
     start the bookkeeping (arm counts, episode returns, the observation in flight)."""
-    from maxent.vector import make_env
+    from maxent.training.vector import make_env
 
     owner = type(agent).__name__
     agent.env_id = env if isinstance(env, str) else None
@@ -238,7 +238,7 @@ class Agent(abc.ABC):
             FloatingPointError: NaN/inf in an observation, reward, action or loss; the message
                 names what went bad, at which step, and who produced it. Checkpoints written
                 before are left as they were.
-            maxent.runlock.RunLockedError: another process is training in ``log_dir``.
+            maxent.training.runlock.RunLockedError: another process is training in ``log_dir``.
         """
         total = check_total_steps(total_steps)
         end = self.num_timesteps + total
