@@ -1,7 +1,8 @@
 """Algorithms built on the maxent layer, each behind the interface of :mod:`maxent.training.agent`.
 
 Names are imported lazily (PEP 562), so ``from maxent.agents import SAC`` does not pull in
-transformers, scipy or scikit-learn for agents you do not use.
+transformers, scipy or scikit-learn for agents you do not use. The names are every agent and config
+class of the one algorithm table, :mod:`maxent.agents.registry`.
 """
 
 from importlib import import_module
@@ -9,21 +10,11 @@ from importlib import import_module
 # Registers the maxent/... env ids (entry points are strings: no environment module is imported),
 # so that every agent can be given one.
 import maxent.envs  # noqa: F401
+from maxent.agents.registry import ALGORITHMS
 
-_EXPORTS = {
-    "SAC": "sac", "SACConfig": "sac",
-    "SurgeryAgent": "causal", "NaiveAgent": "causal", "UCBAgent": "causal",
-    "UCB1": "bandits", "Thompson": "bandits", "Boltzmann": "bandits", "GreedyOracle": "bandits",
-    "ExactPlanner": "bandits", "LPPlanner": "bandits", "ISICombUCB1": "bandits",
-    "CombUCB1": "bandits", "OptimisticPlanner": "bandits",
-    "HomeostaticLearner": "homeostatic", "HomeostaticConfig": "homeostatic",
-    "RehearsalLearner": "rehearsal", "RehearsalConfig": "rehearsal", "EWC": "rehearsal",
-    "EWCConfig": "rehearsal",
-    "ADS": "ads", "ADSConfig": "ads",
-    "GRPO": "grpo", "GRPOConfig": "grpo",
-    "QARL": "qarl", "QARLConfig": "qarl", "RARLConfig": "qarl",
-    "LLMAgent": "llm_agent", "LLMAgentConfig": "llm_agent",
-}
+# Class name -> "module:Class" of its module, from the table (agents and configs alike).
+_EXPORTS = {path.rsplit(":", 1)[1]: path.split(":")[0]
+            for algorithm in ALGORITHMS.values() for path in (algorithm.agent, algorithm.config)}
 
 __all__ = list(_EXPORTS)
 
@@ -32,7 +23,7 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'maxent.agents' has no attribute {name!r}")
-    value = getattr(import_module(f"maxent.agents.{module}"), name)
+    value = getattr(import_module(module), name)
     globals()[name] = value
     return value
 

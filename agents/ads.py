@@ -30,15 +30,10 @@ import torch
 from torch import Tensor, nn
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.training.agent import Agent, AgentConfig, check_saved, load_module_state
-from maxent.training.checkpoint import (
-    generator_state_to_tensor,
-    load_optimizer_state,
-    optimizer_state_to_tensors,
-)
+from maxent.training.agent import Agent, AgentConfig
+from maxent.training.saved import Check, Generator, Module, Optimizer, Value
 from maxent.entropy import ads_entropy_score, gaussian_mixture_entropy
 from maxent.envs.subsampling import check_images
-from maxent.training.vector import make_env
 
 __all__ = ["ADS", "STRATEGIES", "ADSConfig", "Denoiser"]
 
@@ -191,12 +186,8 @@ class ADS(Agent):
     def __init__(self, env: str | gym.Env = "maxent/MeasurementAcquisition-v0",
                  config: ADSConfig | None = None, seed: int = 0,
                  images: np.ndarray | None = None, log_dir: str | Path | None = None):
-        self.env_id = env if isinstance(env, str) else None
-        self.env = make_env(env) if isinstance(env, str) else env
+        super().__init__(env, config, seed, log_dir)
         base = self.env.unwrapped
-        self.config = ADSConfig() if config is None else config
-        if not isinstance(self.config, ADSConfig):
-            raise TypeError(f"config must be an ADSConfig, got {type(self.config).__name__}")
         self.mode = getattr(base, "mode", "pixel")
         train = base.train_images if images is None else check_images(images, "images")
         self.height, self.width = int(train.shape[1]), int(train.shape[2])
@@ -206,10 +197,6 @@ class ADS(Agent):
                              f"{obs_shape}; pass images of the env's size")
         self.dim = self.height * self.width
         self.n_locations = self.dim if self.mode == "pixel" else self.height
-        self.seed = int(seed)
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.logger = None
-        self.num_timesteps = 0
         self.losses: list[float] = []
 
         c = self.config
@@ -410,25 +397,14 @@ class ADS(Agent):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _checkpoint(self):
-        """Config, denoiser, EMA weights, optimizer and generator states."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        opt_tensors, opt_meta = optimizer_state_to_tensors(self.optimizer, "optim")
-        tensors.update(opt_tensors)
-        tensors["rng.train"] = generator_state_to_tensor(self.train_generator)
-        tensors["rng.sample"] = generator_state_to_tensor(self.sample_generator)
-        state = {"image_shape": [self.height, self.width], "losses": list(self.losses),
-                 "optimizer": opt_meta}
-        return tensors, state, None
-
-    def _restore(self, ckpt: Any, path: Path) -> None:
-        state, t = ckpt.state, ckpt.tensors
-        check_saved(path, "image shape", state["image_shape"], [self.height, self.width],
-                    "load it with an env of that image size")
-        load_module_state(self.model, t, "model", path)
-        load_module_state(self.ema, t, "ema", path)
-        load_optimizer_state(self.optimizer, t, state["optimizer"], "optim")
-        self.train_generator.set_state(t["rng.train"])
-        self.sample_generator.set_state(t["rng.sample"])
-        self.losses = list(state["losses"])
+    def _saved(self):
+        """Config, denoiser, EMA weights, optimizer and generator states, and the loss history."""
+        return [
+            Check("image_shape", [self.height, self.width], "image shape",
+                  fix="load it with an env of that image size"),
+            Module("model", self.model), Module("ema", self.ema),
+            Optimizer("optim", self.optimizer, key="optimizer"),
+            Generator("rng.train", self.train_generator),
+            Generator("rng.sample", self.sample_generator),
+            Value("losses", self, "losses", save=list, load=list),
+        ]

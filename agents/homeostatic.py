@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
-from maxent.training.agent import Agent, AgentConfig, check_saved
-from maxent.training.vector import make_env
+from maxent.training.agent import Agent, AgentConfig
+from maxent.training.saved import Array, Check, NumpyRNG, Tensor, Value
 
 __all__ = ["REGULATIONS", "HomeostaticConfig", "HomeostaticLearner"]
 
@@ -207,9 +207,7 @@ class HomeostaticLearner(Agent):
     def __init__(self, env: str | gym.Env = "maxent/ConceptShiftDigits-v0",
                  config: HomeostaticConfig | None = None, seed: int = 0,
                  log_dir: str | Path | None = None):
-        self.env_id = env if isinstance(env, str) else None
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.env = make_env(env) if isinstance(env, str) else env
+        super().__init__(env, config, seed, log_dir)
         if not isinstance(self.env.action_space, gym.spaces.Discrete):
             raise TypeError(f"HomeostaticLearner needs a Discrete action space of labels, got "
                             f"{self.env.action_space}")
@@ -217,18 +215,11 @@ class HomeostaticLearner(Agent):
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
             raise ValueError(f"HomeostaticLearner needs flat Box observations (D,), got {space}; "
                              "flatten images with gymnasium.wrappers.FlattenObservation")
-        self.config = HomeostaticConfig() if config is None else config
-        if not isinstance(self.config, HomeostaticConfig):
-            raise TypeError(f"config must be a HomeostaticConfig, got {type(self.config).__name__}")
         self.n_classes = int(self.env.action_space.n)
         self.obs_dim = int(space.shape[0])
-        self.seed = int(seed)
         self.sizes = (self.obs_dim, *self.config.hidden, self.n_classes)
-        self.np_rng = np.random.default_rng(self.seed)
         self.params = init_params(self.sizes, np.random.default_rng([self.seed, 1]))
         self.eta = float(self.config.lr)
-        self.num_timesteps = 0
-        self.logger = None
         self.correct: list[float] = []
         self.lr_history: list[float] = []
         self.decisions = 0
@@ -363,32 +354,37 @@ class HomeostaticLearner(Agent):
         return {"accuracy": f"{np.mean(recent):.3f}", "lr": f"{self.eta:.2e}"} if recent else {}
 
     # -- checkpoints
+    def _saved(self):
+        """Weights, η, the memory's and mini-batch's counters, histories and RNG state."""
+        return [
+            Check("sizes", list(self.sizes), "layer sizes",
+                  fix="load it with the env and hidden sizes it was trained with"),
+            *(Tensor(f"param.{i}", self.params, i) for i in range(len(self.params))),
+            Value("eta", self, "eta", load=float),
+            Value("decisions", self, "decisions", load=int),
+            Value("taken", self, "taken", load=int),
+            NumpyRNG("rng_numpy", self.np_rng),
+            Array("correct", self, "correct"),
+            Array("lr_history", self, "lr_history"),
+        ]
+
     def _checkpoint(self):
-        """Weights, η, the partial mini-batch, the memory, histories and RNG state. The env's
-        episode in flight is not saved: ``learn`` after ``load`` starts a fresh one."""
-        tensors = {f"param.{i}": torch.from_numpy(w.copy()) for i, w in enumerate(self.params)}
+        """The declared contents, and the partial mini-batch and the memory. The env's episode in
+        flight is not saved: ``learn`` after ``load`` starts a fresh one."""
+        tensors, state, arrays = super()._checkpoint()
         tensors.update({
             "batch_x": torch.from_numpy(self._batch_x.copy()),
             "batch_y": torch.from_numpy(self._batch_y.copy()),
             "mem_x": torch.from_numpy(self._mem_x.copy()),
             "mem_y": torch.from_numpy(self._mem_y.copy()),
         })
-        state = {
-            "sizes": list(self.sizes), "eta": self.eta,
-            "decisions": self.decisions, "taken": self.taken,
-            "batch_n": self._batch_n, "mem_n": self._mem_n, "mem_pos": self._mem_pos,
-            "rng_numpy": self.np_rng.bit_generator.state,
-        }
-        arrays = {"correct": np.asarray(self.correct, dtype=np.float64),
-                  "lr_history": np.asarray(self.lr_history, dtype=np.float64)}
+        state.update({"batch_n": self._batch_n, "mem_n": self._mem_n, "mem_pos": self._mem_pos})
         return tensors, state, arrays
 
     def _restore(self, ckpt: Any, path: Path) -> None:
+        # The mini-batch and the memory come back only where the config keeps their sizes.
+        super()._restore(ckpt, path)
         state, tensors, config = ckpt.state, ckpt.tensors, self.config
-        check_saved(path, "layer sizes", state["sizes"], self.sizes,
-                    "load it with the env and hidden sizes it was trained with")
-        self.params = [tensors[f"param.{i}"].numpy().astype(np.float64).copy()
-                       for i in range(len(self.params))]
         if config.batch_size == tensors["batch_x"].shape[0]:
             self._batch_x = tensors["batch_x"].numpy().copy()
             self._batch_y = tensors["batch_y"].numpy().astype(np.int64).copy()
@@ -397,9 +393,3 @@ class HomeostaticLearner(Agent):
             self._mem_x = tensors["mem_x"].numpy().copy()
             self._mem_y = tensors["mem_y"].numpy().astype(np.int64).copy()
             self._mem_n, self._mem_pos = int(state["mem_n"]), int(state["mem_pos"])
-        self.eta = float(state["eta"])
-        self.decisions, self.taken = int(state["decisions"]), int(state["taken"])
-        self.np_rng.bit_generator.state = state["rng_numpy"]
-        if ckpt.arrays is not None:
-            self.correct = ckpt.arrays["correct"].tolist()
-            self.lr_history = ckpt.arrays["lr_history"].tolist()

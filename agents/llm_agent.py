@@ -28,8 +28,8 @@ from torch import Tensor
 from maxent import llm
 from maxent.llm import steering
 from maxent.training import logging as mlog
-from maxent.training.agent import Agent, AgentConfig, resolve_config
-from maxent.training.vector import make_env
+from maxent.training import saved
+from maxent.training.agent import Agent, AgentConfig
 
 __all__ = ["ACTION_TEMPLATE", "REACT_TEMPLATE", "Decision", "LLMAgent", "LLMAgentConfig",
            "action_distribution", "empirical_entropy"]
@@ -203,12 +203,8 @@ class LLMAgent(Agent):
         if isinstance(model, (str, Path)):
             overrides = {"model": str(model), **overrides}
             model = None
-        self.config = cfg = resolve_config(config, LLMAgentConfig, overrides)
-        self.seed = int(seed)
-        if cfg.torch_threads is not None:
-            torch.set_num_threads(cfg.torch_threads)
-        self.env_id = env if isinstance(env, str) else None
-        self.env = make_env(env) if isinstance(env, str) else env
+        super().__init__(env, config, seed, log_dir, **overrides)
+        cfg = self.config
         self.parser = _find_parser(self.env)
         self.vector = isinstance(self.env, gym.vector.VectorEnv)
         if self.vector and self.env.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP:
@@ -236,12 +232,8 @@ class LLMAgent(Agent):
         self.prefix_ids = tokenizer(cfg.response_prefix, add_special_tokens=False)["input_ids"] \
             if cfg.response_prefix else []
 
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.logger: mlog.RunLogger | None = None
-        self.num_timesteps = 0
         self.num_decisions = 0
         self.runs: list[dict[str, np.ndarray]] = []
-        self.episode_returns: list[float] = []
         self._open: list[dict[str, list]] | None = None
         self._obs: list[str] | None = None
         self._episodes_started = 0
@@ -495,22 +487,29 @@ class LLMAgent(Agent):
 
     # ----------------------------------------------------------------------- save / load
 
+    def _saved(self):
+        """Config, steering vector and counters."""
+        return [
+            saved.Tensor("steering_vector", self, "steering_vector",
+                         fix="load it with the model it was saved with"),
+            saved.Value("steering_layer", self, "steering_layer"),
+            saved.Value("num_decisions", self, "num_decisions"),
+            saved.Value("episodes_started", self, "_episodes_started"),
+            saved.Value("episode_returns", self, "episode_returns", save=list, load=list),
+        ]
+
     def _checkpoint(self):
-        """Config, steering vector, counters and the run logs (activations included). Weights are
-        written only for a model passed in as an object (with its architecture and tokenizer); a
-        named model is reloaded by name. Open (unfinished) episodes are not saved: ``load``
-        starts fresh episodes."""
-        tensors: dict[str, Tensor] = {"steering_vector": self.steering_vector.float()}
+        """The declared contents and the run logs (activations included). Weights are written
+        only for a model passed in as an object (with its architecture and tokenizer); a named
+        model is reloaded by name. Open (unfinished) episodes are not saved: ``load`` starts fresh
+        episodes."""
+        tensors, state, _ = super()._checkpoint()
         for k, run in enumerate(self.runs):
             for key, value in run.items():
                 arr = value.astype(np.uint8) if value.dtype == bool else value
                 tensors[f"runs.{k}.{key}"] = torch.from_numpy(np.ascontiguousarray(arr))
-        state: dict[str, Any] = {
-            "num_decisions": self.num_decisions, "episodes_started": self._episodes_started,
-            "n_runs": len(self.runs), "episode_returns": self.episode_returns,
-            "log_layers": self.log_layers, "steering_layer": self.steering_layer,
-            "model_saved": self.model_object,
-        }
+        state.update({"n_runs": len(self.runs), "log_layers": self.log_layers,
+                      "model_saved": self.model_object})
         if self.model_object:
             state["model"] = llm.model_to_state(self.model)
             state["tokenizer"] = llm.tokenizer_to_state(self.tokenizer)
@@ -529,14 +528,10 @@ class LLMAgent(Agent):
                    tokenizer=tokenizer)
 
     def _restore(self, ckpt: Any, path: Path) -> None:
-        state, tensors = ckpt.state, ckpt.tensors
-        self.steering_vector = tensors["steering_vector"].float()
-        self.steering_layer = state["steering_layer"]
-        self.num_decisions = state["num_decisions"]
-        self._episodes_started = state["episodes_started"]
-        self.episode_returns = list(state["episode_returns"])
+        super()._restore(ckpt, path)
+        tensors = ckpt.tensors
         keys = ("activations", "entropy", "action", "valid_fraction", "reward", "regret", "invalid")
-        for k in range(state["n_runs"]):
+        for k in range(ckpt.state["n_runs"]):
             run = {key: tensors[f"runs.{k}.{key}"].numpy() for key in keys}
             run["invalid"] = run["invalid"].astype(bool)
             self.runs.append(run)

@@ -23,20 +23,22 @@ import numpy as np
 import torch
 
 from maxent.training import logging as mlog
-from maxent.training.agent import (
-    Agent,
-    AgentConfig,
-    as_observation_batch,
-    check_saved,
-    load_module_state,
-    resolve_config,
+from maxent.training.agent import Agent, AgentConfig, as_observation_batch
+from maxent.agents.sac import build_actor_critic, eager_update
+from maxent.training.checkpoint import CheckpointError
+from maxent.training.saved import (
+    Check,
+    Controller,
+    Generator,
+    Module,
+    NumpyRNG,
+    Optimizer,
+    Value,
+    write_entries,
 )
-from maxent.agents.sac import Actor, SACObjective, StackedCritics
-from maxent.training.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import sample_squashed_gaussian
 from maxent.envs.adversarial import TASKS, AdversarialMujoco
 from maxent.training.replay import ReplayBuffer
-from maxent.entropy.soft import polyak_update
 from maxent.entropy.temperature import (
     AutoTemperature,
     FixedCurriculum,
@@ -92,7 +94,10 @@ class QARLConfig(AgentConfig):
         log_std_min: lower clamp of the policies' log standard deviation.
         log_std_max: upper clamp.
         device: torch device.
-        torch_threads: intra-op threads for torch on CPU; ``None`` leaves torch's default.
+        torch_threads: intra-op threads for torch on CPU. ``None`` (default): the count
+            ``OMP_NUM_THREADS`` fixes when set, else the cores this process may use less those
+            other runnable processes keep busy, chosen once per process
+            (:mod:`maxent.training.threads`).
         log_interval: env steps between log rows.
     """
 
@@ -180,7 +185,9 @@ class RARLConfig(QARLConfig):
 
 
 class Player:
-    """One SAC learner of the game: tanh-Gaussian actor, stacked critics, its own replay.
+    """One SAC learner of the game: SAC's networks, Adam and eager update
+    (:func:`maxent.agents.sac.build_actor_critic`, :func:`~maxent.agents.sac.eager_update`), with
+    its own replay.
 
     ``alpha`` is either learned (an :class:`AutoTemperature`, the protagonist), read per sample from
     the observation's last entry (``alpha_from_obs``, QARL's temperature-conditioned adversary), or
@@ -195,25 +202,16 @@ class Player:
         self.action_dim = int(np.prod(space.shape))
         self.low = space.low.astype(np.float32).reshape(-1)
         self.scale = ((space.high - space.low) / 2).astype(np.float32).reshape(-1)
-        self.actor = Actor(obs_dim, self.action_dim, cfg.hidden_sizes, cfg.log_std_min,
-                           cfg.log_std_max).to(device)
-        self.critic = StackedCritics(obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics).to(device)
-        self.critic_target = StackedCritics(obs_dim, self.action_dim, cfg.hidden_sizes,
-                                            cfg.n_critics).to(device)
-        self.critic_target.load_state_dict(self.critic.state_dict())
-        self.critic_target.requires_grad_(False)
-        self.objective = SACObjective(self.actor, self.critic, self.critic_target, cfg.gamma)
-        self.optimizer = torch.optim.Adam([
-            {"params": list(self.actor.parameters()), "lr": cfg.actor_lr},
-            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
-        ], fused=True)
+        self.objective, self.optimizer = build_actor_critic(
+            obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics, cfg.log_std_min,
+            cfg.log_std_max, cfg.actor_lr, cfg.critic_lr, cfg.gamma, device)
+        self.actor, self.critic = self.objective.actor, self.objective.critic
+        self.critic_target = self.objective.critic_target
         self.temperature = AutoTemperature(-float(self.action_dim), initial_alpha=cfg.protagonist_alpha,
                                            lr=cfg.alpha_lr, device=device) if learn_alpha else None
         self.alpha_from_obs = alpha_from_obs
         self.fixed_alpha = torch.tensor(float(fixed_alpha), device=device)
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, self.action_dim, device)
-        self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.critic_target.parameters())
         self.n_updates = 0
 
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
@@ -236,24 +234,17 @@ class Player:
         return self.fixed_alpha
 
     def update(self) -> tuple[torch.Tensor, ...]:
-        """One gradient step of critics, actor (and learned alpha) on a replay minibatch."""
+        """One SAC gradient step of critics, actor (and learned alpha) on a replay minibatch."""
         rows = self.buffer.sample_rows(self.cfg.batch_size, self.generator)
-        obs, action, reward, next_obs, terminated = self.buffer.split(rows)
+        batch = self.buffer.split(rows)
         noise = torch.randn((2, rows.shape[0], self.action_dim), generator=self.generator,
                             device=self.device)
-        alpha = self.alpha(obs)  # the temperature is constant within an episode: alpha(s') = alpha(s)
-        # SAC's two losses; a per-row alpha (read from the observation) broadcasts through them.
-        critic_loss, actor_loss, log_prob = self.objective(obs, action, reward, next_obs, terminated,
-                                                           noise, alpha)
-        self.optimizer.zero_grad(set_to_none=True)
-        (critic_loss + actor_loss).backward()
-        self.optimizer.step()
-        entropy = -log_prob.detach().mean()
-        if self.temperature is not None:
-            self.temperature.update(entropy=entropy)
-        polyak_update(self._target_params, self._critic_params, self.cfg.tau)
+        alpha = self.alpha(batch[0])  # the temperature is constant within an episode: alpha(s') = alpha(s)
+        # A per-row alpha (read from the observation) broadcasts through SAC's two losses.
+        critic_loss, actor_loss, entropy = eager_update(self.objective, self.optimizer, batch, noise,
+                                                        alpha, self.cfg.tau, self.temperature)
         self.n_updates += 1
-        return critic_loss.detach(), actor_loss.detach(), entropy, alpha.detach().mean()
+        return critic_loss, actor_loss, entropy, alpha.detach().mean()
 
     def modules(self) -> tuple[tuple[str, torch.nn.Module], ...]:
         return (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target))
@@ -277,17 +268,16 @@ class QARL(Agent):
     """
 
     config_cls = QARLConfig
+    env_kind = "none"  # the game (task + adversary) is built here
+    episode_window = 100
+    auto_threads = True
 
     def __init__(self, env: str | gym.Env = "Hopper-v5", config: QARLConfig | None = None,
                  seed: int = 0, log_dir: str | Path | None = None, **overrides: Any):
-        self.config = cfg = resolve_config(config, QARLConfig, overrides)
-        self.seed = int(seed)
-        if cfg.torch_threads is not None:
-            torch.set_num_threads(cfg.torch_threads)
-        self.device = torch.device(cfg.device)
+        super().__init__(env, config, seed, log_dir, **overrides)
+        cfg = self.config
         if isinstance(env, str):
             check_env_id(env)
-            self.env_id: str | None = env
         else:
             self.env_id = env.spec.id if getattr(env, "spec", None) is not None else None
         self.conditioned = cfg.curriculum != "none"
@@ -303,7 +293,6 @@ class QARL(Agent):
 
         torch.manual_seed(self.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        self.np_rng = np.random.default_rng(self.seed)
         self.protagonist = Player(self.obs_dim, self.action_space, cfg, self.device, self.generator,
                                   learn_alpha=True)
         self.adversary = Player(self.obs_dim, self.adversary_action_space, cfg, self.device,
@@ -312,15 +301,10 @@ class QARL(Agent):
         self.curriculum = self._make_curriculum(duration=None)
         self._linear_planned = cfg.curriculum != "linear"
 
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.logger: mlog.RunLogger | None = None
-        self.num_timesteps = 0
         self.iteration = 0
         self.phase = "adversary"            # which player learns in the current episodes
         self.phase_episode = 0              # episodes finished in the current phase
         self.iteration_alphas = np.zeros(0)  # one alpha per episode of the phase, both phases
-        self.episode_returns: deque[float] = deque(maxlen=100)
-        self.episode_lengths: deque[int] = deque(maxlen=100)
         self.alpha_history: list[tuple[int, float, float]] = []  # (step, sampled alpha, mean alpha)
         self._obs: np.ndarray | None = None
         self._alpha = 0.0
@@ -478,12 +462,11 @@ class QARL(Agent):
     # ----------------------------------------------------------------------- checkpoints
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors: dict[str, torch.Tensor] = {}
-        for player_name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
-            for name, module in player.modules():
-                for key, value in module.state_dict().items():
-                    tensors[f"{player_name}.{name}.{key}"] = value
-        return tensors
+        """The networks' weights under their checkpoint names."""
+        return write_entries([e for e in self._saved() if isinstance(e, Module)])[0]
+
+    def _players(self) -> tuple[tuple[str, Player], ...]:
+        return (("protagonist", self.protagonist), ("adversary", self.adversary))
 
     def save(self, path: str | Path, include_replay_buffer: bool = True) -> Path:
         """Save config, both players' weights and optimisers, the protagonist's alpha, the
@@ -493,92 +476,61 @@ class QARL(Agent):
         """
         return super().save(path, include_replay_buffer=include_replay_buffer)
 
+    @property
+    def _updates(self) -> list[int]:
+        return [self.protagonist.n_updates, self.adversary.n_updates]
+
+    @_updates.setter
+    def _updates(self, value: list[int]) -> None:
+        self.protagonist.n_updates, self.adversary.n_updates = value
+
+    def _saved(self):
+        deque100 = lambda v: deque(v, maxlen=100)  # noqa: E731
+        entries = [Check(["observation_shape", "action_shape", "adversary_action_shape"],
+                         [list(self.observation_space.shape), list(self.action_space.shape),
+                          list(self.adversary_action_space.shape)],
+                         "(observation, action, adversary action) shapes")]
+        for name, player in self._players():
+            entries += [Module(f"{name}.{part}", module, changed="hidden_sizes or n_critics")
+                        for part, module in player.modules()]
+            entries.append(Optimizer(f"{name}.optimizer", player.optimizer, key=("optimizers", name)))
+        return entries + [
+            Controller("protagonist.temperature", self.protagonist.temperature,
+                       key="protagonist_temperature", kind=False),
+            Controller("curriculum", self.curriculum,
+                       fix="was curriculum changed? Load it with the curriculum it was saved with"),
+            Generator("rng.torch", self.generator),
+            NumpyRNG("rng_numpy", self.np_rng),
+            Value("n_updates", self, "_updates"),
+            Value("linear_planned", self, "_linear_planned"),
+            Value("iteration", self, "iteration"),
+            Value("phase", self, "phase"),
+            Value("phase_episode", self, "phase_episode"),
+            Value("iteration_alphas", self, "iteration_alphas", save=np.ndarray.tolist,
+                  load=lambda v: np.asarray(v, dtype=np.float64)),
+            Value("episode_returns", self, "episode_returns", save=list, load=deque100),
+            Value("episode_lengths", self, "episode_lengths", save=list, load=deque100),
+            Value("alpha_history", self, "alpha_history", save=lambda h: h[-10_000:],
+                  load=lambda v: [tuple(row) for row in v]),
+        ]
+
     def _checkpoint(self, include_replay_buffer: bool = True):
-        tensors = self._tensors()
-        state: dict[str, Any] = {"optimizers": {}}
-        for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
-            flat, meta = optimizer_state_to_tensors(player.optimizer, f"{name}.optimizer")
-            tensors.update(flat)
-            state["optimizers"][name] = meta
-        for key, value in self.protagonist.temperature.state_dict().items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"protagonist.temperature.{key}"] = value
-        curriculum_scalars = {}
-        for key, value in self.curriculum.state_dict().items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"curriculum.{key}"] = value
-            else:
-                curriculum_scalars[key] = value
-        tensors["rng.torch"] = self.generator.get_state()
-        state.update({
-            "n_updates": [self.protagonist.n_updates, self.adversary.n_updates],
-            "observation_shape": list(self.observation_space.shape),
-            "action_shape": list(self.action_space.shape),
-            "adversary_action_shape": list(self.adversary_action_space.shape),
-            "protagonist_temperature": {k: v for k, v in self.protagonist.temperature.state_dict().items()
-                                        if not isinstance(v, torch.Tensor)},
-            "curriculum": {"kind": type(self.curriculum).__name__, **curriculum_scalars},
-            "linear_planned": self._linear_planned,
-            "rng_numpy": self.np_rng.bit_generator.state,
-            "iteration": self.iteration, "phase": self.phase, "phase_episode": self.phase_episode,
-            "iteration_alphas": self.iteration_alphas.tolist(),
-            "episode_returns": list(self.episode_returns),
-            "episode_lengths": list(self.episode_lengths),
-            "alpha_history": self.alpha_history[-10_000:],
-        })
+        """The declared contents, and both replay buffers (``protagonist_*``, ``adversary_*``)."""
+        tensors, state, _ = super()._checkpoint()
         arrays = None
         if include_replay_buffer:
-            arrays = {}
-            for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
-                for key, value in player.buffer.to_arrays().items():
-                    arrays[f"{name}_{key}"] = value
+            arrays = {f"{name}_{key}": value for name, player in self._players()
+                      for key, value in player.buffer.to_arrays().items()}
         return tensors, state, arrays
 
     def _restore(self, ckpt: Any, path: Path) -> None:
-        state, tensors = ckpt.state, ckpt.tensors
-        shapes = [list(self.observation_space.shape), list(self.action_space.shape),
-                  list(self.adversary_action_space.shape)]
-        saved = [state["observation_shape"], state["action_shape"], state["adversary_action_shape"]]
-        check_saved(path, "(observation, action, adversary action) shapes", saved, shapes,
-                    "load it with the env it was trained on")
-        for player_name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
-            for name, module in player.modules():
-                load_module_state(module, tensors, f"{player_name}.{name}", path,
-                                  changed="hidden_sizes or n_critics")
-            meta = state["optimizers"][player_name]
-            try:
-                load_optimizer_state(player.optimizer, tensors, meta, f"{player_name}.optimizer")
-            except CheckpointError:
-                raise
-            except (RuntimeError, KeyError, ValueError) as err:
-                raise CheckpointError(f"the {player_name}'s optimizer state in {path} does not fit "
-                                      f"this config: {err}") from None
-        temp = dict(state["protagonist_temperature"])
-        temp.update({k[len("protagonist.temperature."):]: v.to(self.device) for k, v in tensors.items()
-                     if k.startswith("protagonist.temperature.")})
-        self.protagonist.temperature.load_state_dict(temp)
-        kind = state["curriculum"]["kind"]
-        self._linear_planned = state["linear_planned"]
-        if kind == "LinearCurriculum":
+        # The linear curriculum's length is planned at the first learn call; a saved one brings it.
+        saved_kind = ckpt.state["curriculum"]["kind"]
+        if saved_kind == "LinearCurriculum" and self.config.curriculum == "linear":
             self.curriculum = LinearCurriculum(device=self.device)
-        if kind != type(self.curriculum).__name__:
-            raise CheckpointError(f"{path} holds a {kind} curriculum but the config asks for "
-                                  f"{type(self.curriculum).__name__} (curriculum changed?)")
-        curriculum_state = {k: v for k, v in state["curriculum"].items() if k != "kind"}
-        curriculum_state.update({k[len("curriculum."):]: v for k, v in tensors.items()
-                                 if k.startswith("curriculum.")})
-        self.curriculum.load_state_dict(curriculum_state)
-        self.generator.set_state(tensors["rng.torch"])
-        self.np_rng.bit_generator.state = state["rng_numpy"]
-        self.protagonist.n_updates, self.adversary.n_updates = state["n_updates"]
-        self.iteration, self.phase = state["iteration"], state["phase"]
-        self.phase_episode = state["phase_episode"]
-        self.iteration_alphas = np.asarray(state["iteration_alphas"], dtype=np.float64)
-        self.episode_returns.extend(state["episode_returns"])
-        self.episode_lengths.extend(state["episode_lengths"])
-        self.alpha_history = [tuple(row) for row in state["alpha_history"]]
+        super()._restore(ckpt, path)
         if ckpt.arrays is not None:
-            for name, player in (("protagonist", self.protagonist), ("adversary", self.adversary)):
+            for name, player in self._players():
                 prefix = f"{name}_"
                 try:
                     player.buffer.load_arrays({k[len(prefix):]: v for k, v in ckpt.arrays.items()

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from maxent.training.agent import Agent, AgentConfig, load_module_state
-from maxent.training.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
+from maxent.training.agent import Agent, AgentConfig
+from maxent.training.checkpoint import CheckpointError
+from maxent.training.saved import Array, Generator, Module, Optimizer, Value
 from maxent.envs.continual import PermutedTaskStream
 
 __all__ = ["EWC", "EWCConfig", "RehearsalConfig", "RehearsalLearner", "diagonal_fisher",
@@ -192,20 +193,14 @@ class RehearsalLearner(Agent):
 
     config_cls: type = RehearsalConfig
     default_log_interval = 100
+    env_kind = "none"  # a task stream, not an env
 
     def __init__(self, stream: PermutedTaskStream | None = None, config: Any = None,
                  seed: int = 0, log_dir: str | Path | None = None):
         self.stream = PermutedTaskStream() if stream is None else stream
         if not isinstance(self.stream, PermutedTaskStream):
             raise TypeError(f"stream must be a PermutedTaskStream, got {type(stream).__name__}")
-        self.config = self.config_cls() if config is None else config
-        if not isinstance(self.config, self.config_cls):
-            raise TypeError(f"config must be a {self.config_cls.__name__}, got "
-                            f"{type(self.config).__name__}")
-        self.seed = int(seed)
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        if self.config.torch_threads is not None:
-            torch.set_num_threads(int(self.config.torch_threads))
+        super().__init__(None, config, seed, log_dir)
         s = self.stream
         with torch.random.fork_rng(devices=[]):  # seeded initial weights; global RNG untouched
             torch.manual_seed(self.seed)
@@ -219,10 +214,8 @@ class RehearsalLearner(Agent):
         self.accuracy = np.full((n, n), np.nan)  # (phase, task)
         self.early_accuracy = np.full(n, np.nan)  # (task,)
         self.losses: list[float] = []
-        self.num_timesteps = 0
         self.phase = 0
         self.batch_index = 0  # next batch within the phase
-        self.logger = None
         self._batches = None
 
     @property
@@ -344,21 +337,28 @@ class RehearsalLearner(Agent):
         return self.evaluate_tasks()
 
     # -- checkpoints
+    def _saved(self):
+        """Weights, optimizer, stream position, accuracy records and RNG state. The stream is
+        saved as its configuration (a stream built from user data needs ``env=stream`` again at
+        load)."""
+        return [
+            Module("model", self.model),
+            Optimizer("optim", self.optimizer, key="optimizer"),
+            Generator("rng.torch", self.generator),
+            Value("phase", self, "phase", load=int),
+            Value("batch_index", self, "batch_index", load=int),
+            Array("accuracy", self, "accuracy", required=True),
+            Array("early_accuracy", self, "early_accuracy", required=True),
+            Array("losses", self, "losses", required=True),
+        ]
+
     def _checkpoint(self):
-        """Weights, optimizer, EWC anchors, stream position, accuracy records and RNG state. The
-        stream is saved as its configuration (a stream built from user data needs ``env=stream``
-        again at load)."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt_tensors, opt_meta = optimizer_state_to_tensors(self.optimizer, "optim")
-        tensors.update(opt_tensors)
+        """The declared contents and the EWC anchors and Fishers (as many as tasks consolidated)."""
+        tensors, state, arrays = super()._checkpoint()
         for i, (anchor, fisher) in enumerate(zip(self.anchors, self.fishers)):
             tensors.update({f"ewc.{i}.anchor.{k}": v for k, v in anchor.items()})
             tensors.update({f"ewc.{i}.fisher.{k}": v for k, v in fisher.items()})
-        tensors["rng.torch"] = self.generator.get_state()
-        state = {"phase": self.phase, "batch_index": self.batch_index, "n_ewc": len(self.anchors),
-                 "stream": self.stream.to_config(), "optimizer": opt_meta}
-        arrays = {"accuracy": self.accuracy, "early_accuracy": self.early_accuracy,
-                  "losses": np.asarray(self.losses, dtype=np.float64)}
+        state.update({"n_ewc": len(self.anchors), "stream": self.stream.to_config()})
         return tensors, state, arrays
 
     @classmethod
@@ -366,27 +366,17 @@ class RehearsalLearner(Agent):
         return PermutedTaskStream.from_config(ckpt.state["stream"])
 
     def _restore(self, ckpt: Any, path: Path) -> None:
-        state, tensors = ckpt.state, ckpt.tensors
-        if self.stream.to_config() != state["stream"]:
+        if self.stream.to_config() != ckpt.state["stream"]:
             raise CheckpointError(f"the learner in {path} was trained on a different stream "
-                                  f"({state['stream']}); pass the same one")
-        load_module_state(self.model, tensors, "model", path)
-        load_optimizer_state(self.optimizer, tensors, state["optimizer"], "optim")
+                                  f"({ckpt.state['stream']}); pass the same one")
+        super()._restore(ckpt, path)
+        tensors = ckpt.tensors
         names = [k for k, _ in self.model.named_parameters()]
-        for i in range(int(state["n_ewc"])):
+        for i in range(int(ckpt.state["n_ewc"])):
             self.anchors.append({k: tensors[f"ewc.{i}.anchor.{k}"].clone() for k in names})
             self.fishers.append({k: tensors[f"ewc.{i}.fisher.{k}"].clone() for k in names})
         if self.anchors:
             self._consolidate()
-        self.generator.set_state(tensors["rng.torch"].clone())
-        self.phase = int(state["phase"])
-        self.batch_index = int(state["batch_index"])
-        if ckpt.arrays is None:
-            raise CheckpointError(f"{path} has no replay.npz with the accuracy records; resume "
-                                  "from a complete checkpoint")
-        self.accuracy = ckpt.arrays["accuracy"].copy()
-        self.early_accuracy = ckpt.arrays["early_accuracy"].copy()
-        self.losses = ckpt.arrays["losses"].tolist()
 
 
 class EWC(RehearsalLearner):

@@ -24,15 +24,18 @@ from torch import nn
 
 from maxent.training import denormals
 from maxent.training import logging as mlog
-from maxent.training.agent import (
-    Agent,
-    AgentConfig,
-    as_observation_batch,
-    check_saved,
-    load_module_state,
-    resolve_config,
+from maxent.training.agent import Agent, AgentConfig, as_observation_batch
+from maxent.training.checkpoint import CheckpointError
+from maxent.training.saved import (
+    Check,
+    Controller,
+    Generator,
+    Module,
+    NumpyRNG,
+    Optimizer,
+    Value,
+    write_entries,
 )
-from maxent.training.checkpoint import CheckpointError, load_optimizer_state, optimizer_state_to_tensors
 from maxent.entropy import sample_squashed_gaussian
 from maxent.training.fastpath import (
     PRECISIONS,
@@ -45,7 +48,7 @@ from maxent.training.optim import adam_hyperparameters, adam_state_tensors, adam
 from maxent.training.replay import ReplayBuffer
 from maxent.entropy.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
 from maxent.entropy.temperature import AutoTemperature, FixedTemperature
-from maxent.training.vector import check_finite, make_vector_env, require_box
+from maxent.training.vector import check_finite, require_box
 
 # Longest in-flight episode whose actions a checkpoint keeps for an exact resume.
 MAX_REPLAY_STEPS = 100_000
@@ -105,7 +108,10 @@ class SACConfig(AgentConfig):
             matrix products, AVX512-BF16/AMX on CPU or CUDA sm80+, else ``"float32"``),
             ``"float32"``, or ``"bfloat16"`` to autocast the update's matmuls (parameters,
             optimiser state and the Q/action heads stay float32).
-        torch_threads: intra-op threads for torch on CPU; ``None`` leaves torch's default.
+        torch_threads: intra-op threads for torch on CPU. ``None`` (default): the count
+            ``OMP_NUM_THREADS`` fixes when set, else the cores this process may use less those
+            other runnable processes keep busy, chosen once per process
+            (:mod:`maxent.training.threads`).
         flush_denormals: on a CPU, flush denormal floats to zero in torch's compute threads
             during ``learn`` (FTZ/DAZ, :mod:`maxent.training.denormals`; the previous mode comes back
             after): Adam's state fills with denormals as training goes on, and x86 computes on
@@ -307,6 +313,46 @@ def _clone_tree(value: Any) -> Any:
     return value
 
 
+def build_actor_critic(obs_dim: int, action_dim: int, hidden: tuple[int, ...], n_critics: int,
+                       log_std_min: float, log_std_max: float, actor_lr: float, critic_lr: float,
+                       gamma: float, device: torch.device) -> tuple[SACObjective, torch.optim.Adam]:
+    """SAC's networks (actor, critics, target critics equal to the critics), in the objective
+    that holds them, and one fused Adam over actor and critics, a param group each. Built in this
+    order from torch's global RNG, so a seed gives the same weights."""
+    actor = Actor(obs_dim, action_dim, hidden, log_std_min, log_std_max).to(device)
+    critic = StackedCritics(obs_dim, action_dim, hidden, n_critics).to(device)
+    critic_target = StackedCritics(obs_dim, action_dim, hidden, n_critics).to(device)
+    critic_target.load_state_dict(critic.state_dict())
+    critic_target.requires_grad_(False)
+    objective = SACObjective(actor, critic, critic_target, gamma)
+    # One Adam over both networks: the actor and critic losses are summed and stepped together,
+    # which halves the optimiser's per-step overhead.
+    optimizer = torch.optim.Adam([
+        {"params": list(actor.parameters()), "lr": actor_lr},
+        {"params": list(critic.parameters()), "lr": critic_lr},
+    ], fused=True)
+    return objective, optimizer
+
+
+def eager_update(objective: SACObjective, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], noise: torch.Tensor,
+                 alpha: torch.Tensor, tau: float, temperature: Any = None,
+                 autocast: contextlib.AbstractContextManager | None = None) -> tuple[torch.Tensor, ...]:
+    """One gradient step of critics and actor (and of ``temperature`` when given) on ``batch``
+    (obs, action, reward, next_obs, terminated), then Polyak-average the target critics.
+    ``alpha`` may be 0-dim or per row. Returns ``(critic_loss, actor_loss, entropy)``, detached."""
+    with autocast or contextlib.nullcontext():
+        critic_loss, actor_loss, log_prob = objective(*batch, noise, alpha)
+    # The two losses touch disjoint parameters, so one backward and one fused Adam step serve both.
+    optimizer.zero_grad(set_to_none=True)
+    (critic_loss + actor_loss).backward()
+    optimizer.step()
+    entropy = -log_prob.detach().float().mean()
+    if temperature is not None:
+        temperature.update(entropy=entropy)
+    polyak_update(objective.critic_target.parameters(), objective.critic.parameters(), tau)
+    return critic_loss.detach(), actor_loss.detach(), entropy
+
+
 # --------------------------------------------------------------------------- the agent
 
 
@@ -323,18 +369,14 @@ class SAC(Agent):
     """
 
     config_cls = SACConfig
+    env_kind = "vector"
+    episode_window = 100
+    auto_threads = True
 
     def __init__(self, env: Any, config: SACConfig | None = None, seed: int = 0,
                  log_dir: str | Path | None = None, **overrides: Any):
-        self.config = cfg = resolve_config(config, SACConfig, overrides)
-        self.seed = int(seed)
-        self.env_id = env if isinstance(env, str) else None
-        if cfg.torch_threads is not None:
-            torch.set_num_threads(cfg.torch_threads)
-        self.device = torch.device(cfg.device)
-
-        self.envs = make_vector_env(env, cfg.n_envs, cfg.vectorization)
-        self.n_envs = self.envs.num_envs
+        super().__init__(env, config, seed, log_dir, **overrides)
+        cfg = self.config
         action_space = require_box(self.envs.single_action_space, "action", "SAC")
         obs_space = require_box(self.envs.single_observation_space, "observation", "SAC")
         if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
@@ -345,26 +387,17 @@ class SAC(Agent):
         self._action_low = action_space.low.astype(np.float32).reshape(-1)
         self._action_scale = ((action_space.high - action_space.low) / 2).astype(np.float32).reshape(-1)
 
-        # One torch generator drives sampling noise and replay indices; one numpy generator drives
-        # warm-up actions and episode seeds. Both are checkpointed, so resumed runs are exact.
+        # One torch generator drives sampling noise and replay indices; the numpy generator
+        # (np_rng) drives warm-up actions and episode seeds. Both are checkpointed, so resumed
+        # runs are exact.
         torch.manual_seed(self.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        self.np_rng = np.random.default_rng(self.seed)
 
-        self.actor = Actor(self.obs_dim, self.action_dim, cfg.hidden_sizes,
-                           cfg.log_std_min, cfg.log_std_max).to(self.device)
-        self.critic = StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes,
-                                     cfg.n_critics).to(self.device)
-        self.critic_target = StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes,
-                                            cfg.n_critics).to(self.device)
-        self.critic_target.load_state_dict(self.critic.state_dict())
-        self.critic_target.requires_grad_(False)
-        # One Adam over both networks (a param group each): the actor and critic losses are
-        # summed and stepped together, which halves the optimiser's per-step overhead.
-        self.optimizer = torch.optim.Adam([
-            {"params": list(self.actor.parameters()), "lr": cfg.learning_rate},
-            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr or cfg.learning_rate},
-        ], fused=True)
+        self.objective, self.optimizer = build_actor_critic(
+            self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics, cfg.log_std_min,
+            cfg.log_std_max, cfg.learning_rate, cfg.critic_lr or cfg.learning_rate, cfg.gamma, self.device)
+        self.actor, self.critic = self.objective.actor, self.objective.critic
+        self.critic_target = self.objective.critic_target
         target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
         if cfg.auto_alpha:
             self.temperature = AutoTemperature(target_entropy, initial_alpha=cfg.alpha,
@@ -374,7 +407,6 @@ class SAC(Agent):
         self.target_entropy = target_entropy
 
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, self.action_dim, self.device)
-        self.objective = SACObjective(self.actor, self.critic, self.critic_target, cfg.gamma)
         # Created now rather than on Adam's first step: the compiled step updates it in place.
         init_adam_state(self.optimizer)
         self.precision = resolve_precision(cfg.precision, self.device)
@@ -392,13 +424,8 @@ class SAC(Agent):
         self._compile_tried = False
         self._denormals_were_flushed: bool | None = None  # set during learn (flush_denormals)
 
-        self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.logger: mlog.RunLogger | None = None
-        self.num_timesteps = 0
         self.n_updates = 0
         self._vector_steps = 0
-        self.episode_returns: deque[float] = deque(maxlen=100)
-        self.episode_lengths: deque[int] = deque(maxlen=100)
         # In-flight episodes: their reset seeds and actions so far let a resumed run replay them.
         self._obs: np.ndarray | None = None
         self._episode_seeds = np.zeros(self.n_envs, dtype=np.int64)
@@ -454,19 +481,10 @@ class SAC(Agent):
         return self._eager_step(rows, noise)
 
     def _eager_step(self, rows: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        obs, action, reward, next_obs, terminated = self.buffer.split(rows)
         alpha = self.temperature.value
-        with self._autocast():
-            critic_loss, actor_loss, log_prob = self.objective(obs, action, reward, next_obs,
-                                                               terminated, noise, alpha)
-        # The two losses touch disjoint parameters, so one backward and one fused Adam step serve both.
-        self.optimizer.zero_grad(set_to_none=True)
-        (critic_loss + actor_loss).backward()
-        self.optimizer.step()
-        entropy = -log_prob.detach().float().mean()
-        self.temperature.update(entropy=entropy)
-        polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.config.tau)
-        return critic_loss.detach(), actor_loss.detach(), entropy, alpha
+        losses = eager_update(self.objective, self.optimizer, self.buffer.split(rows), noise, alpha, self.config.tau,
+                              self.temperature, self._autocast())
+        return (*losses, alpha)
 
     def _pure_step(self, trainable: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                    adam_state: list[tuple[list, list, list]], temperature: tuple[torch.Tensor, ...],
@@ -617,82 +635,55 @@ class SAC(Agent):
     # ----------------------------------------------------------------------- checkpoints
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors: dict[str, torch.Tensor] = {}
-        for name, module in (("actor", self.actor), ("critic", self.critic),
-                             ("critic_target", self.critic_target)):
-            for key, value in module.state_dict().items():
-                tensors[f"{name}.{key}"] = value
-        return tensors
+        """The networks' weights under their checkpoint names."""
+        return write_entries([e for e in self._saved() if isinstance(e, Module)])[0]
 
     def save(self, path: str | Path, include_replay_buffer: bool = True) -> Path:
         """Save config, weights, optimiser, temperature and RNG states (and the replay buffer,
         needed for an exact resume) to the directory ``path``, atomically."""
         return super().save(path, include_replay_buffer=include_replay_buffer)
 
+    def _saved(self):
+        deque100 = lambda v: deque(v, maxlen=100)  # noqa: E731
+        return [
+            Check(["observation_shape", "action_shape"],
+                  [list(self.observation_space.shape), list(self.action_space.shape)],
+                  "observations and actions of shapes"),
+            *(Module(name, module, changed="hidden_sizes or n_critics") for name, module in
+              (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target))),
+            Optimizer("optimizer", self.optimizer),
+            Controller("temperature", self.temperature,
+                       fix="was auto_alpha changed? Load it with the config it was saved with"),
+            Generator("rng.torch", self.generator),
+            NumpyRNG("rng_numpy", self.np_rng),
+            Value("n_updates", self, "n_updates"),
+            # Older checkpoints lack vector_steps; with n_envs copies it is num_timesteps / n_envs.
+            Value("vector_steps", self, "_vector_steps", load=int,
+                  default=lambda ckpt: ckpt.state["num_timesteps"] // max(self.n_envs, 1)),
+            Value("episode_returns", self, "episode_returns", save=list, load=deque100),
+            Value("episode_lengths", self, "episode_lengths", save=list, load=deque100),
+        ]
+
     def _checkpoint(self, include_replay_buffer: bool = True):
-        tensors = self._tensors()
-        flat, optim_meta = optimizer_state_to_tensors(self.optimizer, "optimizer")
-        tensors.update(flat)
-        temperature_scalars = {}
-        for key, value in self.temperature.state_dict().items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"temperature.{key}"] = value
-            else:
-                temperature_scalars[key] = value
-        tensors["rng.torch"] = self.generator.get_state()
+        """The declared contents, the replay buffer, and the episodes in flight (seeds and
+        actions so far, replayed at load)."""
+        tensors, state, _ = super()._checkpoint()
         for i, actions in enumerate(self._episode_actions):
             if actions:  # neither empty nor dropped (None)
                 tensors[f"episode.actions.{i}"] = torch.from_numpy(np.stack(actions).astype(np.float32))
-        state = {
-            "n_updates": self.n_updates,
-            "vector_steps": self._vector_steps,
-            "observation_shape": list(self.observation_space.shape),
-            "action_shape": list(self.action_space.shape),
-            "optimizer": optim_meta,
-            "temperature": {"kind": type(self.temperature).__name__, **temperature_scalars},
-            "rng_numpy": self.np_rng.bit_generator.state,
+        state.update({
             "in_flight": self._obs is not None,
             "episode_seeds": self._episode_seeds.tolist(),
             "episode_replayable": [a is not None for a in self._episode_actions],
-            "episode_returns": list(self.episode_returns),
-            "episode_lengths": list(self.episode_lengths),
             "episode_return": self._episode_return.tolist(),
             "episode_length": self._episode_length.tolist(),
-        }
+        })
         arrays = self.buffer.to_arrays() if include_replay_buffer else None
         return tensors, state, arrays
 
     def _restore(self, ckpt: Any, path: Path) -> None:
+        super()._restore(ckpt, path)
         tensors, state = ckpt.tensors, ckpt.state
-        check_saved(path, "observations and actions of shapes",
-                    [state["observation_shape"], state["action_shape"]],
-                    [list(self.observation_space.shape), list(self.action_space.shape)],
-                    "load it with the env it was trained on")
-        for name, module in (("actor", self.actor), ("critic", self.critic),
-                             ("critic_target", self.critic_target)):
-            load_module_state(module, tensors, name, path, changed="hidden_sizes or n_critics")
-        try:
-            load_optimizer_state(self.optimizer, tensors, state["optimizer"], "optimizer")
-        except CheckpointError:
-            raise
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"the optimizer state in {path} does not fit this config: {err}") from None
-        saved_kind = state["temperature"].get("kind")
-        if saved_kind != type(self.temperature).__name__:
-            raise CheckpointError(
-                f"{path} holds a {saved_kind} temperature but the config asks for "
-                f"{type(self.temperature).__name__} (auto_alpha changed?)")
-        temp_state = {k: v for k, v in state["temperature"].items() if k != "kind"}
-        temp_state.update({k[len("temperature."):]: v.to(self.device) for k, v in tensors.items()
-                           if k.startswith("temperature.")})
-        self.temperature.load_state_dict(temp_state)
-        self.generator.set_state(tensors["rng.torch"])
-        self.np_rng.bit_generator.state = state["rng_numpy"]
-        self.n_updates = state["n_updates"]
-        # Older checkpoints lack vector_steps; with n_envs copies it is num_timesteps / n_envs.
-        self._vector_steps = int(state.get("vector_steps", state["num_timesteps"] // max(self.n_envs, 1)))
-        self.episode_returns.extend(state["episode_returns"])
-        self.episode_lengths.extend(state["episode_lengths"])
         if ckpt.arrays is not None:
             try:
                 self.buffer.load_arrays(ckpt.arrays)

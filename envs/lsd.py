@@ -13,7 +13,7 @@ Gaussian reward of mean mu_i(tau_i). Two forms share one class:
   every other arm's grows by 1, capped at d, so mu_i(tau >= d) = mu_i(d).
 
 Pure helpers at the top (state indexing, transition tables, instance constructors) are what the
-planners in :mod:`maxent.agents.bandits` build their state graphs from.
+planners in :mod:`maxent.agents.planners` build their state graphs from.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
+
+from maxent.training.limits import check_memory
 
 __all__ = [
     "FORMS",
@@ -54,6 +56,7 @@ REFERENCE_K, REFERENCE_D, REFERENCE_T = 2, 10, 3300
 def reference_recharging_table(d: int = REFERENCE_D) -> np.ndarray:
     """The authors' K = 2 step instance as a recharging table mu[i, tau - 1], shape (2, d)."""
     d = _check_d(d)
+    _check_size(REFERENCE_K, d, "lsd")  # the LSD copy made from it has 2d columns
     table = np.empty((2, d))
     table[0] = 0.05
     table[1] = 0.95
@@ -83,6 +86,7 @@ def random_recharging_table(n_arms: int, d: int, rng: np.random.Generator | int 
     Each row is d sorted uniform draws on [low, high]: mu_i(1) <= ... <= mu_i(d).
     """
     n_arms, d = _check_n_arms(n_arms), _check_d(d)
+    _check_size(n_arms, d, "recharging")
     if not low <= high:
         raise ValueError(f"need low <= high, got low={low}, high={high}")
     rng = np.random.default_rng(rng)
@@ -100,6 +104,7 @@ def random_lsd_table(n_arms: int, d: int, rng: np.random.Generator | int | None 
     recover towards b_i with rest.
     """
     n_arms, d = _check_n_arms(n_arms), _check_d(d)
+    _check_size(n_arms, d, "lsd")
     for name, v in (("satiation_rate", satiation_rate), ("recovery_rate", recovery_rate)):
         if not np.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -183,6 +188,14 @@ def _check_d(d: Any) -> int:
     return int(d)
 
 
+def _check_size(n_arms: int, d: int, form: str) -> None:
+    """Refuse, before allocating, an instance whose tables cannot fit in memory: the (K, S) payoff
+    table and about eight S-long int64 arrays (counter dynamics, the vector env's copies)."""
+    n_states = d if form == "recharging" else 2 * d
+    check_memory(8 * n_states * (n_arms + 8), f"a bandit with K={n_arms} arms and counter cap d={d:,}",
+                 "choose a smaller d or fewer arms")
+
+
 def _check_form(form: Any) -> str:
     if form not in FORMS:
         raise ValueError(f"form must be one of {list(FORMS)}, got {form!r}")
@@ -204,6 +217,7 @@ def _build_table(payoff: Any, d: int | None, form: str, n_arms: int | None) -> t
             funcs = [lambda tau, i=i: payoff(i, tau) for i in range(k)]
         elif n_arms is not None and n_arms != len(funcs):
             raise ValueError(f"n_arms={n_arms} but {len(funcs)} payoff callables were given")
+        _check_size(len(funcs), d, form)
         taus = LSDModel(np.zeros((1, d if form == "recharging" else 2 * d)), d, form).taus
         table = np.array([[float(f(int(t))) for t in taus] for f in funcs], dtype=np.float64)
         return table, d

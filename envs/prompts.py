@@ -90,6 +90,10 @@ def import_function(spec: str) -> Callable:
     except ImportError as err:
         raise ValueError(f"reward function {spec!r}: module {module_name!r} does not import "
                          f"({err}); run from the folder that holds it or install it") from None
+    except Exception as err:  # the module itself is broken: a SyntaxError, or raising on import
+        detail = " ".join(str(err).split())  # one line, whatever the module's message
+        raise ValueError(f"reward function {spec!r}: importing module {module_name!r} raised "
+                         f"{type(err).__name__}: {detail}; fix the module") from None
     try:
         fn = getattr(module, name)
     except AttributeError:

@@ -38,3 +38,23 @@ def correctness(completions, answer, **kwargs):
         got = final_answer(completion)
         out.append(None if got is None else float(float(got) == float(target)))
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Score completions given on the command line, to check a reward before a run uses it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Score completions with format_reward and correctness, e.g. "
+                    "python examples/gsm8k_rewards.py 'so she has 18 #### 18' --answer 18")
+    parser.add_argument("completions", nargs="+", help="completion texts")
+    parser.add_argument("--answer", required=True, help="the correct final number")
+    args = parser.parse_args(argv)
+    fmt = format_reward(args.completions)
+    right = correctness(args.completions, [args.answer] * len(args.completions))
+    for text, f, c in zip(args.completions, fmt, right):
+        print(f"format {f:.1f}  correctness {c}  final answer {final_answer(text)!r}  {text[-60:]!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,14 +29,14 @@ def run_one(args: tuple[str, int, int, str]) -> tuple[str, int, np.ndarray, floa
     """One (algorithm, seed) run; returns the per-step expected rewards and the wall time."""
     import torch
 
-    from maxent.agents import bandits
+    from maxent.agents import lsd
     from maxent.envs.lsd import LSDBandit
 
     torch.set_num_threads(1)
     name, seed, horizon, oracle = args
     env = LSDBandit.reference(form="recharging", horizon=horizon)
-    cls = getattr(bandits, name)
-    config = bandits.CombUCBConfig(oracle=oracle) if name in ("ISICombUCB1", "CombUCB1") else None
+    cls = getattr(lsd, name)
+    config = lsd.CombUCBConfig(oracle=oracle) if name in ("ISICombUCB1", "CombUCB1") else None
     start = time.perf_counter()
     agent = cls(env, config=config, seed=seed).learn(horizon)
     return name, seed, np.asarray(agent.expected_rewards), time.perf_counter() - start
@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from maxent.agents.bandits import finite_horizon_values, solve_long_run
+    from maxent.agents.planners import finite_horizon_values, solve_long_run
     from maxent.envs.lsd import LSDBandit
 
     env = LSDBandit.reference(form="recharging", horizon=args.horizon)

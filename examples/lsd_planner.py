@@ -33,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from maxent.agents.bandits import LPConfig, LPPlanner, solve_long_run
+    from maxent.agents.lsd import LPConfig, LPPlanner
+    from maxent.agents.planners import solve_long_run
     from maxent.envs.lsd import LSDBandit
 
     rng = np.random.default_rng(args.seed)

@@ -1,5 +1,6 @@
-"""Tests for agents/bandits.py: UCB1, Thompson, Boltzmann (temperature from the layer), the LSD
-planners (exact, LP rounding, greedy) and online learners (ISI-CombUCB1, CombUCB1, optimistic)."""
+"""Tests for agents/bandits.py, agents/lsd.py and agents/planners.py: UCB1, Thompson, Boltzmann
+(temperature from the layer), the LSD planners (exact, LP rounding, greedy) and online learners
+(ISI-CombUCB1, CombUCB1, optimistic)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ import pytest
 import maxent.envs  # noqa: F401  (registers the ids)
 from maxent.agents.bandits import (
     UCB1,
-    BlockOracle,
     Boltzmann,
     BoltzmannConfig,
+    Thompson,
+    ThompsonConfig,
+    UCB1Config,
+)
+from maxent.agents.lsd import (
     CombUCB1,
     CombUCBConfig,
     ExactPlanner,
@@ -25,10 +30,10 @@ from maxent.agents.bandits import (
     LPPlanner,
     OptimisticConfig,
     OptimisticPlanner,
+)
+from maxent.agents.planners import (
+    BlockOracle,
     StateGraph,
-    Thompson,
-    ThompsonConfig,
-    UCB1Config,
     exact_block_plan,
     finite_horizon_values,
     recharging_lp,
@@ -348,3 +353,32 @@ def test_bad_total_steps_rejected(steps):
 def test_non_discrete_env_rejected():
     with pytest.raises(TypeError, match="Discrete"):
         UCB1("Pendulum-v1")
+
+
+# --------------------------------------------------------------------------- moved names
+
+
+@pytest.mark.parametrize("name,home", [("ExactPlanner", "lsd"), ("CombUCBConfig", "lsd"),
+                                       ("solve_long_run", "planners"), ("StateGraph", "planners")])
+def test_moved_names_still_import_from_bandits_with_a_warning(name, home):
+    import importlib
+
+    from maxent.agents import bandits
+
+    with pytest.warns(DeprecationWarning, match=f"moved to maxent.agents.{home}"):
+        value = getattr(bandits, name)
+    assert value is getattr(importlib.import_module(f"maxent.agents.{home}"), name)
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        bandits.NoSuchName  # noqa: B018
+
+
+def test_every_agent_and_config_imports_from_the_package_without_a_warning():
+    import warnings
+
+    import maxent.agents
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for name in ("UCB1", "Thompson", "Boltzmann", "GreedyOracle", "ExactPlanner", "LPPlanner",
+                     "ISICombUCB1", "CombUCB1", "OptimisticPlanner"):
+            assert getattr(maxent.agents, name).__name__ == name

@@ -293,12 +293,35 @@ def test_ci_runs_exactly_the_readme_command():
     assert 'eval "$test_command"' in script
 
 
-def test_train_grpo_is_dispatched_to_its_own_command(tmp_path, capsys):
+def test_train_grpo_goes_through_the_common_run(tmp_path, capsys):
     flags = ["train", "grpo", "--run-dir", str(tmp_path), "--warmup-steps", "0", "--eval-prompts",
              "4", "--no-progress-bar", "--total-steps", "1", "--config.tiny-hidden-size", "16",
              "--config.tiny-layers", "1", "--config.tiny-heads", "2", "--config.prompts-per-step",
              "2", "--config.group-size", "2", "--config.max-new-tokens", "3"]
     assert main(flags) == 0
-    assert "GRPO maxent/TextArithmetic-v0: 1 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "GRPO maxent/TextArithmetic-v0: 1 steps" in out
+    assert re.search(r"held-out greedy accuracy [\d.]+ -> [\d.]+ \(4 prompts", out), out
+    rows = list(csv.DictReader((tmp_path / "progress.csv").read_text().splitlines()))
+    assert int(rows[-1]["step"]) == 1 and float(rows[-1]["eval/accuracy"]) >= 0  # the final row
+    # The refusals every algorithm has: another config, env or flag value.
+    with pytest.raises(SystemExit, match=r"different config \(group_size differ\)"):
+        main([*flags[:-4], "--config.group-size", "4", *flags[-2:]])
+    with pytest.raises(SystemExit, match="trained with --env maxent/TextArithmetic-v0"):
+        main([*flags, "--env", "maxent/TextCountdown-v0"])
+    with pytest.raises(SystemExit, match="--eval-prompts must be positive"):
+        main([*flags, "--eval-prompts", "0"])
     with pytest.raises(SystemExit, match="unknown algorithm 'nope'.*grpo"):
         main(["train", "nope"])
+
+
+def test_eval_finds_the_checkpoint_an_interrupted_save_left(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "ucb1", "--run-dir", str(run), "--total-steps", "4", "--eval-episodes",
+                 "1", "--no-progress-bar"]) == 0
+    # A save killed between its two renames leaves only the .old sibling of model/.
+    (run / "model").rename(run / ".model.old-999999-abcd1234")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="interrupted save"):
+        assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert "trained 4 steps" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""`maxent train NAME` for every agent of maxent/cli/algorithms.py: train a few steps, evaluate,
+"""`maxent train NAME` for every agent of agents/registry.py: train a few steps, evaluate,
 resume; the same run-directory behaviour as SAC (checkpoint, progress.csv, TensorBoard, refusal of
 a changed setting). The built-in default runs themselves are the slow test at the end."""
 

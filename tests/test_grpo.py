@@ -22,7 +22,6 @@ from maxent.agents.grpo import (
     TOKEN_ENTROPY,
     GRPOConfig,
     group_advantages,
-    train_main,
 )
 from maxent.envs.text import make_arithmetic
 
@@ -61,9 +60,25 @@ def test_config_rejects_bad_values():
         small_agent().learn(0)
 
 
+def test_loss_settings_follow_the_config():
+    from maxent.agents.grpo_config import GRPOConfig as Home
+    from maxent.entropy.token import LossSettings
+
+    assert Home is GRPOConfig  # the old import path gives the same class
+    cfg = GRPOConfig(intervention="steer", aggregation="seq-mean-token-sum", clip_low=0.1,
+                     clip_high=0.3, kl_coef=0.02, kl_cov_coef=2.0, steer_mode="linear",
+                     steer_lambda_min=0.7, steer_lambda_max=1.5, max_new_tokens=9)
+    assert cfg.loss_settings() == LossSettings(
+        intervention="steer", aggregation="seq-mean-token-sum", clip_low=0.1, clip_high=0.3,
+        kl_coef=0.02, kl_cov_coef=2.0, steer_mode="linear", lambda_min=0.7, lambda_max=1.5,
+        max_length=9)
+    # SEED-GRPO reweights advantages, not tokens: its token loss is the plain one.
+    assert GRPOConfig(intervention="seed").loss_settings().intervention == "none"
+
+
 def test_vllm_dtype_auto_samples_in_bf16_only_where_native_and_corrected(monkeypatch):
     import maxent.training.fastpath as fastpath
-    from maxent.agents.grpo import vllm_dtype
+    from maxent.agents.grpo_config import vllm_dtype
 
     cpu = torch.device("cpu")
     for native in (True, False):
@@ -143,7 +158,7 @@ def test_shared_prompt_forward_equals_full_sequences():
     log-probs, entropies and gradients as whole sequences, with left-padded prompts of two
     lengths and a completion cut short by padding."""
     from maxent import llm
-    from maxent.agents.grpo import token_log_probs
+    from maxent.llm.forward import token_log_probs
 
     tokenizer = llm.build_char_tokenizer()
     model = llm.build_tiny_model(tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=0)
@@ -283,14 +298,16 @@ def test_grpo_raises_held_out_accuracy():
     assert after > before + 0.06, (before, after)
 
 
-def test_train_main_runs_and_resumes(tmp_path, capsys):
-    flags = ["--run-dir", str(tmp_path), "--warmup-steps", "10", "--eval-prompts", "8",
+def test_train_grpo_runs_and_resumes(tmp_path, capsys):
+    from maxent.cli.main import main
+
+    flags = ["train", "grpo", "--run-dir", str(tmp_path), "--warmup-steps", "10", "--eval-prompts", "8",
              "--no-progress-bar", "--checkpoint-every", "1", "--config.tiny-hidden-size", "32",
              "--config.tiny-layers", "1", "--config.tiny-heads", "2", "--config.prompts-per-step",
              "2", "--config.group-size", "2"]
-    assert train_main([*flags, "--total-steps", "2"]) == 0
+    assert main([*flags, "--total-steps", "2"]) == 0
     assert "2 steps" in capsys.readouterr().out
-    assert train_main([*flags, "--total-steps", "3"]) == 0
+    assert main([*flags, "--total-steps", "3"]) == 0
     out = capsys.readouterr().out
     assert "resuming" in out and "3 steps" in out
     np.testing.assert_equal(GRPO.load(tmp_path / "model", env="maxent/TextArithmetic-v0").num_timesteps, 3)

@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from maxent.agents.grpo import GRPO, GRPOConfig, train_main
+from maxent.agents.grpo import GRPO, GRPOConfig
 from maxent.training.checkpoint import CheckpointError
 from maxent.envs.prompts import PromptDataset, RewardFunctions
 
@@ -196,13 +196,19 @@ def test_train_grpo_from_a_dataset_file_and_module_functions(tmp_path, monkeypat
              "--no-progress-bar", "--config.tiny-hidden-size", "16", "--config.tiny-layers", "1",
              "--config.tiny-heads", "2", "--config.prompts-per-step", "2",
              "--config.group-size", "2", "--config.max-new-tokens", "3"]
-    assert train_main(flags) == 0
+    from maxent.cli.main import main
+
+    train = ["train", "grpo"]
+    assert main([*train, *flags]) == 0
     out = capsys.readouterr().out
     assert "GRPO data.jsonl: 2 steps" in out and "held-out mean reward" in out
-    assert train_main([*flags[:-14], *flags[-14:]]) == 0  # resumes: nothing left
+    assert (tmp_path / "run" / "model").is_dir() and (tmp_path / "run" / "progress.csv").exists()
+    assert main([*train, *flags]) == 0  # resumes: nothing left
     assert "resuming" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="module 'missing' does not import"):
-        train_main([*flags[:2], "--reward-funcs", "missing:f", *flags[4:]])
+        main([*train, *flags[:2], "--reward-funcs", "missing:f", *flags[4:]])
+    with pytest.raises(SystemExit, match="--dataset needs --reward-funcs"):
+        main([*train, "--dataset", "data.jsonl", "--run-dir", str(tmp_path / "other")])
 
 
 # --------------------------------------------------------------------------- LoRA and memory

@@ -19,13 +19,8 @@ import pytest
 from maxent.training import runlock
 from maxent.training.agent import CheckpointCallback
 from maxent.agents import SAC, SACConfig, UCB1
-from maxent.agents.bandits import (
-    ExactPlanner,
-    PlannerConfig,
-    StateGraph,
-    karp_memory_bytes,
-    max_mean_cycle,
-)
+from maxent.agents.lsd import ExactPlanner, PlannerConfig
+from maxent.agents.planners import StateGraph, karp_memory_bytes, max_mean_cycle
 from maxent.training.checkpoint import CheckpointError
 from maxent.cli.main import main
 from maxent.training.config import ConfigError

@@ -1,7 +1,8 @@
 """The architecture's import rules, checked over the source's syntax trees:
 
-- the layer (``maxent`` less the command line ``maxent.cli``) imports no agent (``maxent.agents``),
-  no environment (``maxent.envs``) and not the command line;
+- the layer (``maxent`` less the fronts: the command line ``maxent.cli`` and the Stable-Baselines3
+  front ``maxent.sb3``) imports no agent (``maxent.agents``), no environment (``maxent.envs``) and
+  no front;
 - the entropy layer (``maxent.entropy``) imports nothing else of maxent: it is pure functions of
   tensors and numbers that every other part may use;
 - training plumbing (``maxent.training``) does not import the LLM machinery (``maxent.llm``);
@@ -25,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Source folders and the package each installs as (pyproject.toml's package-dir).
 PACKAGES = {"maxent": "maxent", "envs": "maxent.envs", "agents": "maxent.agents"}
 COMMAND_LINE = "maxent.cli"
+SB3_FRONT = "maxent.sb3"
+FRONTS = (COMMAND_LINE, SB3_FRONT)
 ENTROPY = "maxent.entropy"
 TRAINING = "maxent.training"
 LLM = "maxent.llm"
@@ -90,10 +93,10 @@ def _rule_broken(module: str, target: str) -> str | None:
     if _within(module, TRAINING) and _within(target, LLM):
         return f"training plumbing ({module}) imports the LLM machinery {target}"
     in_layer = _within(module, "maxent") and not _within(
-        module, "maxent.agents", "maxent.envs", COMMAND_LINE)
-    if in_layer and _within(target, "maxent.agents", "maxent.envs", COMMAND_LINE):
+        module, "maxent.agents", "maxent.envs", *FRONTS)
+    if in_layer and _within(target, "maxent.agents", "maxent.envs", *FRONTS):
         return f"the layer ({module}) imports {target}"
-    if _within(module, "maxent.envs") and _within(target, "maxent.agents", COMMAND_LINE):
+    if _within(module, "maxent.envs") and _within(target, "maxent.agents", *FRONTS):
         return f"environment {module} imports {target}"
     return None
 
@@ -166,6 +169,9 @@ def test_the_tree_keeps_the_import_rules():
     ("agents/sac.py", "import benchmarks.sac_vs_sb3", "library module maxent.agents.sac imports"),
     ("maxent/training/logging.py", "from examples import sac_pendulum", "imports examples"),
     ("maxent/entropy/soft.py", "from maxent.entropy import law", "import cycle"),
+    ("maxent/training/agent.py", "def f():\n    from maxent.sb3 import SAC",
+     "the layer (maxent.training.agent) imports maxent.sb3"),
+    ("envs/text.py", "from maxent.sb3 import zoo", "environment maxent.envs.text imports maxent.sb3"),
 ])
 def test_a_broken_rule_is_caught(file, line, rule):
     found = violations(REPO, appended={file: line} if "cycle" not in rule else
@@ -177,3 +183,7 @@ def test_a_broken_rule_is_caught(file, line, rule):
 def test_the_command_line_may_import_agents():
     assert violations(REPO, appended={"maxent/cli/robustness.py":
                                       "from maxent.agents.sac import SAC"}) == []
+
+
+def test_the_sb3_front_may_import_agents():
+    assert violations(REPO, appended={"maxent/sb3/zoo.py": "from maxent.agents.sac import SAC"}) == []

@@ -17,7 +17,7 @@ import torch
 from maxent.training.agent import evaluate
 from maxent.cli.main import main
 from maxent.envs.adversarial import MassFrictionPerturbation
-from maxent.cli.robustness import GridEvaluator, _Job, confidence_interval, load_run, parse_grid
+from maxent.cli.robustness import GridEvaluator, Job, confidence_interval, load_run, parse_grid
 
 TASK = "InvertedPendulum-v5"
 SMALL = ["--env", TASK, "--config.hidden-sizes", "32", "32", "--config.batch-size", "32",
@@ -83,7 +83,7 @@ def test_lockstep_grid_equals_one_by_one_evaluation(runs):
     run = load_run(runs["qarl"])
     evaluator = GridEvaluator(TASK, max_episode_steps=60, pool_size=3)
     cells = [{"mass": 2.0, "friction": 0.5}, {"mass": 9.0, "friction": 1.5}, {"mass_scale": 0.5}]
-    jobs = [_Job((i,), seed, settings) for i, settings in enumerate(cells) for seed in (0, 1)]
+    jobs = [Job((i,), seed, settings) for i, settings in enumerate(cells) for seed in (0, 1)]
     evaluator.run(jobs, lambda obs: run.agent.predict(obs))
     for job in jobs:
         env = MassFrictionPerturbation(gym.make(TASK, max_episode_steps=60), **job.settings)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 
+import mpmath
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from maxent.entropy.semantic import (
     SEED_MODES,
@@ -116,3 +119,62 @@ def test_bad_input():
         semantic_entropy([])
     with pytest.raises(ValueError, match="unknown estimator"):
         semantic_entropy([1], estimator="kde")
+    with pytest.raises(ValueError, match="log_weights must be < \\+inf"):
+        semantic_entropy([1, 2], [0.0, math.inf], log_weights=True)
+
+
+def mp_semantic_entropy(ids, log_w, estimator):
+    """Plug-in or Monte-Carlo SE of clusters ``ids`` with log-weights ``log_w``, to 40 digits."""
+    spread = max(log_w) - min(x for x in log_w if x > -math.inf)
+    mpmath.mp.dps = 40 + int(spread / 2.3)  # 1 + R keeps 40 digits of R
+    mass = {}
+    for cid, lw in zip(ids, log_w):
+        if lw > -math.inf:
+            mass[cid] = mass.get(cid, 0) + mpmath.exp(mpmath.mpf(lw) - max(log_w))
+    total = mpmath.fsum(mass.values())
+    log_p = [mpmath.log(m / total) for m in mass.values()]
+    if estimator == "plugin":
+        return float(-mpmath.fsum(mpmath.exp(lp) * lp for lp in log_p))
+    return float(-mpmath.fsum(log_p) / len(log_p))
+
+
+def se_error_bound(log_w):
+    """SE = log1p(R) + sum of non-negative terms, each with relative error <= (|s_k| + G + 8) u
+    in float64 (|s_k| = a cluster's log-mass below the largest: exp(s_k) carries its rounding
+    times |s_k|; the G-term sums and log1p add a few u); doubled for safety."""
+    finite = [x for x in log_w if x > -math.inf]
+    return 2 * (max(finite) - min(finite) + len(log_w) + 8) * 2.0**-53
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ids=st.lists(st.integers(0, 3), min_size=1, max_size=8),
+    log_w=st.lists(st.floats(-700.0, 0.0) | st.just(-math.inf), min_size=8, max_size=8),
+    estimator=st.sampled_from(["plugin", "monte_carlo"]),
+)
+# Near collapse: one cluster holds all but e^-40 / 3 of the mass, below float64's resolution of
+# 1, so the old -sum p log p dropped the certain cluster's own term (2.4 % of SE).
+@example(ids=[0, 0, 0, 1], log_w=[0.0, 0.0, 0.0, -40.0] + [0.0] * 4, estimator="plugin")
+def test_semantic_entropy_matches_40_digit_reference(ids, log_w, estimator):
+    log_w = log_w[:len(ids)]
+    if all(x == -math.inf for x in log_w):
+        log_w[0] = 0.0
+    answers = [f"answer {i}" for i in ids]
+    got = semantic_entropy(answers, torch.tensor(log_w, dtype=torch.float64), log_weights=True,
+                           estimator=estimator)
+    ref = mp_semantic_entropy(ids, log_w, estimator)
+    assert abs(got - ref) <= se_error_bound(log_w) * ref, (got, ref)
+    # The same distribution as linear weights (where they do not underflow).
+    if estimator == "plugin" and min(x for x in log_w if x > -math.inf) > -700:
+        lin = semantic_entropy(answers, [math.exp(x) for x in log_w], estimator=estimator)
+        assert abs(lin - ref) <= se_error_bound(log_w) * ref + 1e-15, (lin, ref)
+
+
+def test_semantic_entropy_keeps_its_digits_near_collapse():
+    answers = ["a", "a", "a", "b"]
+    for d in (5.0, 36.0, 40.0, 100.0, 699.0):
+        logw = torch.tensor([0.0, 0.0, 0.0, -d], dtype=torch.float64)
+        for estimator in ("plugin", "monte_carlo"):
+            ref = mp_semantic_entropy([0, 0, 0, 1], logw.tolist(), estimator)
+            got = semantic_entropy(answers, logw, log_weights=True, estimator=estimator)
+            assert got == pytest.approx(ref, rel=1e-13, abs=0), (d, estimator)

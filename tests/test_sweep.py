@@ -1,28 +1,23 @@
-"""`maxent sweep` (maxent/cli/sweep.py) on a tiny plan: QARL, RARL, SAC and domain-randomised
+"""`maxent sweep` (maxent/cli/sweep/) on a tiny plan: QARL, RARL, SAC and domain-randomised
 SAC on InvertedPendulum-v5, trained sequentially (one process killed after a checkpoint, then
 resumed by the re-run) and as Ray tasks on two local workers (one worker killed, then resumed);
 scored on the uncertainty mesh (both bounds) and against each adversarial method's adversary; the
-report's files and rliable aggregates; a directory from another sweep and bad input refused."""
+report's files and rliable aggregates; a directory from another sweep and bad input refused. The
+kills are injected here: the run's first checkpoint save ends its process, as a kill would."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from maxent.cli.sweep import (
-    CRASH_ENV,
-    CRASH_EXIT_CODE,
-    SweepError,
-    load_sweep_config,
-    run_sweep,
-    sweep_main,
-)
+from maxent.cli.sweep import METHODS, SweepError, load_sweep_config, plan_runs, run_sweep, sweep_main
+
+CRASH_EXIT_CODE = 75
 
 TINY = """
 methods = {methods}
@@ -64,13 +59,44 @@ def done(root: Path, name: str) -> dict:
     return json.loads((root / name / "done.json").read_text())
 
 
+def die_after_first_checkpoint(killed: str, marker: str):
+    """Patches every checkpoint save of this process so that the first save of run ``killed``
+    ends the process right after it (once: ``marker`` records that it happened)."""
+    def install():
+        import os
+
+        from maxent.training.agent import CheckpointCallback
+
+        fire = CheckpointCallback._fire
+
+        def fire_then_die(self, agent):
+            saved = fire(self, agent)
+            if self.save_path.parent.as_posix().endswith(killed) and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(CRASH_EXIT_CODE)  # no cleanup, no done.json: as a kill would
+            return saved
+
+        CheckpointCallback._fire = fire_then_die
+    return install
+
+
+SWEEP_THAT_DIES = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_sweep import die_after_first_checkpoint
+die_after_first_checkpoint(sys.argv[2], sys.argv[3])()
+from maxent.cli.sweep import sweep_main
+raise SystemExit(sweep_main(sys.argv[4:]))
+"""
+
+
 @pytest.mark.filterwarnings("ignore:taking over the lock")  # the killed run's, as expected
 def test_sequential_sweep_resumes_a_killed_process_and_reports(tmp_path, capsys):
     path, root = write_config(tmp_path, "sequential")
     killed = "InvertedPendulum-v5/sac/s0-120"
-    env = dict(os.environ, **{CRASH_ENV: killed})
-    first = subprocess.run([sys.executable, "-m", "maxent.cli.sweep", str(path), "--quiet"],
-                           env=env, capture_output=True, text=True, timeout=300)
+    first = subprocess.run([sys.executable, "-c", SWEEP_THAT_DIES, str(Path(__file__).parent), killed,
+                            str(tmp_path / "killed"), str(path), "--quiet"],
+                           capture_output=True, text=True, timeout=300)
     assert first.returncode == CRASH_EXIT_CODE, first.stderr[-2000:]
     assert (root / killed / "model").is_dir() and not (root / killed / "done.json").exists()
     assert done(root, "InvertedPendulum-v5/qarl/s0-120")["steps"] == 120
@@ -115,12 +141,14 @@ def test_sequential_sweep_resumes_a_killed_process_and_reports(tmp_path, capsys)
         sweep_main([str(path)])
 
 
-def test_ray_sweep_on_two_workers_resumes_a_killed_worker(tmp_path, monkeypatch):
+def test_ray_sweep_on_two_workers_resumes_a_killed_worker(tmp_path):
     ray = pytest.importorskip("ray")
     path, root = write_config(tmp_path, "ray", methods='["qarl", "sac"]')  # two runs, in parallel
     killed = "InvertedPendulum-v5/sac/s0-120"
-    monkeypatch.setenv(CRASH_ENV, killed)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Every Ray worker installs the kill when it starts; it fires once, in the first sweep.
+    setup = die_after_first_checkpoint(killed, str(tmp_path / "killed"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": setup})
     try:
         assert ray.cluster_resources()["CPU"] == 2
         first = run_sweep(load_sweep_config(path), verbose=False, report=False)
@@ -128,7 +156,6 @@ def test_ray_sweep_on_two_workers_resumes_a_killed_worker(tmp_path, monkeypatch)
         assert "WorkerCrashedError" in first.failed[killed]
         assert set(first.trained) == {"InvertedPendulum-v5/qarl/s0-120"}
         assert not (root / killed / "done.json").exists()
-        monkeypatch.delenv(CRASH_ENV)
         second = run_sweep(load_sweep_config(path), verbose=False)
     finally:
         ray.shutdown()
@@ -144,6 +171,11 @@ def test_bad_sweep_input_is_named(tmp_path, monkeypatch):
     path, root = write_config(tmp_path, "sequential")
     with pytest.raises(SweepError, match=r"unknown method 'ppo' in methods.*valid methods: "):
         load_sweep_config(path, {"methods": ["qarl", "ppo"]})
+    with pytest.raises(SweepError, match=r"method 'ucb1' cannot be swept: .*sweepable methods: "
+                                         r"\['qarl', 'rarl', 'sac', 'dr'\]"):
+        load_sweep_config(path, {"methods": ["sac", "ucb1"]})
+    with pytest.raises(SystemExit, match=r"method 'grpo' cannot be swept"):
+        sweep_main([str(path), "--set", "grpo.group_size=2", "--dry-run"])
     bad = tmp_path / "bad.toml"
     bad.write_text('bugdets = [3]\n' + path.read_text())
     with pytest.raises(SweepError, match=r"unknown sweep field 'bugdets' in .*bad\.toml \(did you mean "
@@ -168,3 +200,24 @@ def test_bad_sweep_input_is_named(tmp_path, monkeypatch):
     yaml_file.write_text("methods: [sac]\nseeds: [0]\nbudget: 100\n")
     with pytest.raises(SweepError, match=r"unknown sweep field 'budget' in .*sweep\.yaml"):
         load_sweep_config(yaml_file)
+
+
+def test_any_registered_control_algorithm_is_a_method(tmp_path, monkeypatch):
+    """A newly registered continuous-control algorithm is swept with no change to the sweep: its
+    own config table, its config class, its runs in the plan."""
+    from maxent.agents.registry import ALGORITHMS, Algorithm
+
+    assert set(METHODS) == {"qarl", "rarl", "sac", "dr"}
+    monkeypatch.setitem(ALGORITHMS, "tiny-sac", Algorithm(
+        "tiny-sac", "maxent.agents.sac:SAC", "maxent.agents.sac:SACConfig", "SAC, registered again",
+        "Pendulum-v1", 100, control=True))
+    path, root = write_config(tmp_path, "sequential", methods='["tiny-sac", "qarl"]', seeds="[0, 1]")
+    with pytest.raises(SweepError, match=r"unknown SACConfig field 'gama' in \[tiny-sac\]"):
+        plan_runs(load_sweep_config(path, {"tiny-sac": {"gama": 0.9}}))
+    cfg = load_sweep_config(path, {"tiny-sac": {"gamma": 0.9}})
+    plan = {spec["name"]: spec for spec in plan_runs(cfg)}
+    spec = plan["InvertedPendulum-v5/tiny-sac/s1-120"]
+    assert spec["method"] == "tiny-sac" and spec["config"]["gamma"] == 0.9
+    assert spec["config"]["hidden_sizes"] == [16, 16]  # [common] reaches it too
+    assert len(plan) == 4 and cfg.claimed == "qarl"
+    assert sweep_main([str(path), "--dry-run", "--set", "tiny-sac.gamma=0.9"]) == 0

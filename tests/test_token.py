@@ -11,6 +11,7 @@ import torch
 from maxent.entropy.token import (
     AGGREGATIONS,
     INTERVENTIONS,
+    LossSettings,
     aggregate,
     k3_kl,
     policy_loss,
@@ -52,10 +53,11 @@ def test_hand_computed_surrogate_in_every_aggregation():
     }
     for mode, value in expected.items():
         lp, old, adv, mask = example()
-        out = policy_loss(lp, old, adv, mask, aggregation=mode)
+        out = policy_loss(lp, old, adv, mask, LossSettings(aggregation=mode))
         assert out.loss.item() == pytest.approx(value, abs=1e-12), mode
     lp, old, adv, mask = example()
-    out = policy_loss(lp, old, adv, mask, aggregation="seq-mean-token-sum-norm", max_length=4)
+    out = policy_loss(lp, old, adv, mask,
+                      LossSettings(aggregation="seq-mean-token-sum-norm", max_length=4))
     assert out.loss.item() == pytest.approx(1.02 / 8, abs=1e-12)
     # The four modes give four different numbers here, as documented.
     assert len({round(v, 6) for v in expected.values()}) == 4
@@ -63,7 +65,7 @@ def test_hand_computed_surrogate_in_every_aggregation():
 
 def test_hand_computed_gradient_and_clip_metrics():
     lp, old, adv, mask = example()
-    out = policy_loss(lp, old, adv, mask, aggregation="token-mean")
+    out = policy_loss(lp, old, adv, mask, LossSettings(aggregation="token-mean"))
     # d l / d logp = -A r where unclipped, 0 where clipped or masked; token-mean divides by 5.
     expected = torch.tensor([[-1.0, 0.0, -0.5], [2.2, 0.0, 0.0]], dtype=torch.float64) / 5
     torch.testing.assert_close(grad_of(out, lp), expected)
@@ -77,7 +79,7 @@ def test_hand_computed_gradient_and_clip_metrics():
 
 def test_symmetric_clip_differs_from_clip_higher():
     lp, old, adv, mask = example()
-    out = policy_loss(lp, old, adv, mask, clip_low=0.2, clip_high=0.6)
+    out = policy_loss(lp, old, adv, mask, LossSettings(clip_low=0.2, clip_high=0.6))
     # With eps_high = 0.6, r = 1.5 (A > 0) is no longer clipped: -1.5 instead of -1.28.
     assert out.loss.item() == pytest.approx((1.02 + 1.28 - 1.5) / 5)
 
@@ -88,7 +90,7 @@ def test_dual_clip_caps_negative_advantage_loss():
     big = (OLD + torch.tensor([[1.0, 1.5, 0.5], [1.1, 0.7, 4.0]], dtype=torch.float64).log())
     big = big.clone().requires_grad_()
     plain = policy_loss(big, old, adv, full)
-    dual = policy_loss(big, old, adv, full, dual_clip=3.0)
+    dual = policy_loss(big, old, adv, full, LossSettings(dual_clip=3.0))
     # Token (1, 2): A = -2, r = 4: l = max(8, 2.56) = 8; dual clip min(8, -A c = 6) = 6.
     assert plain.loss.item() == pytest.approx((1.02 + 8.0) / 6)
     assert dual.loss.item() == pytest.approx((1.02 + 6.0) / 6)
@@ -121,7 +123,7 @@ def test_k3_kl_hand_computed_and_in_loss():
     torch.testing.assert_close(k3_kl(lp, ref), expected)
     lp, old, adv, mask = example()
     ref = lp.detach() + torch.tensor([[math.log(2.0), 0, 0], [0, 0, 5.0]], dtype=torch.float64)
-    out = policy_loss(lp, old, adv, mask, ref_log_probs=ref, kl_coef=0.5)
+    out = policy_loss(lp, old, adv, mask, LossSettings(kl_coef=0.5), ref_log_probs=ref)
     assert out.loss.item() == pytest.approx((1.02 + 0.5 * (1 - math.log(2.0))) / 5)
     assert out.metrics["kl"].item() == pytest.approx((1 - math.log(2.0)) / 5)
 
@@ -130,7 +132,7 @@ def test_clip_cov_and_kl_cov_hand_computed():
     lp, old, adv, mask = example()
     sel = torch.zeros(2, 3, dtype=torch.bool)
     sel[1, 0] = True
-    out = policy_loss(lp, old, adv, mask, intervention="clip_cov", selected=sel)
+    out = policy_loss(lp, old, adv, mask, LossSettings(intervention="clip_cov"), selected=sel)
     assert out.loss.item() == pytest.approx((1.02 - 2.2) / 5)  # token (1, 0) contributes 0
     g = grad_of(out, lp)
     assert g[1, 0].item() == 0.0 and g[0, 0].item() == pytest.approx(-1 / 5)
@@ -139,7 +141,8 @@ def test_clip_cov_and_kl_cov_hand_computed():
     lp, old, adv, mask = example()
     sel = torch.zeros(2, 3, dtype=torch.bool)
     sel[0, 1] = True  # r = 1.5, A = 1: clipped in the plain loss
-    out = policy_loss(lp, old, adv, mask, intervention="kl_cov", selected=sel, kl_cov_coef=1.0)
+    out = policy_loss(lp, old, adv, mask, LossSettings(intervention="kl_cov", kl_cov_coef=1.0),
+                      selected=sel)
     # -A r + beta |log r| = -1.5 + ln 1.5 replaces -1.28; gradient -A r + beta = -0.5.
     assert out.loss.item() == pytest.approx((1.02 + 1.28 - 1.5 + math.log(1.5)) / 5)
     assert grad_of(out, lp)[0, 1].item() == pytest.approx(-0.5 / 5)
@@ -189,9 +192,10 @@ def test_neutral_settings_equal_the_plain_surrogate_exactly():
     mask = torch.rand(B, T, generator=g) > 0.25
     ent = torch.rand(B, T, generator=g)
 
-    def run(**kw):
+    def run(selected=None, old_entropy=None, **settings):
         lp = base.clone().requires_grad_()
-        out = policy_loss(lp, old, adv, mask, **kw)
+        out = policy_loss(lp, old, adv, mask, LossSettings(**settings), selected=selected,
+                          old_entropy=old_entropy)
         return out.loss.detach(), torch.autograd.grad(out.loss, lp)[0]
 
     ref_loss, ref_grad = run()
@@ -220,7 +224,7 @@ def test_kl_cov_on_policy_step_equals_plain_surrogate():
     outs = []
     for iv in ("none", "kl_cov"):
         lp = old.clone().requires_grad_()
-        out = policy_loss(lp, old, adv, mask, intervention=iv, selected=sel)
+        out = policy_loss(lp, old, adv, mask, LossSettings(intervention=iv), selected=sel)
         outs.append((out.loss.detach(), torch.autograd.grad(out.loss, lp)[0]))
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
 
@@ -288,21 +292,21 @@ def test_micro_batches_sum_to_the_full_batch_loss_and_gradient(mode, interventio
     weights = steer_weights(base, old, adv, ent_old, mask)
     normalizer = {"token-mean": float(mask.sum()), "seq-mean-token-mean": float(B),
                   "seq-mean-token-sum": float(B), "seq-mean-token-sum-norm": float(B * L)}[mode]
-    kw = {"intervention": intervention, "aggregation": mode, "max_length": L,
-          "entropy_coef": 0.01, "token_weights": weights}
+    settings = LossSettings(intervention=intervention, aggregation=mode, max_length=L)
 
     lp = base.clone().requires_grad_()
     e = ent.clone().requires_grad_()
-    full = policy_loss(lp, old, adv, mask, selected=sel, entropy=e, **kw)
+    full = policy_loss(lp, old, adv, mask, settings, selected=sel, entropy=e, entropy_coef=0.01,
+                       token_weights=weights)
     g_full = torch.autograd.grad(full.loss, (lp, e))
 
     lp = base.clone().requires_grad_()
     e = ent.clone().requires_grad_()
     total = 0.0
     for rows in (slice(0, 2), slice(2, 3), slice(3, 6)):
-        part = policy_loss(lp[rows], old[rows], adv[rows], mask[rows], selected=sel[rows],
-                           entropy=e[rows], normalizer=normalizer,
-                           **{**kw, "token_weights": weights[rows]})
+        part = policy_loss(lp[rows], old[rows], adv[rows], mask[rows], settings,
+                           selected=sel[rows], entropy=e[rows], entropy_coef=0.01,
+                           normalizer=normalizer, token_weights=weights[rows])
         total = total + part.loss
     g_parts = torch.autograd.grad(total, (lp, e))
     assert total.item() == pytest.approx(full.loss.item(), abs=1e-12)
@@ -329,11 +333,11 @@ def test_aggregation_weighting_as_documented():
 def test_bad_input_raises_clear_errors():
     lp, old, adv, mask = example()
     with pytest.raises(ValueError, match="unknown intervention 'clipcov'.*'clip_cov'"):
-        policy_loss(lp, old, adv, mask, intervention="clipcov")
+        LossSettings(intervention="clipcov")
     with pytest.raises(ValueError, match="unknown intervention.*'kl_cov'"):
         select_tokens("topk", old, adv, mask)
     with pytest.raises(ValueError, match="unknown aggregation 'mean'.*'token-mean'"):
-        policy_loss(lp, old, adv, mask, aggregation="mean")
+        LossSettings(aggregation="mean")
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate(old, mask, "sum")
     with pytest.raises(ValueError, match=r"mask has shape \(2, 4\)"):
@@ -349,8 +353,8 @@ def test_bad_input_raises_clear_errors():
         with pytest.raises(ValueError, match=r"lambda_min must be in \(0, 1\]"):
             steer_weights(old, old, adv, torch.ones(2, 3), mask, lambda_min=bad)
         with pytest.raises(ValueError, match=r"lambda_min must be in \(0, 1\]"):
-            policy_loss(lp, old, adv, mask, intervention="steer", old_entropy=torch.ones(2, 3),
-                        lambda_min=bad)
+            policy_loss(lp, old, adv, mask, LossSettings(intervention="steer", lambda_min=bad),
+                        old_entropy=torch.ones(2, 3))
     with pytest.raises(ValueError, match="lambda_max must be >= lambda_min"):
         steer_weights(old, old, adv, torch.ones(2, 3), mask, mode="linear", lambda_max=0.5)
     with pytest.raises(ValueError, match="unknown STEER mode"):
@@ -365,13 +369,13 @@ def test_bad_input_raises_clear_errors():
     nan_pad[1, 2] = float("nan")  # masked: allowed, and does not leak into the loss
     assert math.isfinite(policy_loss(nan_pad, old, adv, mask).loss.item())
     with pytest.raises(ValueError, match="needs selected=select_tokens"):
-        policy_loss(lp, old, adv, mask, intervention="kl_cov")
+        policy_loss(lp, old, adv, mask, LossSettings(intervention="kl_cov"))
     with pytest.raises(ValueError, match="needs old_entropy"):
-        policy_loss(lp, old, adv, mask, intervention="steer")
+        policy_loss(lp, old, adv, mask, LossSettings(intervention="steer"))
     with pytest.raises(ValueError, match="dual_clip must be > 1"):
-        policy_loss(lp, old, adv, mask, dual_clip=0.5)
+        LossSettings(dual_clip=0.5)
     with pytest.raises(ValueError, match="needs ref_log_probs"):
-        policy_loss(lp, old, adv, mask, kl_coef=0.1)
+        policy_loss(lp, old, adv, mask, LossSettings(kl_coef=0.1))
     with pytest.raises(ValueError, match="max_length must be >="):
         aggregate(old, mask, "seq-mean-token-sum-norm", max_length=2)
     with pytest.raises(ValueError, match="normalizer must be"):
@@ -420,9 +424,31 @@ def test_sampling_weights_scale_each_tokens_loss():
     log_probs = torch.randn(2, 3, requires_grad=True)
     old = log_probs.detach()
     adv, mask = torch.tensor([1.0, -1.0]), torch.ones(2, 3)
-    base = policy_loss(log_probs, old, adv, mask, aggregation="token-mean").loss
-    doubled = policy_loss(log_probs, old, adv, mask, aggregation="token-mean",
+    base = policy_loss(log_probs, old, adv, mask, LossSettings(aggregation="token-mean")).loss
+    doubled = policy_loss(log_probs, old, adv, mask, LossSettings(aggregation="token-mean"),
                           sampling_weights=torch.full((2, 1), 2.0)).loss
     torch.testing.assert_close(doubled, 2 * base)
     with pytest.raises(ValueError, match="sampling_weights must have shape"):
         policy_loss(log_probs, old, adv, mask, sampling_weights=torch.ones(3, 1))
+
+
+def test_old_keyword_call_warns_and_gives_the_same_numbers():
+    """The settings passed as keywords (the old call) still work for one release, bit-identically."""
+    g = torch.Generator().manual_seed(4)
+    old = -torch.rand(3, 5, generator=g, dtype=torch.float64) * 3
+    base = old + 0.3 * torch.randn(3, 5, generator=g, dtype=torch.float64)
+    adv, mask = torch.randn(3, generator=g, dtype=torch.float64), torch.rand(3, 5, generator=g) > 0.2
+    sel = select_tokens("kl_cov", old, adv, mask, ratio=0.3)
+    settings = dict(intervention="kl_cov", aggregation="seq-mean-token-mean", dual_clip=3.0,
+                    clip_high=0.4, kl_cov_coef=0.5)
+    lp_new, lp_old = base.clone().requires_grad_(), base.clone().requires_grad_()
+    new = policy_loss(lp_new, old, adv, mask, LossSettings(**settings), selected=sel)
+    with pytest.warns(DeprecationWarning, match=r"LossSettings\(intervention=, aggregation="):
+        kept = policy_loss(lp_old, old, adv, mask, selected=sel, **settings)
+    assert torch.equal(new.loss, kept.loss)
+    assert torch.equal(grad_of(new, lp_new), grad_of(kept, lp_old))
+    assert all(torch.equal(new.metrics[k], kept.metrics[k]) for k in new.metrics)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['clip'\]"):
+        policy_loss(base, old, adv, mask, clip=0.3)
+    with pytest.raises(TypeError, match="got settings and the keyword"):
+        policy_loss(base, old, adv, mask, LossSettings(), aggregation="token-mean")

@@ -10,7 +10,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maxent.entropy.token import AGGREGATIONS, INTERVENTIONS, clipped_surrogate, k3_kl, policy_loss
+from maxent.entropy.token import (
+    AGGREGATIONS,
+    INTERVENTIONS,
+    LossSettings,
+    clipped_surrogate,
+    k3_kl,
+    policy_loss,
+)
 
 HUGE = 1e4
 
@@ -28,10 +35,10 @@ def _loss_and_grad(lp, *args, **kwargs):
     return out, grad
 
 
-def _kwargs(intervention, mask):
+def _kwargs(intervention, mask, **loss_settings):
     selected = torch.ones(mask.shape, dtype=torch.bool)  # every token selected where it matters
-    return {"intervention": intervention, "selected": selected,
-            "old_entropy": torch.full(mask.shape, 0.7)}
+    return {"settings": LossSettings(intervention=intervention, **loss_settings),
+            "selected": selected, "old_entropy": torch.full(mask.shape, 0.7)}
 
 
 @pytest.mark.parametrize("intervention", INTERVENTIONS)
@@ -42,18 +49,17 @@ def test_masked_token_with_an_overflowing_log_ratio_adds_nothing(intervention, p
     mask = torch.tensor([[True, True, False], [True, False, False]])
     log_ratio = torch.tensor([[0.1, -0.2, padding], [0.05, padding, 0.0]])
     adv = torch.tensor([1.0, -2.0])
-    kw = _kwargs(intervention, mask)
+    kw = _kwargs(intervention, mask, kl_coef=0.1)
     ref = torch.full((2, 3), -1.0)
     for dtype in (torch.float32, torch.float64):
         lp, old, a, m = _inputs(log_ratio, mask, adv, dtype)
-        out, grad = _loss_and_grad(lp, old, a, m, ref_log_probs=ref.to(dtype), kl_coef=0.1, **kw)
+        out, grad = _loss_and_grad(lp, old, a, m, ref_log_probs=ref.to(dtype), **kw)
         assert torch.isfinite(out.loss) and torch.isfinite(grad).all(), (dtype, grad)
         assert (grad[~mask] == 0).all()
         # The same as with harmless padding.
         clean = torch.where(mask, log_ratio, torch.zeros(()))
         lp2, old2, a2, m2 = _inputs(clean, mask, adv, dtype)
-        out2, grad2 = _loss_and_grad(lp2, old2, a2, m2, ref_log_probs=ref.to(dtype),
-                                     kl_coef=0.1, **kw)
+        out2, grad2 = _loss_and_grad(lp2, old2, a2, m2, ref_log_probs=ref.to(dtype), **kw)
         torch.testing.assert_close(out.loss, out2.loss)
         torch.testing.assert_close(grad, grad2)
         for name, value in out.metrics.items():
@@ -65,8 +71,9 @@ def test_masked_padding_of_the_reference_and_the_entropy_adds_nothing():
     lp = torch.tensor([[-1.0, -1.0]], requires_grad=True)
     ref = torch.tensor([[-1.5, HUGE]])  # k3: exp(ref - logp) overflows at the padding
     ent = torch.tensor([[0.5, math.inf]], requires_grad=True)
-    out = policy_loss(lp, lp.detach(), torch.tensor([1.0]), mask, ref_log_probs=ref,
-                      kl_coef=0.5, kl_importance_correction=True, entropy=ent, entropy_coef=0.1)
+    out = policy_loss(lp, lp.detach(), torch.tensor([1.0]), mask,
+                      LossSettings(kl_coef=0.5, kl_importance_correction=True), ref_log_probs=ref,
+                      entropy=ent, entropy_coef=0.1)
     g_lp, g_ent = torch.autograd.grad(out.loss, (lp, ent))
     assert torch.isfinite(out.loss) and torch.isfinite(g_lp).all() and torch.isfinite(g_ent).all()
     assert g_lp[0, 1] == 0 and g_ent[0, 1] == 0
@@ -145,12 +152,13 @@ def test_loss_and_gradient_are_finite_for_huge_log_ratios_and_advantages(x):
     old = x["old"].to(dtype)
     lp = (old + x["log_ratio"].to(dtype)).requires_grad_()
     ent = torch.where(mask, x["entropy"], math.inf).to(dtype).requires_grad_()  # inf padding
+    loss_settings = LossSettings(
+        intervention=x["intervention"], aggregation=x["aggregation"], dual_clip=x["dual_clip"],
+        kl_coef=x["kl_coef"], kl_importance_correction=x["kl_importance_correction"])
     out = policy_loss(
-        lp, old, x["advantages"].to(dtype), mask, intervention=x["intervention"],
-        selected=x["selected"], old_entropy=x["entropy"].to(dtype), entropy=ent,
-        entropy_coef=x["entropy_coef"], aggregation=x["aggregation"], dual_clip=x["dual_clip"],
-        ref_log_probs=(lp.detach() + x["ref_offset"].to(dtype)), kl_coef=x["kl_coef"],
-        kl_importance_correction=x["kl_importance_correction"])
+        lp, old, x["advantages"].to(dtype), mask, loss_settings, selected=x["selected"],
+        old_entropy=x["entropy"].to(dtype), entropy=ent, entropy_coef=x["entropy_coef"],
+        ref_log_probs=(lp.detach() + x["ref_offset"].to(dtype)))
     g_lp, g_ent = torch.autograd.grad(out.loss, (lp, ent), allow_unused=True,
                                       materialize_grads=True)  # no bonus: entropy is unused
     assert torch.isfinite(out.loss), out.loss

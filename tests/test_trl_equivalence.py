@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from maxent.entropy.token import policy_loss
+from maxent.entropy.token import LossSettings, policy_loss
 
 trl = pytest.importorskip("trl")
 from trl import GRPOConfig
@@ -99,10 +99,10 @@ def test_loss_and_gradient_equal_trl(configs, loss_type, beta, bias_correction):
                           inputs_for(old, ref, adv, mask, mask.sum()))
         (g_trl,) = torch.autograd.grad(theirs, lp_trl)
         lp_ours = lp.clone().requires_grad_()
-        ours = policy_loss(lp_ours, old, adv, mask, aggregation=AGG[loss_type],
-                           max_length=MAX_COMPLETION_LENGTH, clip_low=0.2, clip_high=0.28,
-                           ref_log_probs=ref if beta else None, kl_coef=beta,
-                           kl_importance_correction=bias_correction)
+        settings = LossSettings(aggregation=AGG[loss_type], max_length=MAX_COMPLETION_LENGTH,
+                                clip_low=0.2, clip_high=0.28, kl_coef=beta,
+                                kl_importance_correction=bias_correction)
+        ours = policy_loss(lp_ours, old, adv, mask, settings, ref_log_probs=ref if beta else None)
         (g_ours,) = torch.autograd.grad(ours.loss, lp_ours)
         assert abs(ours.loss.item() - theirs.item()) < 1e-6, (loss_type, seed)
         torch.testing.assert_close(g_ours, g_trl, atol=1e-6, rtol=0)
@@ -141,17 +141,16 @@ def test_gradient_accumulation_matches_trl_via_normalizer(configs, loss_type):
     n_tokens = int(mask.sum())
     normalizer = {"grpo": 4.0, "dapo": float(n_tokens),
                   "dr_grpo": 4.0 * MAX_COMPLETION_LENGTH}[loss_type]
+    settings = LossSettings(aggregation=AGG[loss_type], max_length=MAX_COMPLETION_LENGTH)
     total_trl = 0.0
     for part in (slice(0, 2), slice(2, 4)):
         theirs = trl_loss(cfg, lp[part], ent[part],
                           inputs_for(old[part], ref[part], adv[part], mask[part], n_tokens), ga=2)
-        ours = policy_loss(lp[part], old[part], adv[part], mask[part],
-                           aggregation=AGG[loss_type], max_length=MAX_COMPLETION_LENGTH,
+        ours = policy_loss(lp[part], old[part], adv[part], mask[part], settings,
                            normalizer=normalizer)
         assert abs(ours.loss.item() - theirs.item()) < 1e-6
         total_trl += theirs.item()
-    full = policy_loss(lp, old, adv, mask, aggregation=AGG[loss_type],
-                       max_length=MAX_COMPLETION_LENGTH)
+    full = policy_loss(lp, old, adv, mask, settings)
     # Equal-size micro-batches: the accumulated TRL loss is our full-batch loss.
     assert abs(full.loss.item() - total_trl) < 1e-6
 
@@ -167,8 +166,8 @@ def test_entropy_bonus_matches_trl(configs, loss_type):
     g_trl = torch.autograd.grad(theirs, (lp_trl, ent_trl))
     lp_ours = lp.clone().requires_grad_()
     ent_ours = ent.clone().requires_grad_()
-    ours = policy_loss(lp_ours, old, adv, mask, aggregation=AGG[loss_type], entropy=ent_ours,
-                       entropy_coef=0.05, entropy_aggregation="token-mean")
+    settings = LossSettings(aggregation=AGG[loss_type], entropy_aggregation="token-mean")
+    ours = policy_loss(lp_ours, old, adv, mask, settings, entropy=ent_ours, entropy_coef=0.05)
     g_ours = torch.autograd.grad(ours.loss, (lp_ours, ent_ours))
     assert abs(ours.loss.item() - theirs.item()) < 1e-6
     for a, b in zip(g_ours, g_trl):

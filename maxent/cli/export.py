@@ -10,7 +10,6 @@ from pathlib import Path
 
 import tyro
 
-MODEL_SUBDIR = "model"
 # The task env does not matter for the weights; a run trained on a dataset saved no env id.
 PLACEHOLDER_ENV = "maxent/TextArithmetic-v0"
 
@@ -27,22 +26,22 @@ class ExportArgs:
 
 def export_main(argv: list[str]) -> int:
     args = tyro.cli(ExportArgs, args=argv, prog="maxent export")
-    from maxent.training.checkpoint import read_checkpoint_header
+    from maxent.agents.registry import ALGORITHMS
+    from maxent.training.run import checkpoint_dir, read_header
 
-    path = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
-    header = read_checkpoint_header(path)
-    if header["kind"] != "GRPO":
+    grpo = ALGORITHMS["grpo"]
+    path = checkpoint_dir(args.run_dir)
+    header = read_header(path)
+    if header["kind"] != grpo.kind:
         raise SystemExit(f"maxent export: {path} holds a {header['kind']} agent; only language models "
                          "trained by GRPO export as Hugging Face folders")
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"maxent export: {args.out} exists and is not empty; choose a new folder")
-    from maxent.agents.grpo import GRPO
-
     start = time.perf_counter()
     import json
 
     state = json.loads((Path(path) / "state.json").read_text())
-    agent = GRPO.load(path, env=state.get("env_id") or PLACEHOLDER_ENV)
+    agent = grpo.agent_class().load(path, env=state.get("env_id") or PLACEHOLDER_ENV)
     try:
         out = agent.save_pretrained(args.out)
     finally:

@@ -1,253 +1,29 @@
-"""The ``maxent`` command: ``train`` (every agent), ``eval``, ``robustness``, ``sweep`` and
-``export``, generated from the agents' config dataclasses.
+"""The ``maxent`` command: dispatches ``train`` (every registered algorithm, in
+:mod:`maxent.cli.train`), ``eval``, ``robustness``, ``sweep`` and ``export``; the flags of ``eval``
+and ``robustness`` live here.
 
-``maxent train sac --env HalfCheetah-v5 --total-steps 1e6 --config.learning-rate 3e-4`` trains and
-checkpoints into a run directory; running the same command again resumes from its last checkpoint.
-Flags after the algorithm name are parsed by tyro from :class:`TrainArgs` and the agent's config,
-so unknown fields and bad values are rejected with the field's name. The algorithms and their
-built-in defaults are listed in :mod:`maxent.cli.algorithms`.
+Run directories are laid out, found and resumed by :mod:`maxent.training.run`; the algorithms and
+their built-in defaults are the table in :mod:`maxent.agents.registry`.
 """
 
 from __future__ import annotations
 
+# First, before the imports below load torch: its OpenMP runtime reads the team size and the wait
+# policy once, when it loads (maxent.training.threads itself imports nothing heavy).
+from maxent.training.threads import configure_environment as _configure_openmp
+
+_configure_openmp()
+
 import argparse
-import dataclasses
-import inspect
-import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
 
 import tyro
 
 from maxent import __version__
-from maxent.training.config import RESUMABLE_CHANGES
-
-MODEL_SUBDIR = "model"
-
-
-def parse_count(text: str) -> int:
-    """Accept step counts as ``20000``, ``2e4`` or ``20_000``."""
-    digits = text.strip().replace("_", "")
-    try:
-        return int(digits)
-    except ValueError:
-        pass
-    try:
-        value = float(digits)
-    except ValueError:
-        raise ValueError(f"expected a number of steps such as 20000 or 2e4, got {text!r}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise ValueError(f"expected a whole number of steps, got {text!r}")
-    return int(value)
-
-
-Count = Annotated[int, tyro.constructors.PrimitiveConstructorSpec(
-    nargs=1, metavar="INT", instance_from_str=lambda args: parse_count(args[0]),
-    is_instance=lambda x: isinstance(x, int), str_from_instance=lambda x: [str(x)])]
-
-
-@dataclass
-class TrainArgs:
-    """Train an agent; the same command resumes from the run directory's last checkpoint."""
-
-    env: str = "Pendulum-v1"
-    """Env id."""
-    total_steps: Count = 20_000
-    """Steps in total (a resumed run trains only what is left)."""
-    seed: int = 0
-    """Seeds networks, exploration, replay sampling and episode resets."""
-    run_dir: Path | None = None
-    """Where logs and the checkpoint go; default runs/<algo>-<env>-s<seed>."""
-    checkpoint_every: Count = 10_000
-    """Steps between checkpoints (and one at the end)."""
-    save_replay_buffer: bool = True
-    """Keep the replay buffer in checkpoints (needed for an exact resume; SAC and QARL)."""
-    resume: bool = True
-    """Continue from run_dir/model when it exists."""
-    eval_episodes: int = 10
-    """Deterministic episodes for the final evaluation."""
-    progress_bar: bool = True
-    """Show a progress bar with fps and the agent's headline figures."""
-
-
-@dataclass
-class StreamArgs:
-    """The task stream of the continual learners (maxent.envs.continual.PermutedTaskStream);
-    defaults sized for a run of about a minute (the paper's study uses 10 tasks)."""
-
-    n_tasks: int = 3
-    """Permuted-digit tasks in the stream."""
-    schedule: str = "power"
-    """Rehearsal schedule: power, uniform, exponential or none."""
-    rehearsal_fraction: float = 0.25
-    """Rehearsal budget as a fraction of one task's samples."""
-    epochs: int = 1
-    """Passes over each new task."""
-    batch_size: int = 32
-    """Samples per batch (one learning step)."""
-    seed: int = 0
-    """Seeds the permutations and the rehearsal draws."""
-
-
-def _train_args(algorithm: Any) -> type:
-    """The flags of ``maxent train <algorithm>``: TrainArgs + ``config`` (+ ``stream``)."""
-    config_cls = algorithm.config_class()
-
-    def config_default():
-        return config_cls(**algorithm.defaults)
-
-    # Built with make_dataclass so the field's type is the class itself: with postponed annotations
-    # a class body here would hold the string "config_cls", which tyro cannot resolve.
-    fields: list[tuple] = [("config", config_cls, field(default_factory=config_default))]
-    if algorithm.stream:
-        fields.insert(0, ("stream", StreamArgs, field(default_factory=StreamArgs)))
-    fields.insert(0, ("env", str, field(default=algorithm.env or "")))
-    fields.insert(1, ("total_steps", Count, field(default=algorithm.total_steps)))
-    fields.insert(2, ("eval_episodes", int, field(default=algorithm.eval_episodes)))
-    args = dataclasses.make_dataclass("Args", fields, bases=(TrainArgs,))
-    args.__module__ = __name__
-    args.__doc__ = f"{algorithm.summary}. The same command resumes from the run's last checkpoint."
-    return args
-
-
-def _run_dir(algorithm: Any, args: Any) -> Path:
-    if args.run_dir is not None:
-        return args.run_dir
-    where = args.env.replace("/", "_") if args.env else f"{args.stream.schedule}-{args.stream.n_tasks}tasks"
-    return Path("runs") / f"{algorithm.name}-{where}-s{args.seed}"
-
-
-def _build(algorithm: Any, args: Any, run_dir: Path) -> Any:
-    cls = algorithm.agent_class()
-    if algorithm.stream:
-        from maxent.envs.continual import PermutedTaskStream
-
-        stream = PermutedTaskStream(**dataclasses.asdict(args.stream))
-        return cls(stream, config=args.config, seed=args.seed, log_dir=run_dir)
-    if algorithm.name == "grpo":
-        return cls(None, args.env, config=args.config, seed=args.seed, log_dir=run_dir)
-    return cls(args.env, config=args.config, seed=args.seed, log_dir=run_dir)
-
-
-def _resume(algorithm: Any, args: Any, model_dir: Path, run_dir: Path) -> Any:
-    from maxent.training.checkpoint import read_checkpoint_header
-
-    if not args.resume:
-        raise SystemExit(f"maxent train: {model_dir} already holds a checkpoint; drop --no-resume "
-                         "to continue it, or choose another --run-dir")
-    header = read_checkpoint_header(model_dir)
-    cls = algorithm.agent_class()
-    if header["kind"] != cls.checkpoint_kind():
-        raise SystemExit(f"maxent train: {model_dir} holds a {header['kind']} agent, not "
-                         f"{cls.checkpoint_kind()}; choose another --run-dir")
-    saved, wanted = header["config"], args.config.to_json()
-    changed = sorted(k for k in wanted if k in saved and saved[k] != wanted[k]
-                     and k not in RESUMABLE_CHANGES)
-    if changed:
-        raise SystemExit(f"maxent train: {model_dir} was trained with a different config "
-                         f"({', '.join(changed)} differ); resume with the same values or choose "
-                         "another --run-dir")
-    overrides = {k: wanted[k] for k in RESUMABLE_CHANGES if k in wanted}
-    env = None
-    if algorithm.stream:
-        from maxent.envs.continual import PermutedTaskStream
-
-        env = PermutedTaskStream(**dataclasses.asdict(args.stream))
-    agent = cls.load(model_dir, env=env, log_dir=run_dir, **overrides)
-    checks = [("--seed", agent.seed, args.seed)]
-    if not algorithm.stream:
-        checks.insert(0, ("--env", agent.env_id, args.env))
-    for flag, saved_value, value in checks:
-        if saved_value != value:
-            agent.close()
-            raise SystemExit(f"maxent train: {model_dir} was trained with {flag} {saved_value}, not "
-                             f"{value}; resume with {flag} {saved_value} or choose another --run-dir")
-    note = "" if agent.num_timesteps < args.total_steps else \
-        f" (already at or past --total-steps {args.total_steps}: nothing left to train)"
-    print(f"resuming {model_dir} at step {agent.num_timesteps}{note}")
-    return agent
-
-
-def _train(name: str, argv: list[str]) -> int:
-    from maxent.cli.algorithms import find
-
-    algorithm = find(name)
-    if algorithm.name == "grpo":  # warm-up, held-out accuracy, datasets: its own command
-        from maxent.agents.grpo import train_main
-
-        return train_main(argv)
-    args = tyro.cli(_train_args(algorithm), args=argv, prog=f"maxent train {name}")
-    # Checked before anything is built, so a bad flag never costs (or overwrites) a training run.
-    for flag, value in (("--total-steps", args.total_steps), ("--checkpoint-every", args.checkpoint_every),
-                        ("--eval-episodes", args.eval_episodes)):
-        if value < 1:
-            raise SystemExit(f"maxent train: {flag} must be positive, got {value}")
-    run_dir = _run_dir(algorithm, args)
-    model_dir = run_dir / MODEL_SUBDIR
-
-    from maxent.training import runlock
-    # The whole command holds the run directory: a second trainer there is refused before it
-    # reads the checkpoint this one is writing.
-    with runlock.hold(run_dir, purpose=f"maxent train {name}"):
-        # A save killed between its two renames leaves only a .model.old-* sibling, which loads too.
-        if model_dir.exists() or any(run_dir.glob(f".{MODEL_SUBDIR}.old-*")):
-            agent = _resume(algorithm, args, model_dir, run_dir)
-        else:
-            agent = _build(algorithm, args, run_dir)
-        return _train_and_report(algorithm, agent, args, model_dir, run_dir)
-
-
-def _train_and_report(algorithm: Any, agent: Any, args: Any, model_dir: Path, run_dir: Path) -> int:
-    from maxent.training import logging as mlog
-    from maxent.training.agent import CheckpointCallback
-
-    first_step = agent.num_timesteps
-    remaining = args.total_steps - first_step
-    start = time.perf_counter()
-    try:
-        if remaining > 0:
-            save_options = {}
-            if "include_replay_buffer" in inspect.signature(agent.save).parameters:
-                save_options["include_replay_buffer"] = args.save_replay_buffer
-            checkpoints = CheckpointCallback(args.checkpoint_every, model_dir, **save_options)
-            try:
-                agent.learn(remaining, callback=checkpoints, progress_bar=args.progress_bar)
-            except KeyboardInterrupt:
-                raise SystemExit(f"\nmaxent train: interrupted at step {agent.num_timesteps}; the last "
-                                 f"checkpoint in {model_dir} is intact; run the same command to resume"
-                                 ) from None
-        elapsed = time.perf_counter() - start
-        scores = agent.evaluate(args.eval_episodes, seed=10_000 + args.seed)
-        if remaining > 0 and agent.logger is not None:
-            # The final evaluation joins the last log row (TensorBoard and progress.csv).
-            agent.logger.record(mlog.EVAL_RETURN, float(scores.mean()))
-            agent.logger.record(mlog.EVAL_RETURN_STD, float(scores.std()))
-            agent.logger.dump(agent.num_timesteps)
-    finally:
-        agent.close()
-    trained = agent.num_timesteps - first_step
-    fps = trained / elapsed if trained > 0 and elapsed > 0 else 0.0
-    where = args.env or "task stream"
-    what = f"eval {algorithm.metric} {scores.mean():.{3 if algorithm.metric == 'accuracy' else 1}f}"
-    count = f"({args.eval_episodes} episodes)" if algorithm.metric == "return" else f"({len(scores)} tasks)"
-    print(f"{type(agent).__name__} {where}: {agent.num_timesteps} steps, {elapsed:.1f} s, "
-          f"{fps:.0f} steps/s, {what} ± {scores.std():.{3 if algorithm.metric == 'accuracy' else 1}f} "
-          f"{count}; saved to {model_dir}; tensorboard --logdir {run_dir}")
-    return 0
-
-
-def _train_help() -> str:
-    from maxent.cli.algorithms import ALGORITHMS
-
-    width = max(len(n) for n in ALGORITHMS)
-    lines = ["usage: maxent train ALGO [flags]   (maxent train ALGO --help: every flag and default)",
-             "", "algorithms:"]
-    lines += [f"  {a.name:<{width}}  {a.summary}" for a in ALGORITHMS.values()]
-    lines += ["", "The same command resumes from the run directory's last checkpoint."]
-    return "\n".join(lines)
+from maxent.cli.train import parse_count  # noqa: F401  (the step-count parser, imported from here too)
 
 
 @dataclass
@@ -266,24 +42,21 @@ class EvalArgs:
     """Use the policy's mean action."""
 
 
-def _runs_under(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.glob(f"**/{MODEL_SUBDIR}/config.json"))[:20] if root.is_dir() else []
-
-
 def _eval(argv: list[str]) -> int:
     args = tyro.cli(EvalArgs, args=argv, prog="maxent eval")
     if args.episodes < 1:
         raise SystemExit(f"maxent eval: --episodes must be positive, got {args.episodes}")
     import numpy as np
 
-    from maxent.training.checkpoint import CheckpointError, read_checkpoint_header
-    from maxent.cli.algorithms import algorithm_for_kind
+    from maxent.agents.registry import algorithm_for_kind
+    from maxent.training.checkpoint import CheckpointError
+    from maxent.training.run import checkpoint_dir, read_header, runs_under
 
-    path = args.run_dir / MODEL_SUBDIR if (args.run_dir / MODEL_SUBDIR).is_dir() else args.run_dir
+    path = checkpoint_dir(args.run_dir)
     try:
-        header = read_checkpoint_header(path)
+        header = read_header(path)
     except CheckpointError as err:
-        runs = _runs_under(args.run_dir) or _runs_under(Path("runs"))
+        runs = runs_under(args.run_dir) or runs_under(Path("runs"))
         hint = ("; runs found: " + ", ".join(str(r) for r in runs)) if runs else ""
         raise SystemExit(f"maxent eval: {err}{hint}") from None
     algorithm = algorithm_for_kind(header["kind"], header["config"])
@@ -405,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if command == "train":
+            from maxent.cli.train import train_help, train_main
+
             if not rest or rest[0].startswith("-"):
                 if rest and rest[0] in ("-h", "--help"):
-                    print(_train_help())
+                    print(train_help())
                     return 0
                 raise SystemExit("maxent train: name an algorithm first, e.g. `maxent train sac`; "
                                  "`maxent train --help` lists them")
-            return _train(rest[0], rest[1:])
+            return train_main(rest[0], rest[1:])
         return COMMANDS[command](rest)
     except (ValueError, FloatingPointError, RunLockedError) as err:
         raise SystemExit(f"maxent {command}: {err}") from None

@@ -26,61 +26,100 @@ import numpy as np
 __all__ = [
     "AXES",
     "GridEvaluator",
+    "Job",
     "Run",
     "confidence_interval",
     "default_grid",
     "evaluate_mesh",
+    "heatmaps",
     "load_run",
     "mesh_scores",
     "parse_grid",
+    "policy",
     "run_benchmark",
 ]
 
 # Grid axes: absolute torso mass (kg) and tangential friction of all geoms, as in the paper, or
 # factors on the nominal values.
 AXES = ("mass", "friction", "mass_scale", "friction_scale")
-MODEL_SUBDIR = "model"
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# Values one axis may hold: each is evaluated, so more is a typo, and int() refuses longer digits.
+MAX_AXIS_VALUES = 1_000_000
+
+
+def _is_number(text: str) -> bool:
+    r"""Whether ``text`` is ``[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?``, decided with string methods:
+    that regex retries a digit run at every split before failing, quadratic in the run's length."""
+    if text[:1] in ("+", "-"):
+        text = text[1:]
+    mantissa, e, exponent = text.replace("E", "e").partition("e")
+    whole, dot, fraction = mantissa.partition(".")
+    if whole:
+        ok = whole.isdecimal() and (not fraction or fraction.isdecimal())
+    else:
+        ok = bool(dot) and fraction.isdecimal()
+    if e:
+        if exponent[:1] in ("+", "-"):
+            exponent = exponent[1:]
+        ok = ok and exponent.isdecimal()
+    return ok
+
+
+def _numbers(pieces: list[str]) -> bool:
+    return all(_is_number(p) for p in pieces)
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, np.ndarray]:
     """Parse ``["mass=3:9:11", "friction=0.1:1.9:11"]`` into ``{axis: values}``.
 
     Each spec is ``AXIS=LOW:HIGH:N`` (N evenly spaced values, both ends included), ``AXIS=V1,V2,...``
-    or ``AXIS=V``; axes are from :data:`AXES`, each at most once, at most two of them.
+    or ``AXIS=V``; axes are from :data:`AXES`, each at most once, at most two of them. Parsing is
+    linear in the spec's length: it is split on ``=``, ``:`` and ``,`` first and each piece matched
+    on its own.
     """
     grid: dict[str, np.ndarray] = {}
     usage = ("write AXIS=LOW:HIGH:N (e.g. mass=3:9:11), AXIS=V1,V2,... or AXIS=V, with AXIS one of "
              f"{list(AXES)}")
     for spec in specs:
-        match = re.fullmatch(r"\s*(\w+)\s*=\s*(.+?)\s*", str(spec))
-        if match is None:
-            raise ValueError(f"grid spec {spec!r} does not parse: {usage}")
-        axis, body = match.groups()
+        head, eq, body = str(spec).partition("=")
+        axis, body = head.strip(), body.strip()
+        shown = spec if len(str(spec)) <= 80 else f"{str(spec)[:60]}... ({len(str(spec))} characters)"
+        if axis not in AXES and re.fullmatch(r"\w+", axis) is None or not eq or not body \
+                or "\n" in body:
+            raise ValueError(f"grid spec {shown!r} does not parse: {usage}")
         if axis not in AXES:
-            raise ValueError(f"grid spec {spec!r}: unknown axis {axis!r}; {usage}")
+            raise ValueError(f"grid spec {shown!r}: unknown axis {axis!r}; {usage}")
         if axis in grid:
-            raise ValueError(f"grid spec {spec!r}: axis {axis!r} given twice")
-        if re.fullmatch(rf"{_NUMBER}:{_NUMBER}:\d+", body):
-            low, high, n = body.split(":")
+            raise ValueError(f"grid spec {shown!r}: axis {axis!r} given twice")
+        if ":" in body:
+            parts = body.split(":")
+            if len(parts) != 3 or not _numbers(parts[:2]) or not parts[2].isdecimal():
+                raise ValueError(f"grid spec {shown!r} does not parse: {usage}")
+            low, high, n = parts
+            n = n.lstrip("0") or "0"  # int() refuses more than 4300 digits, leading zeros included
+            if len(n) > len(str(MAX_AXIS_VALUES)) or int(n) > MAX_AXIS_VALUES:
+                raise ValueError(f"grid spec {shown!r}: N must be at most {MAX_AXIS_VALUES:,} (every "
+                                 "value is evaluated); use fewer points")
             if int(n) < 1:
-                raise ValueError(f"grid spec {spec!r}: N must be >= 1; {usage}")
+                raise ValueError(f"grid spec {shown!r}: N must be >= 1; {usage}")
             values = np.linspace(float(low), float(high), int(n))
-        elif re.fullmatch(rf"{_NUMBER}(?:,{_NUMBER})*", body):
-            values = np.array([float(v) for v in body.split(",")])
         else:
-            raise ValueError(f"grid spec {spec!r} does not parse: {usage}")
+            pieces = body.split(",")
+            if not _numbers(pieces):
+                raise ValueError(f"grid spec {shown!r} does not parse: {usage}")
+            if len(pieces) > MAX_AXIS_VALUES:
+                raise ValueError(f"grid spec {shown!r}: an axis holds at most {MAX_AXIS_VALUES:,} "
+                                 f"values (every value is evaluated), got {len(pieces):,}")
+            values = np.array([float(v) for v in pieces])
         strict = axis in ("mass", "mass_scale")
         if not np.all(np.isfinite(values)) or np.any(values < 0) or (strict and np.any(values <= 0)):
-            raise ValueError(f"grid spec {spec!r}: {axis} values must be finite and "
-                             f"{'> 0' if strict else '>= 0'}, got {values.tolist()}")
+            raise ValueError(f"grid spec {shown!r}: {axis} values must be finite and "
+                             f"{'> 0' if strict else '>= 0'}, got {np.array2string(values, threshold=8)}")
         grid[axis] = values
     if len(grid) > 2:
         raise ValueError(f"a grid has at most two axes (a heatmap), got {list(grid)}")
     if "mass" in grid and "mass_scale" in grid or "friction" in grid and "friction_scale" in grid:
         raise ValueError(f"give mass or mass_scale, and friction or friction_scale, not both: {list(grid)}")
     return grid
-
 
 def default_grid(task: str, n: int = 11) -> dict[str, np.ndarray]:
     """The paper's n-point torso-mass x friction grid for ``task`` (see envs/adversarial.TASKS)."""
@@ -123,6 +162,8 @@ def _method(kind: str, config: dict, env_id: str | None = None) -> str:
         from maxent.envs.uncertainty import set_of_domain_randomized_id
 
         return "DR" if set_of_domain_randomized_id(env_id) is not None else "SAC"
+    if kind != "QARL":
+        return kind
     curriculum = config.get("curriculum", "gamma")
     return {"gamma": "QARL", "none": "RARL"}.get(curriculum, f"QARL-{curriculum}")
 
@@ -130,40 +171,47 @@ def _method(kind: str, config: dict, env_id: str | None = None) -> str:
 def load_run(run_dir: str | Path) -> Run:
     """Load the protagonist of a run directory (``maxent train`` layout, ``run/model``) or of a
     checkpoint directory; raises ``ValueError`` when it holds none."""
-    from maxent.training.checkpoint import CheckpointError, read_checkpoint_header
     from maxent.envs.uncertainty import register_domain_randomized, set_of_domain_randomized_id
+    from maxent.training.checkpoint import CheckpointError
+    from maxent.training.run import checkpoint_dir, read_header
 
     register_domain_randomized()  # a domain-randomised SAC saved its env as such an id
     run_dir = Path(run_dir)
-    path = run_dir / MODEL_SUBDIR if (run_dir / MODEL_SUBDIR).is_dir() else run_dir
+    path = checkpoint_dir(run_dir)
     try:
-        header = read_checkpoint_header(path)
+        header = read_header(path)
     except (CheckpointError, FileNotFoundError, NotADirectoryError) as err:
         raise ValueError(f"{run_dir} holds no protagonist: expected a run directory from `maxent "
                          f"train sac|qarl|rarl` (with a model/ checkpoint) or a checkpoint directory "
                          f"({err})") from None
+    from maxent.agents.registry import ALGORITHMS, algorithm_for_kind
+
     kind = header["kind"]
-    if kind == "SAC":
-        from maxent.agents.sac import SAC as cls
-    elif kind == "QARL":
-        from maxent.agents.qarl import QARL as cls
-    else:
+    try:
+        algorithm = algorithm_for_kind(kind, header["config"])
+    except ValueError:
+        algorithm = None
+    if algorithm is None or not algorithm.control:
+        controls = ", ".join(a.kind for a in ALGORITHMS.values() if a.control and a.name != "rarl")
         raise ValueError(f"{path} holds a {kind} agent, not a protagonist; the robustness benchmark "
-                         "evaluates SAC, QARL and RARL runs")
-    agent = cls.load(path)
+                         f"evaluates continuous-control runs ({controls}; RARL is QARL's)")
+    agent = algorithm.agent_class().load(path)
     if agent.env_id is None:
         raise ValueError(f"{path} was trained on a custom env instance; its task is unknown")
     randomized = set_of_domain_randomized_id(agent.env_id)
     task = agent.env_id if randomized is None else randomized.task
     return Run(path=run_dir, agent=agent, method=_method(kind, header["config"], agent.env_id),
-               task=task, seed=int(agent.seed), has_adversary=kind == "QARL")
+               task=task, seed=int(agent.seed), has_adversary=algorithm.adversarial)
 
 
 # --------------------------------------------------------------------------- batched rollouts
 
 
 @dataclass
-class _Job:
+class Job:
+    """Episodes of one grid cell (``cell`` indexes the grid) under ``settings``; their returns go
+    to ``out``."""
+
     cell: tuple[int, ...]
     seed: int
     settings: dict[str, float]
@@ -204,7 +252,7 @@ class GridEvaluator:
             pool.append(build())
         return pool[:min(n, self.pool_size)]
 
-    def run(self, jobs: list[_Job], act: Callable[[np.ndarray], np.ndarray],
+    def run(self, jobs: list[Job], act: Callable[[np.ndarray], np.ndarray],
             adversary: Any | None = None) -> None:
         """Play every job's episode; its undiscounted return is appended to ``job.out``.
 
@@ -225,7 +273,7 @@ class GridEvaluator:
                 self._make_env(), bodies=cfg.bodies, max_force=cfg.max_force, torque=cfg.torque,
                 temperature_in_obs=False), len(jobs))
         queue = list(jobs)
-        active: list[tuple[Any, _Job] | None] = [None] * len(envs)
+        active: list[tuple[Any, Job] | None] = [None] * len(envs)
         obs = [None] * len(envs)
         returns = np.zeros(len(envs))
 
@@ -332,8 +380,8 @@ def evaluate_mesh(agent: Any, uncertainty: Any, points_per_dim: int = 10, episod
     own = evaluator is None
     evaluator = evaluator or GridEvaluator(uset.task, max_episode_steps, pool_size, physics=True)
     try:
-        jobs = [_Job((i,), seed + e, point) for i, point in enumerate(points) for e in range(episodes)]
-        evaluator.run(jobs, _policy(agent), adversary=adversary)
+        jobs = [Job((i,), seed + e, point) for i, point in enumerate(points) for e in range(episodes)]
+        evaluator.run(jobs, policy(agent), adversary=adversary)
     finally:
         if own:
             evaluator.close()
@@ -355,7 +403,8 @@ class BenchmarkResult:
     files: dict[str, Path]
 
 
-def _policy(agent: Any) -> Callable[[np.ndarray], np.ndarray]:
+def policy(agent: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The agent's deterministic action for a batch of observations."""
     def act(batch: np.ndarray) -> np.ndarray:
         action = agent.predict(batch, deterministic=True)
         return action[0] if isinstance(action, tuple) else action
@@ -418,8 +467,8 @@ def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | 
     per_run: list[dict[str, Any]] = []
     try:
         for run in runs:
-            act = _policy(run.agent)
-            jobs = [_Job(cell, seed + e, {n: float(axes[n][c]) for n, c in zip(names, cell)})
+            act = policy(run.agent)
+            jobs = [Job(cell, seed + e, {n: float(axes[n][c]) for n, c in zip(names, cell)})
                     for cell in np.ndindex(*shape) for e in range(episodes)]
             evaluator.run(jobs, act)
             cells = np.zeros(shape)
@@ -434,7 +483,7 @@ def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | 
             side = {}
             conditions = [("nominal", None)] + ([("adversary", run.agent)] if run.has_adversary else [])
             for condition, adversary in conditions:
-                side_jobs = [_Job((), seed + e, {}) for e in range(n_side)]
+                side_jobs = [Job((), seed + e, {}) for e in range(n_side)]
                 evaluator.run(side_jobs, act, adversary=adversary)
                 side[condition] = float(np.mean([j.out[0] for j in side_jobs]))
                 rows.append({"run": str(run.path), "method": run.method, "seed": run.seed,
@@ -480,7 +529,7 @@ def run_benchmark(run_dirs: Sequence[str | Path], grid: dict[str, np.ndarray] | 
     table = format_summary(summary, task, axes, episodes,
                            None if uncertainty is None else uncertainty.name)
     files["summary_md"].write_text(table + "\n")
-    _heatmaps(grids, axes, task, files["heatmaps"])
+    heatmaps(grids, axes, task, files["heatmaps"])
     if verbose:
         print(table)
     return BenchmarkResult(rows, summary, grids, axes, files)
@@ -511,7 +560,8 @@ def format_summary(summary: list[dict[str, Any]], task: str, axes: dict[str, np.
     return "\n".join(lines)
 
 
-def _heatmaps(grids: dict[str, np.ndarray], axes: dict[str, np.ndarray], task: str, path: Path) -> None:
+def heatmaps(grids: dict[str, np.ndarray], axes: dict[str, np.ndarray], task: str, path: Path) -> None:
+    """One heatmap per method of its mean return over the two grid axes, saved to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -16,6 +16,7 @@ from torch import Tensor
 
 __all__ = [
     "categorical_entropy",
+    "categorical_log_prob",
     "gaussian_entropy",
     "gaussian_log_prob_from_noise",
     "monte_carlo_entropy",
@@ -135,46 +136,217 @@ def gaussian_entropy(log_std: Tensor) -> Tensor:
     return log_std.sum(-1) + log_std.shape[-1] * _GAUSS_ENT_CONST
 
 
-def _categorical_entropy_rows(logits: Tensor, dtype: torch.dtype) -> Tensor:
-    """H = logsumexp(z) - sum_j softmax(z)_j z_j over the last dim, computed in ``dtype``."""
-    # Clamp so masked (-inf) logits give p * z = 0 * finite = 0 rather than nan.
-    z = logits.to(dtype).clamp(min=torch.finfo(dtype).min)
-    return torch.logsumexp(z, -1) - torch.linalg.vecdot(torch.softmax(z, -1), z)
+def _check_chunk_size(chunk_size) -> None:
+    if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0):
+        raise ValueError(
+            f"chunk_size must be a positive int (rows per chunk) or None, got {chunk_size!r}"
+        )
+
+
+def _shifted(logits: Tensor, dtype: torch.dtype, row_max: Tensor | None = None):
+    """s = z - max(z) in ``dtype`` (a fresh tensor), masked (-inf) logits clamped to the dtype's
+    lowest finite value first; returns ``(s, row_max, argmax)`` (argmax only when computed)."""
+    if logits.dtype == dtype:
+        z = logits.clamp(min=torch.finfo(dtype).min)
+    else:
+        z = logits.to(dtype).clamp_(min=torch.finfo(dtype).min)
+    idx = None
+    if row_max is None:
+        row_max, idx = z.max(-1, keepdim=True)
+    return z.sub_(row_max), row_max, idx
+
+
+def _entropy_forward_rows(logits: Tensor, dtype: torch.dtype):
+    """H, row max m, L = log1p(R) and T = H - L for each row of ``logits`` (see
+    :func:`categorical_entropy` for the formulation)."""
+    s, m, idx = _shifted(logits, dtype)
+    e = torch.exp(s)
+    e.scatter_(-1, idx, 0.0)  # R sums the other classes only: 1 + R would round R away
+    r = e.sum(-1, keepdim=True)
+    big_l = torch.log1p(r)
+    t = torch.linalg.vecdot(e, s, dim=-1).unsqueeze(-1).neg_().div_(1.0 + r)
+    return big_l + t, m, big_l, t
+
+
+class _CategoricalEntropy(torch.autograd.Function):
+    """Entropy with a hand-written backward, dH/dz_j = -p_j (s_j + T): the same positive
+    terms as the forward, and only the logits (no probabilities) kept for the backward pass."""
+
+    @staticmethod
+    def forward(logits, chunk_size, dtype):
+        rows = logits.reshape(-1, logits.shape[-1])
+        parts = [_entropy_forward_rows(c, dtype)
+                 for c in (rows.split(chunk_size) if chunk_size else (rows,))]
+        h, m, big_l, t = (torch.cat(p) for p in zip(*parts))
+        return h.reshape(logits.shape[:-1]), m, big_l, t
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        logits, chunk_size, dtype = inputs
+        _, m, big_l, t = output
+        ctx.save_for_backward(logits, m, big_l, t)
+        ctx.chunk_size, ctx.dtype = chunk_size, dtype
+        ctx.mark_non_differentiable(m, big_l, t)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h, *_):
+        logits, m, big_l, t = ctx.saved_tensors
+        rows = logits.reshape(-1, logits.shape[-1])
+        g = grad_h.reshape(-1, 1).to(ctx.dtype)
+        out = torch.empty_like(rows)
+        step = ctx.chunk_size or max(rows.shape[0], 1)
+        for lo in range(0, rows.shape[0], step):
+            sl = slice(lo, lo + step)
+            s, _, _ = _shifted(rows[sl], ctx.dtype, m[sl])
+            p = torch.exp(s - big_l[sl])
+            # -g p_j (log p_j + H) with log p_j + H = s_j + T: no cancellation near collapse.
+            out[sl] = s.add_(t[sl]).mul_(p).mul_(-g[sl])
+        return out.reshape(logits.shape), None, None
 
 
 def categorical_entropy(logits: Tensor, *, chunk_size: int | None = None) -> Tensor:
     """Entropy of the categorical distribution softmax(logits) over the last dim.
 
-    H(z) = logsumexp(z) - sum_j softmax(z)_j z_j, which needs no log of probabilities, so it is
-    exact for tiny probabilities and for masked logits set to -inf.
+    Formulation. Shift by the row maximum m = z_k: s_j = z_j - m <= 0, s_k = 0, and let
+    R = sum_{j != k} exp(s_j) (the argmax left out), so Z = 1 + R, log Z = log1p(R) =: L and
+    log p_j = s_j - L. Then
+
+        H = -sum_j p_j log p_j = L + T,    T = sum_j p_j (-s_j) = sum_{j != k} e^{s_j} (-s_j) / (1 + R),
+
+    a sum of non-negative terms, so nothing cancels. The textbook logsumexp(z) - sum_j p_j z_j
+    subtracts two numbers of size |m| whose difference near collapse (H << 1) is below float32's
+    resolution of |m|; here R never passes through 1 + R before its log, and terms with
+    underflowed e^{s_j} (p_j log p_j -> 0) and masked logits (clamped to the lowest finite
+    value, so 0 * finite) contribute exactly 0. Each term is exact to a few ulp, so H is accurate
+    to a relative ~n * eps whatever its size.
+
+    The backward pass is dH/dz_j = -p_j (log p_j + H) = -p_j (s_j + T), again free of the
+    cancellation that autograd of the textbook form suffers (for the argmax, p_k - p_k (1 + T)).
+    It recomputes p from the logits, chunk by chunk, so autograd keeps no (..., n_classes)
+    float32 probabilities; it is differentiable once (no double backward).
 
     Args:
         logits: unnormalised log-probabilities, shape (..., n_classes); any float dtype.
             Half precision (bf16/fp16) is upcast to float32, so the result is float32.
         chunk_size: if given, the flattened leading dims are processed this many rows at a time,
-            upcasting one chunk at a time. This bounds the float32 temporaries to
-            ``chunk_size * n_classes`` (for LLM vocabularies), e.g. under ``torch.no_grad``;
-            with autograd on, each chunk's softmax is still kept for the backward pass.
+            upcasting one chunk at a time (forward and backward). This bounds the float32
+            temporaries to a few ``chunk_size * n_classes`` (for LLM vocabularies).
 
     Returns:
         Entropy in nats, shape ``logits.shape[:-1]``, float32 (float64 for float64 input).
+        A row whose logits are all -inf counts as uniform (log n_classes).
     """
     if logits.ndim == 0:
         raise ValueError(
             "categorical_entropy needs logits with a class dimension (shape (..., n_classes)), "
             "got a 0-dim tensor; add a last dimension"
         )
-    dtype = torch.promote_types(logits.dtype, torch.float32)
-    if chunk_size is None:
-        return _categorical_entropy_rows(logits, dtype)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+    if logits.shape[-1] == 0:
         raise ValueError(
-            f"chunk_size must be a positive int (rows per chunk) or None, got {chunk_size!r}"
+            "categorical_entropy needs at least one class, got logits of shape "
+            f"{tuple(logits.shape)}; the last dimension indexes the classes"
         )
-    rows = logits.reshape(-1, logits.shape[-1])  # (n_rows, n_classes)
-    parts = [_categorical_entropy_rows(chunk, dtype) for chunk in rows.split(chunk_size)]
-    out = torch.cat(parts) if parts else rows.new_empty(0, dtype=dtype)
-    return out.reshape(logits.shape[:-1])
+    if not logits.is_floating_point():
+        raise ValueError(f"categorical_entropy needs float logits, got {logits.dtype}; "
+                         "cast them with .float()")
+    _check_chunk_size(chunk_size)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    return _CategoricalEntropy.apply(logits, chunk_size, dtype)[0]
+
+
+def _log_prob_forward_rows(logits: Tensor, index: Tensor, dtype: torch.dtype):
+    """log p_t, row max m, L = log1p(R), R and the argmax for each row (see
+    :func:`categorical_log_prob`)."""
+    z = logits.to(dtype)
+    m, idx = z.max(-1, keepdim=True)
+    s = z - m
+    s_t = s.gather(-1, index)
+    e = s.exp_()  # s is not needed past s_t
+    e.scatter_(-1, idx, 0.0)
+    r = e.sum(-1, keepdim=True)
+    big_l = torch.log1p(r)
+    return s_t - big_l, m, big_l, r, idx
+
+
+class _CategoricalLogProb(torch.autograd.Function):
+    """log softmax(z)_t with the backward d/dz_j = delta_jt - p_j, where the argmax's
+    1 - p_k is taken as R / (1 + R) (autograd of log_softmax rounds it to 0 near collapse)."""
+
+    @staticmethod
+    def forward(logits, index, chunk_size, dtype):
+        rows, idx_rows = logits.reshape(-1, logits.shape[-1]), index.reshape(-1, 1)
+        if chunk_size:
+            pairs = zip(rows.split(chunk_size), idx_rows.split(chunk_size))
+        else:
+            pairs = ((rows, idx_rows),)
+        parts = [_log_prob_forward_rows(c, i, dtype) for c, i in pairs]
+        lp, m, big_l, r, argmax = (torch.cat(p) for p in zip(*parts))
+        return lp.reshape(index.shape), m, big_l, r, argmax
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        logits, index, chunk_size, dtype = inputs
+        _, m, big_l, r, argmax = output
+        ctx.save_for_backward(logits, index, m, r, argmax)
+        ctx.chunk_size, ctx.dtype = chunk_size, dtype
+        ctx.mark_non_differentiable(m, big_l, r, argmax)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_lp, *_):
+        logits, index, m, r, argmax = ctx.saved_tensors
+        rows, t = logits.reshape(-1, logits.shape[-1]), index.reshape(-1, 1)
+        g = grad_lp.reshape(-1, 1).to(ctx.dtype)
+        out = torch.empty_like(rows)
+        step = ctx.chunk_size or max(rows.shape[0], 1)
+        for lo in range(0, rows.shape[0], step):
+            sl = slice(lo, lo + step)
+            p = (rows[sl].to(ctx.dtype) - m[sl]).exp_().div_(1.0 + r[sl])  # m + L would round
+            # delta_jt - p_j: 1 - p_t at the target, R / (1 + R) exactly when it is the argmax.
+            own = torch.where(t[sl] == argmax[sl], r[sl] / (1.0 + r[sl]),
+                              1.0 - p.gather(-1, t[sl]))
+            out[sl] = p.mul_(-g[sl]).scatter_(-1, t[sl], own * g[sl])
+        return out.reshape(logits.shape), None, None, None
+
+
+def categorical_log_prob(logits: Tensor, index: Tensor, *,
+                         chunk_size: int | None = None) -> Tensor:
+    """log softmax(logits)[..., index]: the log-probability of class ``index`` (a sampled token).
+
+    Formulation, as in :func:`categorical_entropy`: with s_j = z_j - max z and
+    R = sum_{j != argmax} e^{s_j}, log p_t = s_t - log1p(R), two non-positive terms, so nothing
+    cancels. ``log_softmax(z).gather(t)`` computes the argmax's log-probability as
+    -log(1 + R), which rounds to 0 once R < 2^-24 in float32 (every digit of a near-certain
+    token's log p lost, though never more than ~1e-7 nats), and its backward 1 - p_t to 0. The
+    backward here recomputes p chunk by chunk from the logits, so autograd keeps no
+    (..., n_classes) tensor beyond the logits themselves; it is differentiable once.
+
+    Args:
+        logits: unnormalised log-probabilities, shape (..., n_classes); half precision is upcast
+            to float32.
+        index: integer class indices, shape ``logits.shape[:-1]``.
+        chunk_size: rows (of the flattened leading dims) processed at a time, as in
+            :func:`categorical_entropy`.
+
+    Returns:
+        Log-probabilities, shape ``index.shape``, float32 (float64 for float64 logits).
+    """
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError("categorical_log_prob needs logits of shape (..., n_classes) with at "
+                         f"least one class, got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"categorical_log_prob needs float logits, got {logits.dtype}; "
+                         "cast them with .float()")
+    if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
+        raise ValueError(f"index must hold integer class ids, got {index.dtype}; use .long()")
+    if tuple(index.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(f"index must have shape logits.shape[:-1] = {tuple(logits.shape[:-1])}, "
+                         f"got {tuple(index.shape)}")
+    _check_chunk_size(chunk_size)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    return _CategoricalLogProb.apply(logits, index.long(), chunk_size, dtype)[0]
 
 
 def monte_carlo_entropy(log_probs: Tensor, dim: int = -1) -> Tensor:

@@ -78,25 +78,33 @@ def cluster_answers(
     return ids
 
 
-def _answer_weights(n: int, weights, log_weights: bool) -> list[float]:
-    """Per-answer probabilities summing to 1 (uniform when ``weights`` is None)."""
+def _answer_log_weights(n: int, weights, log_weights: bool) -> list[float]:
+    """Per-answer unnormalised log-weights (all 0 when ``weights`` is None), after checks."""
     if weights is None:
-        return [1.0 / n] * n
+        return [0.0] * n
     w = torch.as_tensor(weights, dtype=torch.float64).flatten()
     if w.numel() != n:
         raise ValueError(f"weights must have one entry per answer ({n}), got {w.numel()}")
     if torch.isnan(w).any():
         raise ValueError(f"weights contain NaN: {w.tolist()}")
-    if log_weights:  # sequence log-probs: normalise in log space (products underflow)
+    if log_weights:  # sequence log-probs: kept in log space (products underflow)
         if not torch.isfinite(w).any():
             raise ValueError("log_weights are all -inf; at least one answer needs a probability")
-        return torch.softmax(w, 0).tolist()
+        if (w == math.inf).any():
+            raise ValueError(f"log_weights must be < +inf (log-probabilities), got {w.tolist()}")
+        return w.tolist()
     if (w < 0).any() or not torch.isfinite(w).all():
         raise ValueError(f"weights must be finite and >= 0 (probabilities), got {w.tolist()}")
-    total = float(w.sum())
-    if total <= 0:
+    if float(w.sum()) <= 0:
         raise ValueError("weights sum to 0; pass sequence probabilities (or log_weights=True)")
-    return (w / total).tolist()
+    return torch.log(w).tolist()
+
+
+def _logsumexp(xs: list[float]) -> float:
+    m = max(xs)
+    if m == -math.inf:
+        return m
+    return m + math.log(math.fsum(math.exp(x - m) for x in xs))
 
 
 def semantic_entropy(
@@ -137,14 +145,24 @@ def semantic_entropy(
     if n == 0:
         raise ValueError("answers is empty; semantic entropy needs at least one answer")
     ids = cluster_answers(answers, equivalent)
-    w = _answer_weights(n, weights, log_weights)
-    mass = [0.0] * (max(ids) + 1)
-    for cid, wi in zip(ids, w):
-        mass[cid] += wi
+    logw = _answer_log_weights(n, weights, log_weights)
+    members: list[list[float]] = [[] for _ in range(max(ids) + 1)]
+    for cid, lw in zip(ids, logw):
+        members[cid].append(lw)
+    # Cluster log-masses shifted by the largest (s_k <= 0, s_K = 0), clusters of zero mass
+    # dropped; with R = sum_{k != K} e^{s_k}: log p(C_k) = s_k - log1p(R), so
+    #   plug-in:     SE = log1p(R) + sum_{k != K} e^{s_k} (-s_k) / (1 + R)
+    #   Monte Carlo: SE = log1p(R) + (1/K) sum_k (-s_k),
+    # sums of non-negative terms: exact where a near-certain cluster (p = 1 - R, R below the
+    # resolution of 1) would make -sum p log p lose the digits of its own term.
+    lam = [v for v in map(_logsumexp, members) if v > -math.inf]
+    top = max(range(len(lam)), key=lam.__getitem__)
+    s = [v - lam[top] for v in lam]
+    others = [sk for k, sk in enumerate(s) if k != top]
+    r = math.fsum(math.exp(sk) for sk in others)
     if estimator == "plugin":
-        return float(-sum(p * math.log(p) for p in mass if p > 0))
-    logs = [math.log(p) for p in mass if p > 0]
-    return float(-sum(logs) / len(logs))
+        return math.log1p(r) + math.fsum(math.exp(sk) * -sk for sk in others) / (1.0 + r)
+    return math.log1p(r) + math.fsum(-sk for sk in s) / len(s)
 
 
 def seed_scale(x: Tensor, mode: str = "linear", *, gamma: float = 2.0) -> Tensor:

@@ -21,7 +21,9 @@ reference implementation: top-k of a micro-batch is not top-k of the batch).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,6 +31,7 @@ from torch import Tensor
 __all__ = [
     "AGGREGATIONS",
     "INTERVENTIONS",
+    "LossSettings",
     "SAMPLING_CORRECTIONS",
     "STEER_MODES",
     "TokenLoss",
@@ -545,41 +548,218 @@ def masked_fraction(weights: Tensor, mask: Tensor) -> Tensor:
     return (zeroed & m).sum() / m.sum().clamp(min=1)
 
 
+@dataclass(frozen=True)
+class LossSettings:
+    """The settings of :func:`policy_loss` that stay fixed over a run (GRPO builds one from its
+    config); the tensors and the per-step values (entropy coefficient, normalizers) are arguments.
+
+    Attributes:
+        intervention: one of ``INTERVENTIONS`` (see :func:`policy_loss`); default "none".
+        aggregation: one of ``AGGREGATIONS``; default "token-mean".
+        clip_low, clip_high: eps_low / eps_high of the clipped surrogate, defaults 0.2 / 0.28.
+        dual_clip: c > 1 for dual clip on negative advantages (verl uses 3.0); default None.
+        kl_coef: beta of the k3 KL term to the reference model; default 0 (no reference).
+        kl_importance_correction: multiply kl3_t by r_t (with grad), the unbiased reverse-KL
+            gradient of DeepSeek-V3.2; TRL 1.16's ``use_bias_correction_kl`` (default True there).
+            Default False: the GRPO paper's plain k3 term.
+        kl_cov_coef: beta of KL-Cov, default 1.
+        steer_mode, lambda_min, lambda_max: STEER settings (see ``steer_weights``); checked when
+            STEER is used.
+        entropy_aggregation: aggregation of the entropy bonus; default: ``aggregation`` (verl).
+            TRL uses "token-mean" over the micro-batch whatever its loss type.
+        max_length: Dr.GRPO's L for "seq-mean-token-sum-norm" (see ``aggregate``).
+        check_finite: raise on NaN in the log-probs and on non-finite (inf or NaN) advantages at
+            valid tokens (one host sync each). Masked tokens may hold anything: their log-ratios
+            and advantages are set to 0 before use, so they add exactly 0 to loss and gradient.
+    """
+
+    intervention: str = "none"
+    aggregation: str = "token-mean"
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: float | None = None
+    kl_coef: float = 0.0
+    kl_importance_correction: bool = False
+    kl_cov_coef: float = 1.0
+    steer_mode: str = "exponential"
+    lambda_min: float = 0.8
+    lambda_max: float = 1.2
+    entropy_aggregation: str | None = None
+    max_length: int | None = None
+    check_finite: bool = True
+
+    def __post_init__(self) -> None:
+        _check_name(self.intervention, INTERVENTIONS, "intervention")
+        _check_name(self.aggregation, AGGREGATIONS, "aggregation")
+        if self.entropy_aggregation is not None:
+            _check_name(self.entropy_aggregation, AGGREGATIONS, "entropy_aggregation")
+        if not 0.0 <= self.clip_low < 1.0:
+            raise ValueError(f"clip_low must be in [0, 1), got {self.clip_low} (default 0.2)")
+        if not self.clip_high >= 0.0:
+            raise ValueError(f"clip_high must be >= 0, got {self.clip_high} (default 0.28)")
+        if self.dual_clip is not None and not self.dual_clip > 1.0:
+            raise ValueError(f"dual_clip must be > 1 (e.g. 3.0) or None, got {self.dual_clip}")
+
+
+_SETTING_NAMES = tuple(f.name for f in fields(LossSettings))
+
+
+def _settings_from(settings: LossSettings | None, legacy: dict[str, Any]) -> LossSettings:
+    """``settings``, or the one the old keyword-argument call names (deprecated)."""
+    if not legacy:
+        return LossSettings() if settings is None else settings
+    unknown = sorted(set(legacy) - set(_SETTING_NAMES))
+    if unknown:
+        raise TypeError(f"policy_loss() got unexpected keyword argument(s) {unknown}; its "
+                        f"settings go in LossSettings({', '.join(_SETTING_NAMES)})")
+    if settings is not None:
+        raise TypeError(f"policy_loss() got settings and the keyword(s) {sorted(legacy)}; put "
+                        "them all in the LossSettings")
+    warnings.warn(f"policy_loss(..., {', '.join(f'{k}=' for k in legacy)}) is deprecated: pass "
+                  f"policy_loss(..., LossSettings({', '.join(f'{k}=' for k in legacy)})) (the "
+                  "keywords are removed in maxent 0.3)", DeprecationWarning, stacklevel=3)
+    return LossSettings(**legacy)
+
+
+def _intervene(s: LossSettings, per_token: Tensor, ratio: Tensor, log_probs: Tensor, old: Tensor,
+               a: Tensor, m: Tensor, selected: Tensor | None, old_entropy: Tensor | None,
+               token_weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The intervention's change to the per-token loss: (per-token loss, tokens it touched,
+    STEER weights or None)."""
+    shape = log_probs.shape
+    touched = torch.zeros_like(m)
+    if s.intervention in ("clip_cov", "kl_cov"):
+        if selected is None:
+            raise ValueError(
+                f"intervention {s.intervention!r} needs selected=select_tokens("
+                f"{s.intervention!r}, ...) computed once on the whole training batch (then sliced "
+                "per micro-batch)"
+            )
+        _check_2d("selected", selected, shape)
+        touched = selected.to(torch.bool) & m
+        if s.intervention == "clip_cov":
+            return torch.where(touched, torch.zeros_like(per_token), per_token), touched, None
+        log_ratio = torch.where(m, log_probs - old, 0.0)  # (B, T), 0 at padding
+        kl_loss = -a * ratio + s.kl_cov_coef * log_ratio.abs()
+        return torch.where(touched, kl_loss, per_token), touched, None
+    if s.intervention == "steer":
+        if token_weights is None:
+            if old_entropy is None:
+                raise ValueError(
+                    "intervention 'steer' needs old_entropy=(B, T) rollout token entropy, or "
+                    "token_weights=steer_weights(...) computed on the whole batch"
+                )
+            token_weights = steer_weights(
+                log_probs, old, a, old_entropy, m,
+                mode=s.steer_mode, lambda_min=s.lambda_min, lambda_max=s.lambda_max)
+        else:
+            _check_lambdas(s.steer_mode, s.lambda_min, s.lambda_max)
+            _check_2d("token_weights", token_weights, shape)
+        weights = token_weights.detach().to(per_token.dtype)
+        return per_token * weights, (weights != 1.0) & m, weights
+    return per_token, touched, None
+
+
+def _kl_term(s: LossSettings, per_token: Tensor, ratio: Tensor, log_probs: Tensor,
+             ref_log_probs: Tensor | None, m: Tensor) -> tuple[Tensor, Tensor]:
+    """Adds kl_coef * k3 KL to the reference to the per-token loss; returns it and the KL metric."""
+    if ref_log_probs is None:
+        if s.kl_coef != 0.0:
+            raise ValueError(f"kl_coef = {s.kl_coef} needs ref_log_probs (reference log-probs)")
+        return per_token, torch.zeros((), device=log_probs.device)
+    _check_2d("ref_log_probs", ref_log_probs, log_probs.shape)
+    if s.check_finite:
+        _check_no_nan("ref_log_probs", ref_log_probs, m)
+    kl = k3_kl(log_probs, ref_log_probs, m)
+    if s.kl_coef != 0.0:
+        kl_term = kl * ratio if s.kl_importance_correction else kl
+        per_token = per_token + s.kl_coef * kl_term
+    return per_token, _masked_mean(kl, m)
+
+
+def _weigh_samples(per_token: Tensor, sampling_weights: Tensor | None) -> Tensor:
+    if sampling_weights is None:
+        return per_token
+    shape = per_token.shape
+    if sampling_weights.dim() != 2 or sampling_weights.shape[0] != shape[0] or \
+            sampling_weights.shape[1] not in (1, shape[1]):
+        raise ValueError(f"sampling_weights must have shape {tuple(shape)} or ({shape[0]}, 1), "
+                         f"got {tuple(sampling_weights.shape)}")
+    return per_token * sampling_weights.detach().to(per_token.dtype)
+
+
+def _entropy_bonus(s: LossSettings, entropy: Tensor | None, entropy_coef: float | Tensor,
+                   m: Tensor, normalizer: float | None, entropy_normalizer: float | None
+                   ) -> tuple[Tensor | float | None, Tensor | None, dict[str, Tensor]]:
+    """(coefficient, aggregated bonus) to subtract from the loss, both None when there is none,
+    and the entropy metrics."""
+    if entropy is None:
+        if isinstance(entropy_coef, Tensor) or entropy_coef != 0.0:
+            raise ValueError("entropy_coef is non-zero but entropy (the (B, T) token entropy with "
+                             "grad) was not given")
+        return None, None, {}
+    _check_2d("entropy", entropy, m.shape)
+    metrics = {"entropy": _masked_mean(entropy, m)}
+    coef = entropy_coef.detach() if isinstance(entropy_coef, Tensor) else float(entropy_coef)
+    if not isinstance(coef, Tensor) and coef == 0.0:
+        return None, None, metrics
+    mode = s.aggregation if s.entropy_aggregation is None else s.entropy_aggregation
+    norm = normalizer if mode == s.aggregation else entropy_normalizer
+    bonus = aggregate(entropy, m, mode, normalizer=norm, max_length=s.max_length)
+    metrics["entropy_bonus"] = bonus.detach()
+    return coef, bonus, metrics
+
+
+def _diagnostics(ratio: Tensor, flags: dict[str, Tensor], touched: Tensor, weights: Tensor | None,
+                 old: Tensor, a: Tensor, m: Tensor) -> dict[str, Tensor]:
+    """Clip fractions, ratio, log-prob/advantage covariance and STEER weight statistics."""
+    zero = torch.zeros((), device=ratio.device)
+    r = ratio.detach()
+    metrics = {
+        "clip_fraction_low": _masked_mean(flags["low"].float(), m),
+        "clip_fraction_high": _masked_mean(flags["high"].float(), m),
+        "clip_fraction": _masked_mean((flags["low"] | flags["high"]).float(), m),
+        "dual_clip_fraction": _masked_mean(flags["dual"].float(), m),
+        "touched_fraction": _masked_mean(touched.float(), m),
+        "ratio_mean": _masked_mean(r, m),
+        "ratio_max": r.masked_fill(~m, -math.inf).max() if bool(m.any()) else zero,
+    }
+    cov = token_covariance(old, a, m)
+    metrics["cov_mean"] = _masked_mean(cov, m)
+    metrics["cov_max"] = cov.masked_fill(~m, -math.inf).max() if bool(m.any()) else zero
+    if weights is not None and bool(m.any()):
+        metrics["weight_min"] = weights.masked_fill(~m, math.inf).min()
+        metrics["weight_mean"] = _masked_mean(weights, m)
+        metrics["weight_max"] = weights.masked_fill(~m, -math.inf).max()
+    else:
+        one = torch.ones((), device=ratio.device)
+        metrics["weight_min"] = metrics["weight_mean"] = metrics["weight_max"] = one
+    return metrics
+
+
 def policy_loss(
     log_probs: Tensor,
     old_log_probs: Tensor,
     advantages: Tensor,
     mask: Tensor,
+    settings: LossSettings | None = None,
     *,
-    intervention: str = "none",
     selected: Tensor | None = None,
     old_entropy: Tensor | None = None,
     entropy: Tensor | None = None,
     entropy_coef: float | Tensor = 0.0,
-    aggregation: str = "token-mean",
-    clip_low: float = 0.2,
-    clip_high: float = 0.28,
-    dual_clip: float | None = None,
-    kl_cov_coef: float = 1.0,
-    steer_mode: str = "exponential",
-    lambda_min: float = 0.8,
-    lambda_max: float = 1.2,
     ref_log_probs: Tensor | None = None,
-    kl_coef: float = 0.0,
     normalizer: float | None = None,
-    max_length: int | None = None,
-    token_weights: Tensor | None = None,
-    entropy_aggregation: str | None = None,
     entropy_normalizer: float | None = None,
-    kl_importance_correction: bool = False,
+    token_weights: Tensor | None = None,
     sampling_weights: Tensor | None = None,
-    check_finite: bool = True,
+    **legacy: Any,
 ) -> TokenLoss:
     """GRPO-family token loss with an optional entropy intervention:
 
         loss = agg_t( l_t^int + kl_coef * kl3_t ) - entropy_coef * agg'_t( H_t )
 
-    l_t is ``clipped_surrogate``; the intervention changes it per token:
+    l_t is ``clipped_surrogate``; the intervention (``settings.intervention``) changes it per token:
 
     - ``"none"``: l_t.
     - ``"clip_cov"`` (Cui et al. 2025, Eq. 12): l_t for unselected tokens; 0 (value and gradient)
@@ -603,36 +783,23 @@ def policy_loss(
         old_log_probs: (B, T) rollout log-probs (detached).
         advantages: (B,), (B, 1) or (B, T).
         mask: (B, T) valid tokens, bool or 0/1.
-        intervention: one of ``INTERVENTIONS``; default "none".
+        settings: the :class:`LossSettings` (default ``LossSettings()``). Passing its fields as
+            keywords instead still works, with a ``DeprecationWarning``.
         selected: (B, T) bool from ``select_tokens`` (required for clip_cov / kl_cov; ignored
             otherwise).
         old_entropy: (B, T) rollout token entropy, for STEER without ``token_weights``.
         entropy: (B, T) current token entropy with grad, for the bonus (and the metric).
         entropy_coef: bonus coefficient (float or 0-dim tensor, e.g. a controller's value;
             detached), default 0.
-        aggregation: one of ``AGGREGATIONS``; default "token-mean".
-        clip_low, clip_high: eps_low / eps_high, defaults 0.2 / 0.28.
-        dual_clip: c > 1 for dual clip on negative advantages (verl uses 3.0); default None.
-        kl_cov_coef: beta of KL-Cov, default 1.
-        steer_mode, lambda_min, lambda_max: STEER settings (see ``steer_weights``).
         ref_log_probs: (B, T) reference-model log-probs for the k3 KL term.
-        kl_coef: beta of the k3 KL term; default 0 (no reference).
-        normalizer, max_length: passed to ``aggregate`` (global-batch divisor; Dr.GRPO's L).
-        token_weights: (B, T) precomputed STEER weights.
-        entropy_aggregation: aggregation of the entropy bonus; default: ``aggregation`` (verl).
-            TRL uses "token-mean" over the micro-batch whatever its loss type.
+        normalizer: passed to ``aggregate`` (the global-batch divisor, for micro-batches).
         entropy_normalizer: the bonus's divisor when ``entropy_aggregation`` differs from
             ``aggregation`` (else ``normalizer`` is used).
-        kl_importance_correction: multiply kl3_t by r_t (with grad), the unbiased reverse-KL
-            gradient of DeepSeek-V3.2; TRL 1.16's ``use_bias_correction_kl`` (default True there).
-            Default False: the GRPO paper's plain k3 term.
+        token_weights: (B, T) precomputed STEER weights.
         sampling_weights: (B, T) or (B, 1) importance weights of samples drawn by another
             engine than the trainer (vLLM), from :func:`sampler_importance_weights`; every
             token's loss (KL included) is multiplied by its weight, as in TRL's
             ``vllm_importance_sampling_correction``.
-        check_finite: raise on NaN in the log-probs and on non-finite (inf or NaN) advantages at
-            valid tokens (one host sync each). Masked tokens may hold anything: their log-ratios
-            and advantages are set to 0 before use, so they add exactly 0 to loss and gradient.
 
     Returns:
         ``TokenLoss``: ``loss`` and metrics "policy_loss", "clip_fraction" (+ "_low", "_high"),
@@ -640,22 +807,13 @@ def policy_loss(
         "cov_mean", "cov_max", "weight_min", "weight_mean", "weight_max" and, if ``entropy`` is
         given, "entropy" (token mean) and "entropy_bonus" (the aggregated bonus term).
     """
-    _check_name(intervention, INTERVENTIONS, "intervention")
-    _check_name(aggregation, AGGREGATIONS, "aggregation")
-    if entropy_aggregation is not None:
-        _check_name(entropy_aggregation, AGGREGATIONS, "entropy_aggregation")
+    s = _settings_from(settings, legacy)
     _check_2d("log_probs", log_probs)
     shape = log_probs.shape
     _check_2d("old_log_probs", old_log_probs, shape)
     m = _bool_mask(mask, shape)
     a = _expand_advantages(advantages, shape).to(log_probs.dtype)
-    if not 0.0 <= clip_low < 1.0:
-        raise ValueError(f"clip_low must be in [0, 1), got {clip_low} (default 0.2)")
-    if not clip_high >= 0.0:
-        raise ValueError(f"clip_high must be >= 0, got {clip_high} (default 0.28)")
-    if dual_clip is not None and not dual_clip > 1.0:
-        raise ValueError(f"dual_clip must be > 1 (e.g. 3.0) or None, got {dual_clip}")
-    if check_finite:
+    if s.check_finite:
         _check_no_nan("log_probs", log_probs, m)
         _check_no_nan("old_log_probs", old_log_probs, m)
         _check_finite_advantages(a, m)
@@ -663,97 +821,19 @@ def policy_loss(
     a = torch.where(m, a, 0.0)  # (B, T); padding's advantage, even inf or NaN, never reaches a grad
 
     per_token, ratio, flags = clipped_surrogate(
-        log_probs, old, a, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mask=m)
+        log_probs, old, a, clip_low=s.clip_low, clip_high=s.clip_high, dual_clip=s.dual_clip,
+        mask=m)
+    per_token, touched, weights = _intervene(s, per_token, ratio, log_probs, old, a, m, selected,
+                                             old_entropy, token_weights)
+    per_token, kl = _kl_term(s, per_token, ratio, log_probs, ref_log_probs, m)
+    per_token = _weigh_samples(per_token, sampling_weights)
 
-    touched = torch.zeros_like(m)
-    weights = None
-    if intervention in ("clip_cov", "kl_cov"):
-        if selected is None:
-            raise ValueError(
-                f"intervention {intervention!r} needs selected=select_tokens({intervention!r}, "
-                "...) computed once on the whole training batch (then sliced per micro-batch)"
-            )
-        _check_2d("selected", selected, shape)
-        touched = selected.to(torch.bool) & m
-        if intervention == "clip_cov":
-            per_token = torch.where(touched, torch.zeros_like(per_token), per_token)
-        else:
-            log_ratio = torch.where(m, log_probs - old, 0.0)  # (B, T), 0 at padding
-            kl_loss = -a * ratio + kl_cov_coef * log_ratio.abs()
-            per_token = torch.where(touched, kl_loss, per_token)
-    elif intervention == "steer":
-        if token_weights is None:
-            if old_entropy is None:
-                raise ValueError(
-                    "intervention 'steer' needs old_entropy=(B, T) rollout token entropy, or "
-                    "token_weights=steer_weights(...) computed on the whole batch"
-                )
-            token_weights = steer_weights(
-                log_probs, old, a, old_entropy, m,
-                mode=steer_mode, lambda_min=lambda_min, lambda_max=lambda_max)
-        else:
-            _check_lambdas(steer_mode, lambda_min, lambda_max)
-            _check_2d("token_weights", token_weights, shape)
-        weights = token_weights.detach().to(per_token.dtype)
-        per_token = per_token * weights
-        touched = (weights != 1.0) & m
-
-    metrics: dict[str, Tensor] = {}
-    if ref_log_probs is not None:
-        _check_2d("ref_log_probs", ref_log_probs, shape)
-        if check_finite:
-            _check_no_nan("ref_log_probs", ref_log_probs, m)
-        kl = k3_kl(log_probs, ref_log_probs, m)
-        if kl_coef != 0.0:
-            kl_term = kl * ratio if kl_importance_correction else kl
-            per_token = per_token + kl_coef * kl_term
-        metrics["kl"] = _masked_mean(kl, m)
-    else:
-        if kl_coef != 0.0:
-            raise ValueError(f"kl_coef = {kl_coef} needs ref_log_probs (reference log-probs)")
-        metrics["kl"] = torch.zeros((), device=log_probs.device)
-
-    if sampling_weights is not None:
-        if sampling_weights.dim() != 2 or sampling_weights.shape[0] != shape[0] or \
-                sampling_weights.shape[1] not in (1, shape[1]):
-            raise ValueError(f"sampling_weights must have shape {tuple(shape)} or ({shape[0]}, 1), "
-                             f"got {tuple(sampling_weights.shape)}")
-        per_token = per_token * sampling_weights.detach().to(per_token.dtype)
-
-    loss = aggregate(per_token, m, aggregation, normalizer=normalizer, max_length=max_length)
-    metrics["policy_loss"] = loss.detach()
-
-    if entropy is not None:
-        _check_2d("entropy", entropy, shape)
-        metrics["entropy"] = _masked_mean(entropy, m)
-        coef = entropy_coef.detach() if isinstance(entropy_coef, Tensor) else float(entropy_coef)
-        if isinstance(coef, Tensor) or coef != 0.0:
-            ent_mode = aggregation if entropy_aggregation is None else entropy_aggregation
-            ent_norm = normalizer if ent_mode == aggregation else entropy_normalizer
-            bonus = aggregate(entropy, m, ent_mode, normalizer=ent_norm, max_length=max_length)
-            loss = loss - coef * bonus
-            metrics["entropy_bonus"] = bonus.detach()
-    elif isinstance(entropy_coef, Tensor) or entropy_coef != 0.0:
-        raise ValueError("entropy_coef is non-zero but entropy (the (B, T) token entropy with "
-                         "grad) was not given")
-
-    zero = torch.zeros((), device=log_probs.device)
-    r = ratio.detach()
-    metrics["clip_fraction_low"] = _masked_mean(flags["low"].float(), m)
-    metrics["clip_fraction_high"] = _masked_mean(flags["high"].float(), m)
-    metrics["clip_fraction"] = _masked_mean((flags["low"] | flags["high"]).float(), m)
-    metrics["dual_clip_fraction"] = _masked_mean(flags["dual"].float(), m)
-    metrics["touched_fraction"] = _masked_mean(touched.float(), m)
-    metrics["ratio_mean"] = _masked_mean(r, m)
-    metrics["ratio_max"] = r.masked_fill(~m, -math.inf).max() if bool(m.any()) else zero
-    cov = token_covariance(old, a, m)
-    metrics["cov_mean"] = _masked_mean(cov, m)
-    metrics["cov_max"] = cov.masked_fill(~m, -math.inf).max() if bool(m.any()) else zero
-    if weights is not None and bool(m.any()):
-        metrics["weight_min"] = weights.masked_fill(~m, math.inf).min()
-        metrics["weight_mean"] = _masked_mean(weights, m)
-        metrics["weight_max"] = weights.masked_fill(~m, -math.inf).max()
-    else:
-        one = torch.ones((), device=log_probs.device)
-        metrics["weight_min"] = metrics["weight_mean"] = metrics["weight_max"] = one
+    loss = aggregate(per_token, m, s.aggregation, normalizer=normalizer, max_length=s.max_length)
+    metrics: dict[str, Tensor] = {"kl": kl, "policy_loss": loss.detach()}
+    coef, bonus, entropy_metrics = _entropy_bonus(s, entropy, entropy_coef, m, normalizer,
+                                                  entropy_normalizer)
+    if bonus is not None:
+        loss = loss - coef * bonus
+    metrics.update(entropy_metrics)
+    metrics.update(_diagnostics(ratio, flags, touched, weights, old, a, m))
     return TokenLoss(loss=loss, metrics=metrics)

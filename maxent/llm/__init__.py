@@ -1,6 +1,7 @@
 """The LLM machinery: loading causal language models and tokenizers offline
 (:mod:`~maxent.llm.models`), the samplers that draw groups of completions
-(:mod:`~maxent.llm.samplers`, :mod:`~maxent.llm.vllm_sampler`), residual-stream steering
+(:mod:`~maxent.llm.samplers`, :mod:`~maxent.llm.vllm_sampler`), the forward passes that score
+completions (:mod:`~maxent.llm.forward`), residual-stream steering
 (:mod:`~maxent.llm.steering`) and the allocator setting of the training pass
 (:mod:`~maxent.llm.cpu_memory`).
 

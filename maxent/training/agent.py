@@ -11,7 +11,10 @@ is its own, one level deep:
 
 - ``_learn_step()``: one unit of interaction and update (a vectorized env step and its gradient
   steps, one GRPO step, one batch), advancing ``num_timesteps``;
-- ``_checkpoint(**options) -> (tensors, state, arrays)`` and ``_restore(ckpt, path)``;
+- ``_saved()``: what a checkpoint holds, declared (:mod:`maxent.training.saved`: modules,
+  optimisers, controllers, RNGs, tensors, counters, arrays); the base writes, validates and reads
+  it. ``_checkpoint``/``_restore`` are overridden (calling the base) only for what is truly the
+  agent's own, such as SAC's in-flight episodes;
 - optionally ``_on_learn_start(end)``, ``_on_learn_end()``, ``_log_metrics()`` (extra values for
   the log row), ``_headline()`` (the progress bar's figures), ``_finished()``.
 """
@@ -25,6 +28,7 @@ import itertools
 import math
 import sys
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,37 +41,15 @@ from maxent.training import logging as mlog
 from maxent.training import runlock
 from maxent.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from maxent.training.config import AgentConfig, ConfigError
-from maxent.training.vector import env_factory
+from maxent.training.limits import check_config_device
+from maxent.training.saved import Check, Entry, NumpyRNG, Tensor, Value, restore_entries, write_entries
+from maxent.training.threads import apply_torch_threads
+from maxent.training.vector import check_real, env_factory, make_env, make_vector_env
 
 __all__ = [
-    "Agent", "AgentConfig", "Callback", "CallbackList", "CheckpointCallback", "ConfigError",
+    "Agent", "AgentConfig", "ArmsAgent", "Callback", "CallbackList", "CheckpointCallback", "ConfigError",
     "EvalCallback", "FunctionCallback", "StopOnRewardThreshold", "as_callback", "evaluate",
 ]
-
-
-def setup_arms_agent(agent: Any, env: str | gym.Env, config: Any, seed: int,
-                     log_dir: str | Path | None) -> None:
-    """What every bandit agent's constructor does first: make ``env`` from its id when given one
-    (it must have a Discrete action space: the arms), check the config, seed the numpy RNG, and
-    start the bookkeeping (arm counts, episode returns, the observation in flight)."""
-    from maxent.training.vector import make_env
-
-    owner = type(agent).__name__
-    agent.env_id = env if isinstance(env, str) else None
-    agent.env = make_env(env) if isinstance(env, str) else env
-    if not isinstance(agent.env.action_space, gym.spaces.Discrete):
-        raise TypeError(f"{owner} needs a Discrete action space of arms, got {agent.env.action_space}")
-    agent.n_arms = int(agent.env.action_space.n)
-    agent.config = checked_config(config, agent.config_cls)
-    agent.seed = int(seed)
-    agent.np_rng = np.random.default_rng(agent.seed)
-    agent.log_dir = Path(log_dir) if log_dir is not None else None
-    agent.num_timesteps = 0
-    agent.logger = None
-    agent.episode_returns = []
-    agent.arm_counts = np.zeros(agent.n_arms, dtype=np.int64)
-    agent._obs = None
-    agent._episode_return = 0.0
 
 
 def checked_config(config: Any, config_cls: type) -> Any:
@@ -87,9 +69,9 @@ def resolve_config(config: Any, config_cls: type, overrides: dict[str, Any]) -> 
         if unknown:
             raise ConfigError(f"unknown {config_cls.__name__} field(s) {unknown}; valid fields: "
                               f"{sorted(f.name for f in dataclasses.fields(config_cls))}")
-        return config_cls(**overrides)
+        return check_config_device(config_cls(**overrides))
     config = checked_config(config, config_cls)
-    return config.replace(**overrides) if overrides else config
+    return check_config_device(config.replace(**overrides) if overrides else config)
 
 
 def check_total_steps(total_steps: Any) -> int:
@@ -106,47 +88,6 @@ def nonfinite_tensors(tensors: dict[str, torch.Tensor], skip: Sequence[str] = ()
             if t.is_floating_point() and not name.startswith(tuple(skip)) and not torch.isfinite(t).all()]
 
 
-def load_module_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str,
-                      path: Any, changed: str = "layer sizes") -> None:
-    """Load the tensors named ``prefix.*`` into ``module``, strictly; a mismatch is a
-    :class:`CheckpointError` naming the module and what did not fit."""
-    state = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    if not state:
-        raise CheckpointError(f"{path} holds no weights for {prefix!r}: the checkpoint is incomplete "
-                              "or from another agent; resume from an earlier one")
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"the {prefix!r} weights in {path} do not fit this config (were "
-                              f"{changed} changed?): {err}") from None
-
-
-def check_saved(path: Any, what: str, saved: Any, current: Any, fix: str) -> None:
-    """Refuse a checkpoint whose ``what`` (shapes, arm count...) differs from this agent's."""
-    if isinstance(saved, (list, tuple)):
-        saved, current = list(saved), list(current)
-    if saved != current:
-        raise CheckpointError(f"the agent in {path} was trained with {what} {saved}, but this one "
-                              f"has {current}; {fix}")
-
-
-def restore_arm_counts(agent: Any, ckpt: Checkpoint, path: Path) -> None:
-    """What every bandit agent's ``_restore`` does first: check the arm count, restore the agent's
-    own statistics (``agent._load_tensors``), arm counts, episode returns and numpy RNG."""
-    state = ckpt.state
-    check_saved(path, "number of arms", state["n_arms"], agent.n_arms, "load it with the env it was "
-                "trained on")
-    try:
-        agent._load_tensors(ckpt.tensors)
-    except CheckpointError:
-        raise
-    except (KeyError, ValueError) as err:
-        raise CheckpointError(f"statistics in {path} do not fit this env: {err}") from None
-    agent.arm_counts = ckpt.tensors["arm_counts"].numpy().astype(np.int64).copy()
-    agent.episode_returns = [float(r) for r in state["episode_returns"]]
-    agent.np_rng.bit_generator.state = state["rng_numpy"]
-
-
 class Agent(abc.ABC):
     """What every agent offers, and the plumbing they share (see the module docstring).
 
@@ -154,7 +95,8 @@ class Agent(abc.ABC):
     kind; the class name by default), ``load_arguments`` (constructor arguments that ``load``
     accepts besides config fields, e.g. ``("images",)``), ``nonfinite_ok`` (tensor-name prefixes
     that may legitimately hold inf, exempt from the save/load finiteness check),
-    ``default_log_interval`` (env steps between log rows when the config has no ``log_interval``).
+    ``default_log_interval`` (env steps between log rows when the config has no ``log_interval``),
+    ``env_kind``, ``episode_window`` and ``auto_threads`` (see :meth:`__init__`).
     """
 
     config_cls: ClassVar[type] = AgentConfig
@@ -162,6 +104,45 @@ class Agent(abc.ABC):
     load_arguments: ClassVar[tuple[str, ...]] = ()
     nonfinite_ok: ClassVar[tuple[str, ...]] = ()
     default_log_interval: ClassVar[int] = 1000
+    env_kind: ClassVar[str] = "single"
+    auto_threads: ClassVar[bool] = False
+    episode_window: ClassVar[int | None] = None
+
+    def __init__(self, env: Any = None, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None, **overrides: Any):
+        """The state every agent has: ``config`` (a ``config_cls``, with ``overrides``; checked),
+        ``seed`` and the numpy generator ``np_rng`` seeded by it, ``device`` and torch's thread
+        count where the config has them (``auto_threads``: a ``torch_threads`` of None sizes the
+        team to the free cores, :func:`maxent.training.threads.apply_torch_threads`), the env, ``log_dir``, ``logger`` and the counters
+        (``num_timesteps``, ``episode_returns``, ``episode_lengths``).
+
+        The env follows ``env_kind``: ``"single"`` sets ``env`` (built from an id, or the instance
+        given), ``"vector"`` sets ``envs`` and ``n_envs`` (``config.n_envs`` copies), ``"none"``
+        leaves the env to the agent. ``env_id`` is the id when one was given, else None.
+        ``episode_window`` keeps only that many recent episodes (None: all)."""
+        self.config = cfg = resolve_config(config, self.config_cls, overrides)
+        self.seed = int(seed)
+        self.np_rng = np.random.default_rng(self.seed)
+        device = getattr(cfg, "device", None)
+        if device is not None and device != "auto":  # "auto": the agent picks (GRPO: accelerate)
+            self.device = torch.device(device)
+        threads = getattr(cfg, "torch_threads", None)
+        if self.auto_threads:
+            apply_torch_threads(threads)
+        elif threads is not None:
+            torch.set_num_threads(int(threads))
+        self.env_id = env if isinstance(env, str) else None
+        if self.env_kind == "single":
+            self.env = make_env(env) if isinstance(env, str) else env
+        elif self.env_kind == "vector":
+            self.envs = make_vector_env(env, cfg.n_envs, cfg.vectorization)
+            self.n_envs = self.envs.num_envs
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.logger = None
+        self.num_timesteps = 0
+        window = self.episode_window
+        self.episode_returns = [] if window is None else deque(maxlen=window)
+        self.episode_lengths = [] if window is None else deque(maxlen=window)
 
     config: Any
     seed: int = 0
@@ -184,15 +165,23 @@ class Agent(abc.ABC):
     def predict(self, observation: Any, deterministic: bool = True) -> Any:
         """Return the action for one observation (or a batch with a leading dimension)."""
 
-    @abc.abstractmethod
+    def _saved(self) -> list[Entry]:
+        """What a checkpoint holds besides ``env_id``, ``seed`` and ``num_timesteps``, declared
+        with :mod:`maxent.training.saved`'s entries; read again at restore, so it refers to the
+        freshly built agent's objects."""
+        return []
+
     def _checkpoint(self, **options: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any],
                                                    dict[str, np.ndarray] | None]:
-        """``(tensors, state, arrays)`` to save; ``env_id``, ``seed`` and ``num_timesteps`` are
-        added to ``state`` by :meth:`save`."""
+        """``(tensors, state, arrays)`` to save: :meth:`_saved`, written out. An agent overrides
+        this (calling it) only to add what cannot be declared."""
+        tensors, state, arrays = write_entries(self._saved())
+        return tensors, state, arrays or None
 
-    @abc.abstractmethod
     def _restore(self, ckpt: Checkpoint, path: Path) -> None:
-        """Put what :meth:`_checkpoint` saved back into this freshly built agent."""
+        """Put what :meth:`_checkpoint` saved back into this freshly built agent: every entry of
+        :meth:`_saved` is validated (names, shapes, dtypes, kinds), then read."""
+        restore_entries(self._saved(), ckpt)
 
     def _on_learn_start(self, end: int) -> None:
         """Before the first step of a ``learn`` call that will end at step ``end``."""
@@ -261,6 +250,7 @@ class Agent(abc.ABC):
                     if fps is not None:
                         self._write_log_row(fps)
                     if not callback.on_step(self):
+                        self.logger.close_progress()  # the message below gets a line of its own
                         # Said, not silent: a stop_above reached early looks like a crash otherwise.
                         print(f"{type(self).__name__}: training stopped by a callback at step "
                               f"{self.num_timesteps:,} of {end:,}"
@@ -269,6 +259,7 @@ class Agent(abc.ABC):
                         break
             finally:
                 self._on_learn_end()
+                self.logger.close_progress()  # what is printed next starts on its own line
             # Not in the `finally`: after an error or Ctrl-C the agent may be mid-step, and a
             # checkpoint saved then would not resume exactly; the last periodic one stays in use.
             callback.on_training_end(self)
@@ -407,6 +398,32 @@ class Agent(abc.ABC):
             self.logger.close()
 
 
+class ArmsAgent(Agent):
+    """An agent whose actions are the arms of a ``Discrete`` space (the bandit agents): the env
+    must have one; ``n_arms``, per-arm pull counts ``arm_counts``, the observation in flight and
+    the running episode return join the common state, and the checkpoint holds the arm count
+    (checked at load), the pull counts, the episode returns and the numpy RNG."""
+
+    def __init__(self, env: Any, config: Any = None, seed: int = 0,
+                 log_dir: str | Path | None = None):
+        super().__init__(env, config, seed, log_dir)
+        if not isinstance(self.env.action_space, gym.spaces.Discrete):
+            raise TypeError(f"{type(self).__name__} needs a Discrete action space of arms, got "
+                            f"{self.env.action_space}")
+        self.n_arms = int(self.env.action_space.n)
+        self.arm_counts = np.zeros(self.n_arms, dtype=np.int64)
+        self._obs = None
+        self._episode_return = 0.0
+
+    def _saved(self) -> list[Entry]:
+        return [
+            Check("n_arms", self.n_arms, "number of arms", fix="load it with the env it was trained on"),
+            Tensor("arm_counts", self, "arm_counts"),
+            Value("episode_returns", self, "episode_returns", load=lambda v: [float(r) for r in v]),
+            NumpyRNG("rng_numpy", self.np_rng),
+        ]
+
+
 def as_observation_batch(observation: Any, shape: tuple[int, ...], owner: str) -> tuple[np.ndarray, bool]:
     """``(batch (n, *shape) float32, single)`` for ``predict``: one observation of ``shape`` or a
     batch of them; anything else (a string, a dict, an empty batch, NaN) gets an error that says
@@ -414,6 +431,7 @@ def as_observation_batch(observation: Any, shape: tuple[int, ...], owner: str) -
     if isinstance(observation, (str, bytes, dict)):
         raise TypeError(f"{owner}.predict needs an array observation of shape {shape} (or a batch "
                          f"(n, *{shape})), got a {type(observation).__name__}")
+    check_real(observation, f"the observation given to {owner}.predict")
     try:
         obs = np.asarray(observation, dtype=np.float32)
     except (TypeError, ValueError) as err:

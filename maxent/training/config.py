@@ -21,7 +21,7 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-__all__ = ["RESUMABLE_CHANGES", "AgentConfig", "ConfigError"]
+__all__ = ["RESUMABLE_CHANGES", "AgentConfig", "ConfigError", "closest_field", "unknown_fields_error"]
 
 # Config fields that may differ between a checkpoint and the run resuming it: they change how a
 # run executes (where, how fast, how often it logs), not what it learns.
@@ -150,13 +150,47 @@ def check_field_types(config: Any) -> None:
             object.__setattr__(config, name, normalised)
 
 
+def closest_field(name: str, valid: Sequence[str]) -> str | None:
+    """The valid field ``name`` most likely stands for: one whose words' initials it is (``lr`` for
+    ``learning_rate``), else the most similar spelling."""
+    import difflib
+
+    key = name.lower().replace("-", "_")
+    for field_name in valid:
+        if len(key) > 1 and key == "".join(word[:1] for word in field_name.split("_") if word):
+            return field_name
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.0)
+    return match[0] if match else None
+
+
+def unknown_fields_error(owner: str, unknown: Sequence[str], valid: Sequence[str]) -> ConfigError:
+    """The one-line error for fields ``owner`` does not have: each unknown one, the closest valid
+    field, and every valid field."""
+    valid = sorted(valid)
+    first = sorted(unknown)[0]
+    closest = closest_field(first, valid)
+    names = ", ".join(repr(u) for u in sorted(unknown))
+    hint = f" (closest valid field: {closest!r})" if closest else ""
+    return ConfigError(f"unknown {owner} field{'s' if len(unknown) > 1 else ''} {names}{hint}; "
+                       f"valid fields: {', '.join(valid)}")
+
+
 class AgentConfig:
     """Base of an agent's config dataclass: field types checked first, then the config's own
     ``__post_init__`` (its range checks); the JSON form saved in ``config.json`` and read back.
 
     Tuples become lists in JSON (as JSON has them) and back to tuples on reading, so a saved config
-    compares equal to a fresh one.
+    compares equal to a fresh one. An unknown keyword (``SACConfig(lr=1)``) is refused by name with
+    the closest valid field, before the dataclass's own ``__init__`` would raise a bare TypeError.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if kwargs and dataclasses.is_dataclass(cls):
+            known = cls.field_names()
+            unknown = [k for k in kwargs if k not in known]
+            if unknown:
+                raise unknown_fields_error(cls.__name__, unknown, known)
+        return super().__new__(cls)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -202,13 +236,12 @@ class AgentConfig:
         known = set(cls.field_names())
         unknown = sorted((set(data) | set(overrides)) - known)
         if unknown:
-            raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(known)}")
+            raise unknown_fields_error(cls.__name__, unknown, known)
         return cls(**{**data, **overrides})
 
     def replace(self, **changes: Any):
         """A copy with ``changes`` (validated like a fresh config); unknown fields named."""
         unknown = sorted(set(changes) - set(self.field_names()))
         if unknown:
-            raise ConfigError(f"unknown {type(self).__name__} field(s) {unknown}; valid fields: "
-                              f"{sorted(self.field_names())}")
+            raise unknown_fields_error(type(self).__name__, unknown, self.field_names())
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -12,8 +12,8 @@ shapes, dtypes, ``requires_grad``, the tensor's Python type and torch's thread c
 tensor identity, so the copies must match the originals in all of these. No C++ compiler, or any
 compile error: the agent stays eager and says so once.
 
-Inductor's cache goes to a stable per-user place (``$TORCHINDUCTOR_CACHE_DIR`` if set, else
-``$XDG_CACHE_HOME/maxent/inductor`` or ``~/.cache/maxent/inductor``), so a machine's second run
+Inductor's cache goes to a stable per-user place (``$TORCHINDUCTOR_CACHE_DIR`` if the user set it,
+else ``$XDG_CACHE_HOME/maxent/inductor`` or ``~/.cache/maxent/inductor``), so a machine's second run
 starts from the cache instead of ``/tmp``.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -68,19 +69,38 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def _torch_default_cache_dir() -> str | None:
+    """The temporary folder inductor falls back to (and writes into ``TORCHINDUCTOR_CACHE_DIR``
+    the first time it asks for its cache), or None where torch does not say."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return None
+    return os.path.abspath(default_cache_dir())
+
+
 def inductor_cache_dir() -> Path:
     """Where inductor's compiled kernels are kept between runs (see the module docstring)."""
     explicit = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if explicit:
+    if explicit and os.path.abspath(explicit) != _torch_default_cache_dir():
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "maxent" / "inductor"
 
 
 def use_persistent_cache() -> Path:
-    """Point inductor at :func:`inductor_cache_dir` unless the user chose a place; return it."""
+    """Point inductor at :func:`inductor_cache_dir` unless the user chose a place; return it.
+
+    Inductor writes its temporary default into ``TORCHINDUCTOR_CACHE_DIR`` as soon as anything
+    imports it (building an agent does), so that value is taken for "not chosen" and replaced,
+    and inductor's memoised cache paths are cleared so that they follow.
+    """
     path = inductor_cache_dir()
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(path))
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR") != str(path):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+        utils = sys.modules.get("torch._inductor.utils")
+        if utils is not None and hasattr(utils, "clear_caches"):
+            utils.clear_caches()
     return path
 
 

@@ -6,6 +6,7 @@ Metrics use the standard names below so runs of different algorithms line up in 
 import csv as csv_module
 import numbers
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ class RunLogger:
         log_dir: directory for TensorBoard event files and ``progress.csv``; None writes nothing.
         tensorboard: write TensorBoard event files (the writer is created at the first dump).
         csv: write ``progress.csv``, appending to an existing one so resumed runs keep old rows.
-        progress_bar: show a tqdm progress bar, advanced by :meth:`progress`.
+        progress_bar: show progress on stderr, advanced by :meth:`progress`: a tqdm bar on a
+            terminal or in a notebook, one line per update elsewhere (a log file keeps each
+            update once).
         total_steps: the bar's total; None for an open-ended bar.
         initial_step: where the bar starts, e.g. the step a resumed run continues from. Rows of an
             existing ``progress.csv`` logged after it (by a run killed after its last
@@ -71,13 +74,16 @@ class RunLogger:
         self._sums: dict[str, Any] = {}  # name -> float or 0-dim tensor
         self._counts: dict[str, int] = {}
         self.latest: dict[str, float] = {}
-        self._bar = None
+        self._bar: Any = None
         if progress_bar:
-            from tqdm.auto import tqdm
+            stream = sys.stderr
+            if _is_terminal(stream) or _in_notebook():
+                from tqdm.auto import tqdm
 
-            self._bar = tqdm(
-                total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True
-            )
+                self._bar = tqdm(total=total_steps, initial=initial_step, unit="step",
+                                 dynamic_ncols=True, file=stream)
+            else:
+                self._bar = _LineProgress(stream, total_steps, initial_step)
         self._closed = False
 
     @property
@@ -198,6 +204,13 @@ class RunLogger:
             bar.n = step
             bar.refresh()
 
+    def close_progress(self) -> None:
+        """Close the progress bar (at the end of ``learn``), so that what is printed next starts on
+        a line of its own and the bar's time and rate stop counting; the logger stays open."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def close(self) -> None:
         """Flush and close the TensorBoard writer and the progress bar; safe to call twice.
 
@@ -209,9 +222,7 @@ class RunLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self.close_progress()
 
     def __enter__(self):
         return self
@@ -259,6 +270,57 @@ class RunLogger:
             with open(path, "a", newline="", encoding="utf-8") as f:
                 csv_module.DictWriter(f, fieldnames=fields, restval="").writerow(row)
         self._last_csv_step = step
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _in_notebook() -> bool:
+    """A Jupyter kernel, whose output is no terminal but shows tqdm's widget."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
+class _LineProgress:
+    """The progress bar where its stream is not a terminal (a log file, a pipe): one plain line
+    per update, since a bar redrawn with carriage returns piles every redraw into one line of
+    the log. Takes the calls :meth:`RunLogger.progress` makes of a tqdm bar."""
+
+    def __init__(self, stream: Any, total: int | None, initial: int):
+        self._stream, self.total, self.n = stream, total, initial
+        self._start, self._start_step = time.perf_counter(), initial
+        self._postfix: dict[str, Any] = {}
+        self._printed: int | None = None
+
+    def set_postfix(self, postfix: dict[str, Any], refresh: bool = False) -> None:
+        self._postfix = dict(postfix)
+
+    @property
+    def postfix(self) -> str:
+        """The figures after the rate, as tqdm's ``postfix`` shows them."""
+        return ", ".join(f"{k}={v}" for k, v in self._postfix.items())
+
+    def update(self, n: int) -> None:
+        self.n += n
+        if self.n != self._printed:  # a repeated step has its line already
+            self.refresh()
+
+    def refresh(self) -> None:
+        elapsed = time.perf_counter() - self._start
+        where = f"step {self.n:,}" + (f"/{self.total:,} ({100 * self.n / self.total:.0f}%)"
+                                      if self.total else "")
+        rate = (self.n - self._start_step) / elapsed if elapsed > 0 else 0.0
+        extra = f", {self.postfix}" if self._postfix else ""
+        print(f"{where}, {elapsed:.0f} s, {rate:.0f} steps/s{extra}", file=self._stream, flush=True)
+        self._printed = self.n
+
+    def close(self) -> None:
+        """Nothing to print: every update already has its line."""
 
 
 def _to_floats(sums: dict[str, Any]) -> dict[str, float]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from maxent.training.limits import check_memory
+
 
 class ReplayBuffer:
     """Ring buffer of ``(obs, action, reward, next_obs, terminated)`` transitions.
@@ -37,6 +39,9 @@ class ReplayBuffer:
         }
         self.width = 2 * o + a + 2
         self.device = torch.device(device)
+        check_memory(4 * self.capacity * self.width,  # pages are touched as it fills: eager=False
+                     f"a replay buffer of {self.capacity:,} transitions x {self.width} float32 values",
+                     "lower the config's buffer_size", device=self.device, eager=False)
         self._data = torch.empty((self.capacity, self.width), dtype=torch.float32, device=self.device)
         self._staging = np.empty((0, self.width), dtype=np.float32)
         self.pos = 0

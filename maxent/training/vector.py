@@ -2,12 +2,15 @@
 
 Agents accept an env id or a ``gymnasium.Env``; this module turns either into a
 ``gymnasium.vector.VectorEnv`` whose resets the agent controls (autoreset disabled), so that every
-episode starts from a seed the agent drew and a run can be replayed exactly on resume.
+episode starts from a seed the agent drew and a run can be replayed exactly on resume. Every copy
+is wrapped in :class:`CheckedEnv`, which names the env and the step when a step returns a reward
+that is not a real number or an observation of another shape.
 """
 
 from __future__ import annotations
 
 import difflib
+import numbers
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -118,7 +121,96 @@ def make_vector_env(
         )
     factory = env_factory(env, **make_kwargs)
     cls = SyncVectorEnv if vectorization == "sync" or isinstance(env, gym.Env) else AsyncVectorEnv
-    return cls([factory] * n_envs, autoreset_mode=AutoresetMode.DISABLED)
+    return cls([lambda: _checked(factory())] * n_envs, autoreset_mode=AutoresetMode.DISABLED)
+
+
+def _checked(env: Any) -> gym.Env:
+    if not isinstance(env, gym.Env):
+        raise TypeError(f"the env callable returned {env!r:.40} ({type(env).__name__}), not a "
+                        "gymnasium.Env; make it return the env it builds")
+    return CheckedEnv(env)
+
+
+class InputError(ValueError, TypeError):
+    """An env or a caller handed the agent something it cannot use (a reward that is no number, an
+    observation of another shape, complex numbers); both a ``ValueError`` and a ``TypeError``."""
+
+
+# Reward types accepted without further inspection: the check on every step is one set lookup.
+_REAL_TYPES = frozenset({float, int, bool, np.float64, np.float32, np.float16, np.int64, np.int32,
+                         np.int16, np.int8, np.uint64, np.uint32, np.uint16, np.uint8, np.bool_})
+
+
+def _is_real(value: Any) -> bool:
+    if isinstance(value, np.ndarray):  # a 0-d array, as some envs return
+        return value.ndim == 0 and value.dtype.kind in "biuf"
+    return isinstance(value, (numbers.Real, np.bool_))
+
+
+def _env_name(env: gym.Env) -> str:
+    spec = getattr(env, "spec", None)
+    return spec.id if spec is not None else type(env.unwrapped).__name__
+
+
+def check_real(values: Any, what: str) -> None:
+    """Refuse an array or tensor of complex numbers (``what`` names it): converting it to float
+    would drop the imaginary parts without a word."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is not None and (getattr(dtype, "kind", None) == "c"
+                              or getattr(dtype, "is_complex", False)):
+        raise InputError(f"{what} holds complex numbers (dtype {dtype}); agents take real "
+                         "observations: pass the part the policy should see (x.real, abs(x)) or "
+                         "both stacked as real features")
+
+
+class CheckedEnv(gym.Wrapper):
+    """Checks what an env's ``step`` returns before the vector env copies it into its batch, where
+    a string reward or a resized observation would fail with numpy's message (or be silently
+    converted): the reward must be a real number and, for a ``Box`` observation space, the
+    observation must keep the space's shape and be real.
+
+    The cost per step is a type lookup and a shape and dtype-kind comparison.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        self._shape = space.shape if isinstance(space, gym.spaces.Box) else None
+        self._step = 0
+
+    def _check_observation(self, obs: Any, when: str) -> None:
+        if self._shape is None:
+            return
+        try:
+            shape = obs.shape if hasattr(obs, "shape") else np.shape(obs)
+        except ValueError:  # a ragged sequence
+            shape = "ragged"
+        if shape != self._shape:
+            raise InputError(
+                f"env {_env_name(self.env)} returned an observation of shape {shape} {when}, but "
+                f"its observation space has shape {self._shape}; an env must keep one observation "
+                "shape: pad or crop it in the env (or a wrapper), or declare the space it returns")
+        check_real(obs, f"the observation env {_env_name(self.env)} returned {when}")
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self._step = 0
+        self._check_observation(obs, "at reset")
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._step += 1
+        if type(reward) not in _REAL_TYPES and not _is_real(reward):
+            raise InputError(
+                f"env {_env_name(self.env)} returned a reward of type {type(reward).__name__} "
+                f"({reward!r:.60}) at step {self._step} of its episode; rewards must be real numbers: "
+                "return a float from the env's step (or wrap it in "
+                "gymnasium.wrappers.TransformReward(env, float))")
+        if self._shape is not None and (getattr(obs, "shape", None) != self._shape
+                                        or getattr(getattr(obs, "dtype", None), "kind", "") == "c"):
+            self._check_observation(obs, f"at step {self._step} of its episode")
+        return obs, reward, terminated, truncated, info
 
 
 def require_box(space: gym.Space, what: str, agent: str) -> gym.spaces.Box:

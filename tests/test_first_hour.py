@@ -1,0 +1,216 @@
+"""What a newcomer meets in the first hour: the progress bar ends with ``learn``, every example and
+benchmark answers ``--help`` without running, inductor's cache is the persistent one, and a
+misspelt config field is named with its closest valid field."""
+
+import dataclasses
+import glob
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maxent.agents import SAC, QARLConfig, SACConfig
+from maxent.training.agent import Callback
+from maxent.training.config import AgentConfig, ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- the progress bar ---------------------------------------------------------------------------
+
+
+def _tiny_sac(**overrides):
+    return SAC("Pendulum-v1", compile=False, hidden_sizes=(8,), batch_size=16, buffer_size=1000,
+               learning_starts=50, log_interval=100, torch_threads=1, **overrides)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_is_closed_when_learn_returns(monkeypatch):
+    stream = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    agent = _tiny_sac()
+    try:
+        agent.learn(200, progress_bar=True)
+        assert not agent.logger.has_bar  # its time and rate stop with learn
+        # What the caller prints next starts on a line of its own, not on the bar's line.
+        assert stream.getvalue().endswith("\n")
+        assert "200/200" in stream.getvalue().rsplit("\r", 1)[-1]
+        agent.logger.dump(agent.num_timesteps)  # e.g. the CLI's final evaluation: no bar redraw
+        written = stream.getvalue()
+        print("after", file=sys.stderr)
+        assert stream.getvalue() == written + "after\n"
+    finally:
+        agent.close()
+
+
+def test_progress_outside_a_terminal_is_one_line_per_update(monkeypatch):
+    stream = io.StringIO()  # a log file or a pipe: isatty() is False
+    monkeypatch.setattr(sys, "stderr", stream)
+    agent = _tiny_sac()
+    try:
+        agent.learn(300, progress_bar=True)
+        print("after", file=sys.stderr)
+    finally:
+        agent.close()
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    updates = [line for line in lines if line.startswith("step ")]
+    assert [u.split(",")[0] for u in updates] == ["step 100/300 (33%)", "step 200/300 (67%)",
+                                                   "step 300/300 (100%)"]
+    assert all("steps/s" in u and "fps=" in u for u in updates)
+    assert lines[-1] == "after"
+
+
+def test_progress_closes_before_a_callback_says_it_stopped_training(monkeypatch):
+    stream = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    class StopAt150(Callback):
+        def on_step(self, agent) -> bool:
+            return agent.num_timesteps < 150
+
+    agent = _tiny_sac()
+    try:
+        agent.learn(300, progress_bar=True, callback=StopAt150())
+    finally:
+        agent.close()
+    message = [line for line in stream.getvalue().split("\n") if "stopped by a callback" in line]
+    assert message and message[0].startswith("SAC: training stopped by a callback at step 150")
+
+
+# -- every script answers --help ------------------------------------------------------------------
+
+SCRIPTS = sorted(glob.glob(str(REPO / "examples" / "*.py")) + glob.glob(str(REPO / "benchmarks" / "*.py")))
+OPTIONAL = ("sbx", "trl", "vllm")
+
+# Runs a script as __main__ with --help while the optional packages cannot be imported, so that a
+# script importing one at top level fails here as it would for a user without it.
+_RUN_HELP = f"""
+import runpy, sys
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {OPTIONAL!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+sys.meta_path.insert(0, Missing())
+script = sys.argv[1]
+sys.argv = [script, "--help"]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[str(Path(s).relative_to(REPO)) for s in SCRIPTS])
+def test_every_script_answers_help_without_running(script, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, "-c", _RUN_HELP, script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-2000:]
+    assert "usage" in output.lower()
+    # Every script writes its runs and results under the working directory: nothing there means
+    # nothing was trained or written.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scripts_are_found():
+    names = {Path(s).name for s in SCRIPTS}
+    assert {"sac_pendulum.py", "concurrent_runs.py"} <= names
+
+
+# -- inductor's persistent cache ------------------------------------------------------------------
+
+_CACHE_CHECK = """
+import os, sys
+import torch
+from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+import torch._inductor.utils  # any code that loads inductor first writes its temporary default
+first = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+from maxent.training.fastpath import prepare_compile
+prepare_compile(torch.device("cpu"))
+print(repr((first, os.path.abspath(default_cache_dir()), cache_dir())))
+"""
+
+
+def _cache_dirs(tmp_path: Path, **env_changes: str) -> tuple:
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env.update(OMP_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "xdg"), **env_changes)
+    out = subprocess.run([sys.executable, "-c", _CACHE_CHECK], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    return eval(out.strip().splitlines()[-1])  # noqa: S307 -- our own repr of three strings
+
+
+def test_inductor_cache_is_the_persistent_one_even_after_inductor_loaded_first(tmp_path):
+    first, torch_default, used = _cache_dirs(tmp_path)
+    assert first == torch_default  # the situation users met: torch's temporary folder
+    assert used == str(tmp_path / "xdg" / "maxent" / "inductor")
+    assert Path(used).is_dir()
+
+
+def test_inductor_cache_chosen_by_the_user_is_kept(tmp_path):
+    mine = tmp_path / "my-cache"
+    _, _, used = _cache_dirs(tmp_path, TORCHINDUCTOR_CACHE_DIR=str(mine))
+    assert used == str(mine)
+
+
+@pytest.mark.slow
+def test_a_compiled_function_writes_into_the_persistent_cache(tmp_path):
+    code = _CACHE_CHECK + (
+        "f = torch.compile(lambda x: torch.sin(x) * 2 + 1)\n"
+        "f(torch.randn(8))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env.update(OMP_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                   timeout=900, check=True)
+    cache = tmp_path / "xdg" / "maxent" / "inductor"
+    assert any(p.is_file() for p in cache.rglob("*"))
+
+
+# -- unknown config fields ------------------------------------------------------------------------
+
+
+def test_an_unknown_config_field_is_named_with_the_closest_and_the_valid_ones():
+    with pytest.raises(ConfigError) as info:
+        SACConfig(lr=1)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "'lr'" in message
+    assert "closest valid field: 'learning_rate'" in message
+    for name in SACConfig.field_names():
+        assert name in message
+    assert isinstance(info.value, TypeError)  # code catching the dataclass's TypeError still does
+
+
+@pytest.mark.parametrize("config_cls, typo, closest", [
+    (SACConfig, "batchsize", "batch_size"),
+    (SACConfig, "torch_thread", "torch_threads"),
+    (QARLConfig, "max_forse", "max_force"),
+])
+def test_every_config_names_the_closest_field(config_cls, typo, closest):
+    with pytest.raises(ConfigError, match=f"unknown {config_cls.__name__} field '{typo}' "
+                                          f"\\(closest valid field: '{closest}'\\); valid fields: "):
+        config_cls(**{typo: 1})
+
+
+def test_a_new_config_dataclass_gets_the_same_error():
+    @dataclasses.dataclass
+    class ToyConfig(AgentConfig):
+        steps: int = 1
+        rate: float = 0.5
+
+    assert ToyConfig(steps=3).steps == 3
+    with pytest.raises(ConfigError, match=r"unknown ToyConfig fields 'rat', 'zzz' \(closest valid "
+                                          r"field: 'rate'\); valid fields: rate, steps$"):
+        ToyConfig(rat=1, zzz=2)
+
+
+def test_from_json_and_replace_use_the_same_message():
+    with pytest.raises(ConfigError, match="unknown SACConfig field 'gama' .*'gamma'"):
+        SACConfig.from_json({"gama": 0.9})
+    with pytest.raises(ConfigError, match="unknown SACConfig field 'gama' .*'gamma'"):
+        SACConfig().replace(gama=0.9)
