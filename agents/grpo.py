@@ -56,6 +56,7 @@ EVAL_ACCURACY = "eval/accuracy"
 COMPLETION_LENGTH = "rollout/completion_length"
 TRUNCATED = "rollout/truncated_fraction"
 SKIPPED = "rollout/skipped_rewards"
+SKIPPED_FRACTION = "rollout/skipped_fraction"
 TOKEN_ENTROPY = "entropy/token"
 SEMANTIC_ENTROPY = "entropy/semantic"
 ENTROPY_COEF = "temperature/entropy_coef"
@@ -191,7 +192,8 @@ class GRPO(Agent):
     """
 
     config_cls = GRPOConfig
-    load_arguments = ("reward_fn", "reward_funcs", "reward_weights", "accelerator")
+    load_arguments = ("reward_fn", "reward_funcs", "reward_weights", "accelerator", "tools")
+    multiturn = None  # the multi-turn step (grpo_multiturn.MultiTurn) when env is a multi-turn env
     env_kind = "none"  # a text task or a dataset of prompts, built here
 
     def __init__(self, model: Any = None, env: Any = "maxent/TextArithmetic-v0",
@@ -200,7 +202,8 @@ class GRPO(Agent):
                  reward_fn: Callable[[str, Any], float] | None = None,
                  reward_funcs: Sequence[Callable] | Callable | None = None,
                  reward_weights: Sequence[float] | None = None,
-                 accelerator: Any = None, **overrides: Any):
+                 accelerator: Any = None, tools: Sequence[Callable] | None = None,
+                 **overrides: Any):
         if isinstance(model, (str, Path)):
             overrides = {"model": str(model), **overrides}
             model = None
@@ -216,16 +219,30 @@ class GRPO(Agent):
             raise ValueError(f"GRPOConfig.prompts_per_step ({cfg.prompts_per_step}) must divide by "
                              f"the number of processes ({self.world_size})")
 
+        from maxent.agents.grpo_multiturn import MultiTurn, is_multiturn_env
         from maxent.envs.prompts import PromptDataset, RewardFunctions, TaskReward, TrainerState
 
-        self.trainer_state = TrainerState()
-        if _is_dataset(env):
+        self.trainer_state = TrainerState(is_world_process_zero=self.rank == 0,
+                                          logging_steps=cfg.log_interval)
+        if isinstance(env, PromptDataset):  # built by the caller (maxent.trl: reward models, splits)
+            if reward_funcs is not None or reward_fn is not None:
+                raise ValueError("a PromptDataset carries its reward functions; do not pass "
+                                 "reward_funcs or reward_fn with it")
+            self.env_id = None
+            self.env = env
+            self.rewards = env.rewards
+        elif _is_dataset(env):
             if reward_funcs is None:
                 raise ValueError("training on a dataset needs reward_funcs=[...] (TRL's convention: "
                                  "fn(prompts, completions, completion_ids, **columns) -> list)")
             self.env_id = None
-            self.env = PromptDataset(env, reward_funcs, reward_weights)
+            self.env = PromptDataset(env, reward_funcs, reward_weights, on_failure=cfg.reward_failures)
             self.rewards = self.env.rewards
+        elif tools is not None or is_multiturn_env(env):  # episodes of many turns, or tool calls
+            self.env_id = env if isinstance(env, str) else None
+            self.multiturn = MultiTurn(self, env, tools, Batch,
+                                       has_rewards=reward_fn is not None or reward_funcs is not None)
+            self.env, self.rewards = self.multiturn.pool, None
         else:
             self.env_id = env if isinstance(env, str) else None
             self.env = _text_env(env)
@@ -234,7 +251,8 @@ class GRPO(Agent):
                                  "convention), not both")
             self.reward_fn = reward_fn or self.env.task.reward
             self.rewards = RewardFunctions(
-                reward_funcs if reward_funcs is not None else TaskReward(self.reward_fn), reward_weights)
+                reward_funcs if reward_funcs is not None else TaskReward(self.reward_fn), reward_weights,
+                on_failure=cfg.reward_failures)
             self.rewards.check_signatures(["target"])
 
         if model is None:
@@ -356,7 +374,8 @@ class GRPO(Agent):
             ids = self.encode(prompts[start:start + batch_size])
             out = self.sampler.generate(ids, max_new_tokens=self.config.max_new_tokens,
                                         temperature=self.config.temperature, top_p=self.config.top_p,
-                                        greedy=deterministic, seed=seed + start)
+                                        greedy=deterministic, seed=seed + start,
+                                        **self.config.sampling_options())
             texts.extend(out.texts)
         return texts
 
@@ -372,7 +391,10 @@ class GRPO(Agent):
     def evaluate_accuracy(self, n_prompts: int = 200, seed: int = 10_000,
                           deterministic: bool = True) -> float:
         """Mean task reward on ``n_prompts`` prompts drawn with ``seed`` (a stream the training
-        prompts never use: they come from ``[seed, step, rank, 0]``)."""
+        prompts never use: they come from ``[seed, step, rank, 0]``); on a multi-turn env, the
+        mean return of ``n_prompts`` episodes."""
+        if self.multiturn is not None:
+            return self.multiturn.evaluate(n_prompts, seed=seed, deterministic=deterministic)
         pairs = self.env.sample_prompts(n_prompts, np.random.default_rng([seed, 1]))
         prompts = [p for p, _ in pairs]
         texts = self.generate(prompts, deterministic=deterministic, seed=seed)
@@ -394,11 +416,15 @@ class GRPO(Agent):
         targets = [t for _, t in pairs for _ in range(cfg.group_size)]
         out = self.sampler.generate(repeated, max_new_tokens=cfg.max_new_tokens,
                                     temperature=cfg.temperature, top_p=cfg.top_p,
-                                    seed=self._step_seed(step, 1))
+                                    seed=self._step_seed(step, 1), **cfg.sampling_options())
         prompts = [p for p, _ in pairs for _ in range(cfg.group_size)]
         scored = self._score(prompts, out.texts, out.ids, out.mask, targets)
         rewards = torch.as_tensor(scored.rewards, dtype=torch.float32)
         skipped = int(torch.isnan(rewards).sum())
+        if skipped == len(repeated) and scored.failures:
+            raise RuntimeError(f"GRPO step {step}: every completion was skipped because the reward "
+                               f"functions failed (first: {scored.failures[0]}); fix them, training "
+                               "on no rewards learns nothing")
         if skipped or scored.failures:
             self.skipped_rewards += skipped
             first = f" (first: {scored.failures[0]})" if scored.failures else ""
@@ -413,12 +439,29 @@ class GRPO(Agent):
     def _score(self, prompts: list, texts: list[str], ids: Tensor, mask: Tensor, targets: list):
         """Rewards of a batch through the reward functions (TRL's convention)."""
         completion_ids = [row[m].tolist() for row, m in zip(ids, mask.bool())]
-        self.trainer_state.global_step = self.num_timesteps
-        self.trainer_state.num_completions = self.num_completions
+        self._update_trainer_state()
         if hasattr(self.env, "score") and hasattr(self.env, "rewards"):  # a dataset
             return self.env.score(prompts, texts, completion_ids, targets, self.trainer_state)
         return self.rewards(prompts, texts, completion_ids, {"target": list(targets)},
                             self.trainer_state)
+
+    def _update_trainer_state(self) -> None:
+        """Bring ``trainer_state`` (what reward functions and TRL callbacks read) up to date."""
+        state, cfg = self.trainer_state, self.config
+        state.global_step = self.num_timesteps
+        state.num_completions = self.num_completions
+        state.max_steps = max(state.max_steps, self.num_timesteps)
+        state.train_batch_size = cfg.prompts_per_step * cfg.group_size
+        prompts_per_epoch = len(self.env) if hasattr(self.env, "__len__") else None
+        if prompts_per_epoch:
+            steps_per_epoch = prompts_per_epoch / cfg.prompts_per_step
+            state.epoch = self.num_timesteps / steps_per_epoch
+            state.num_train_epochs = math.ceil(state.max_steps / steps_per_epoch)
+
+    def _on_learn_start(self, end: int) -> None:
+        super()._on_learn_start(end)
+        self.trainer_state.max_steps = end
+        self._update_trainer_state()
 
     # ----------------------------------------------------------------------- advantages
 
@@ -426,7 +469,14 @@ class GRPO(Agent):
         """(B,) advantages of a rollout and, for SEED-GRPO, the (n_prompts,) semantic entropies."""
         cfg = self.config
         if cfg.intervention != "seed":
-            return group_advantages(rollout.rewards, cfg.group_size, cfg.scale_rewards), None
+            if cfg.reward_scaling == "batch" or cfg.multi_objective_aggregation != "sum_then_normalize":
+                from maxent.agents.grpo_advantages import advantages_from_rewards
+
+                return advantages_from_rewards(
+                    rollout.rewards, rollout.reward_terms, torch.as_tensor(self.rewards.weights),
+                    cfg.group_size, cfg.reward_scaling, cfg.multi_objective_aggregation), None
+            return group_advantages(rollout.rewards, cfg.group_size,
+                                    cfg.reward_scaling == "group"), None
         from maxent.entropy.semantic import seed_advantages
 
         G = cfg.group_size
@@ -440,7 +490,11 @@ class GRPO(Agent):
         parse = task.parse if task is not None else (lambda text: text.strip())
         answers = [[parse(rollout.texts[p * G + g]) for g in range(G)]
                    for p in range(rewards.shape[0])]
-        kwargs: dict[str, Any] = {"mode": cfg.seed_mode, "scale_std": cfg.scale_rewards}
+        if cfg.reward_scaling == "batch" or cfg.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError("intervention='seed' scales group advantages: use it with "
+                             "scale_rewards 'group' or 'none' and multi_objective_aggregation "
+                             "'sum_then_normalize'")
+        kwargs: dict[str, Any] = {"mode": cfg.seed_mode, "scale_std": cfg.reward_scaling == "group"}
         if cfg.seed_alpha is not None:
             kwargs["alpha"] = cfg.seed_alpha
         if cfg.seed_likelihood_weights:
@@ -631,6 +685,8 @@ class GRPO(Agent):
 
     def train_step(self) -> dict[str, float]:
         """One GRPO step: rollout, advantages, update, entropy controller, law; returns metrics."""
+        if self.multiturn is not None:
+            return self.multiturn.train_step()
         from maxent.entropy.law import logprob_advantage_covariance
 
         start = time.perf_counter()
@@ -666,18 +722,25 @@ class GRPO(Agent):
                 terms = rollout.reward_terms[:, j]
                 if torch.isfinite(terms).any():
                     row[f"rewards/{name}"] = terms[torch.isfinite(terms)].mean()
+        reward_metrics, extras = self.rewards.drain_logs()  # the functions' log_metric/log_extra
+        row.update(reward_metrics)
+        row[SKIPPED_FRACTION] = float((~finite).float().mean())
         self.law.update(float(token_entropy), float(reward))
         fit = self.law.fit()
         if fit is not None:
             row.update({LAW_A: fit.a, LAW_B: fit.b, LAW_CEILING: fit.ceiling})
         every = self.config.log_completions_every
         if every and self.num_timesteps % every == 0 and self.logger is not None:
-            self.logger.text("completions", completions_table(rollout, self.rewards.names),
+            self.logger.text("completions", completions_table(rollout, self.rewards.names,
+                                                              extras=extras),
                              self.num_timesteps + 1)
         self.num_timesteps += 1
         self.num_completions += len(rollout.texts) * self.world_size
         row[STEP_TIME] = time.perf_counter() - start
         self.last_metrics = {k: float(v) for k, v in row.items()}
+        if self.num_timesteps % self.config.log_interval == 0:
+            self.trainer_state.log_history.append({**self.last_metrics, "step": self.num_timesteps})
+        self._update_trainer_state()
         if not math.isfinite(self.last_metrics[LOSS]):
             raise FloatingPointError(
                 f"the GRPO loss became {self.last_metrics[LOSS]} at step {self.num_timesteps}: "
@@ -687,6 +750,14 @@ class GRPO(Agent):
     def _mean_over_processes(self, value: Tensor) -> Tensor:
         value = value.detach().float().reshape(1).to(self.device)
         return self.accelerator.reduce(value, reduction="mean").reshape(())
+
+    def learn(self, total_steps: int, callback: Any = None, progress_bar: bool = False) -> GRPO:
+        """:meth:`Agent.learn`; ``callback`` may also be (or list) transformers
+        ``TrainerCallback`` objects, run as a ``Trainer`` runs them
+        (:mod:`maxent.agents.grpo_callbacks`)."""
+        from maxent.agents.grpo_callbacks import with_trainer_callbacks
+
+        return super().learn(total_steps, with_trainer_callbacks(callback), progress_bar)
 
     def _learn_step(self) -> None:
         """One GRPO step: ``prompts_per_step * group_size`` completions scored and
@@ -894,23 +965,27 @@ class GRPO(Agent):
 # --------------------------------------------------------------------------- helpers
 
 
-def completions_table(rollout: Rollout, reward_names: Sequence[str], rows: int = 8) -> str:
+def completions_table(rollout: Rollout, reward_names: Sequence[str], rows: int = 8,
+                      extras: dict[str, list] | None = None) -> str:
     """A Markdown table of the first ``rows`` completions of a rollout: prompt, completion, total
-    reward and each reward function's (TRL's ``log_completions``)."""
+    reward, each reward function's (TRL's ``log_completions``) and the columns reward functions
+    added with ``log_extra``."""
     def cell(value: Any) -> str:
         text = value[-1]["content"] if isinstance(value, list) and value and isinstance(value[-1], dict) \
             else str(value)
         return text.replace("|", "\\|").replace("\n", "<br>")[:300]
 
     names = list(reward_names)
-    head = "| prompt | completion | reward |" + "".join(f" {n} |" for n in names)
-    lines = [head, "|" + "---|" * (3 + len(names))]
+    extras = extras or {}
+    head = "| prompt | completion | reward |" + "".join(f" {n} |" for n in [*names, *extras])
+    lines = [head, "|" + "---|" * (3 + len(names) + len(extras))]
     for i in range(min(rows, len(rollout.texts))):
         prompt = rollout.prompts[i] if rollout.prompts is not None else ""
         terms = "" if rollout.reward_terms is None else "".join(
             f" {float(v):.3f} |" for v in rollout.reward_terms[i])
+        extra = "".join(f" {cell(v[i]) if i < len(v) else ''} |" for v in extras.values())
         lines.append(f"| {cell(prompt)} | {cell(rollout.texts[i])} | {float(rollout.rewards[i]):.3f} |"
-                     + terms)
+                     + terms + extra)
     return "\n".join(lines)
 
 

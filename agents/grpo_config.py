@@ -134,6 +134,32 @@ class GRPOConfig(AgentConfig):
             the process; the cost is that the process holds its peak memory. ``False`` (or
             ``MAXENT_KEEP_FREED_MEMORY=0``) leaves the allocator alone.
         log_interval: GRPO steps between log rows.
+        max_turns: multi-turn envs (:mod:`maxent.agents.grpo_multiturn`): model replies per
+            episode; ``max_new_tokens`` is then the budget of one reply.
+        max_episode_tokens: multi-turn envs: the context window of one transcript; an episode
+            that outgrows it is cut, counted, and masked when ``mask_truncated``.
+        max_tool_calls: multi-turn envs: tool calls per episode (``GRPO(tools=...)``).
+        turn_credit: multi-turn envs: ``"episode"`` (group-normalised episode return on every
+            token) or ``"process"`` (group-normalised return-to-go per turn, GRPO's process
+            supervision).
+        system_prompt: multi-turn envs: an optional system message opening every episode.
+        reward_failures: a reward function that raises: ``"raise"`` (default) stops the run naming
+            the function, the sample and the cause; ``"skip"`` leaves the samples it failed on out
+            of the update (counted, ``rollout/skipped_fraction`` logged) and a step where every
+            sample is skipped stops the run.
+        scale_rewards: TRL's names: ``"group"`` divides advantages by the group's reward std,
+            ``"batch"`` by the whole batch's, ``"none"`` keeps r - mean (Dr.GRPO); ``True`` and
+            ``False`` mean "group" and "none". The std gets + 1e-6 (TRL adds 1e-4).
+        multi_objective_aggregation: several reward functions: ``"sum_then_normalize"`` (weighted
+            sum, then group advantages) or ``"normalize_then_sum"`` (each function's rewards
+            normalised in its group, weighted sum, then normalised over the batch: GDPO), TRL's.
+        top_k: sample from the k likeliest tokens only (0 = off); ``sampler="hf"`` only.
+        min_p: drop tokens below ``min_p`` times the likeliest's probability (``None`` = off);
+            ``sampler="hf"`` only.
+        repetition_penalty: transformers' repetition penalty (1.0 = off); ``sampler="hf"`` only.
+        generation_kwargs: further keyword arguments for transformers' ``generate`` (TRL's
+            ``generation_kwargs``); ``sampler="hf"`` only. Log-probs for the loss stay those of
+            logits / temperature, as in TRL.
     """
 
     model: str = "tiny"
@@ -155,7 +181,7 @@ class GRPOConfig(AgentConfig):
     num_epochs: int = 1
     micro_batch_size: int | None = None
     share_prompt_pass: bool = True
-    scale_rewards: bool = True
+    scale_rewards: bool | str = True
     aggregation: str = "token-mean"
     clip_low: float = 0.2
     clip_high: float = 0.28
@@ -195,6 +221,17 @@ class GRPOConfig(AgentConfig):
     torch_threads: int | None = None
     keep_freed_memory: bool = True
     log_interval: int = 1
+    max_turns: int = 8
+    max_episode_tokens: int = 256
+    max_tool_calls: int = 4
+    turn_credit: str = "episode"
+    system_prompt: str | None = None
+    reward_failures: str = "raise"
+    multi_objective_aggregation: str = "sum_then_normalize"
+    top_k: int = 0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    generation_kwargs: dict | None = None
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
@@ -203,6 +240,11 @@ class GRPOConfig(AgentConfig):
         self.require(("prompts_per_step", "max_new_tokens", "max_prompt_tokens", "num_epochs",
                       "log_interval", "tiny_hidden_size", "tiny_layers", "tiny_heads"), at_least=1)
         self.require(("lora_rank", "log_completions_every"), at_least=0)
+        self.require(("max_turns", "max_episode_tokens"), at_least=1)
+        self.require(("max_tool_calls",), at_least=0)
+        if self.turn_credit not in ("episode", "process"):
+            raise ValueError(f"GRPOConfig.turn_credit must be 'episode' or 'process', got "
+                             f"{self.turn_credit!r}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not self.lora_alpha > 0 or not self.vllm_importance_sampling_clip_max >= 1:
@@ -230,11 +272,30 @@ class GRPOConfig(AgentConfig):
                    "sampler": ("hf", "static", "vllm"), "vllm_weight_sync": WEIGHT_SYNCS, "dtype": ("float32", "bfloat16"),
                    "vllm_dtype": ("auto", "float32", "bfloat16"),
                    "steer_mode": ("exponential", "linear"),
-                   "seed_mode": ("linear", "exponential", "focal", "inverse")}
+                   "seed_mode": ("linear", "exponential", "focal", "inverse"),
+                   "reward_failures": ("raise", "skip"),
+                   "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"GRPOConfig.{name} must be one of {list(allowed)}, got "
                                  f"{getattr(self, name)!r}")
+        if self.scale_rewards not in (True, False, "group", "batch", "none"):
+            raise ValueError(f"GRPOConfig.scale_rewards must be 'group', 'batch', 'none' (or True / "
+                             f"False), got {self.scale_rewards!r}")
+        self.require(("top_k",), at_least=0)
+        self.require(("repetition_penalty",), above=0)
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise ValueError(f"GRPOConfig.min_p must be in [0, 1] or None, got {self.min_p}")
+        if self.generation_kwargs is not None and not isinstance(self.generation_kwargs, dict):
+            raise ValueError(f"GRPOConfig.generation_kwargs must be a dict, got "
+                             f"{type(self.generation_kwargs).__name__}")
+        if self.sampler != "hf":
+            for name, default in (("top_k", 0), ("min_p", None), ("repetition_penalty", 1.0),
+                                  ("generation_kwargs", None)):
+                if getattr(self, name) != default:
+                    raise ValueError(f"GRPOConfig.{name}={getattr(self, name)!r} is honoured by "
+                                     f"sampler='hf' only, not sampler={self.sampler!r}; use "
+                                     f"sampler='hf' or leave {name} at {default!r}")
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -244,6 +305,25 @@ class GRPOConfig(AgentConfig):
     @property
     def torch_dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.dtype == "bfloat16" else torch.float32
+
+    @property
+    def reward_scaling(self) -> str:
+        """``scale_rewards`` by TRL's name: "group", "batch" or "none"."""
+        if isinstance(self.scale_rewards, bool):
+            return "group" if self.scale_rewards else "none"
+        return self.scale_rewards
+
+    def sampling_options(self) -> dict:
+        """The generation options beyond temperature and top_p, as ``generate`` keywords (empty
+        when all are off, so every sampler is called as before)."""
+        out = dict(self.generation_kwargs or {})
+        if self.top_k:
+            out["top_k"] = self.top_k
+        if self.min_p is not None:
+            out["min_p"] = self.min_p
+        if self.repetition_penalty != 1.0:
+            out["repetition_penalty"] = self.repetition_penalty
+        return out
 
     def loss_settings(self) -> LossSettings:
         """The token loss's settings (:func:`maxent.entropy.token.policy_loss`) these ask for.

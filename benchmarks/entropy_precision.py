@@ -6,10 +6,14 @@ then the same accuracy check for the layer's other entropies and log-probabiliti
     OMP_NUM_THREADS=1 python benchmarks/entropy_precision.py               # all three parts
     OMP_NUM_THREADS=1 python benchmarks/entropy_precision.py --skip-speed  # accuracy only
     OMP_NUM_THREADS=1 python benchmarks/entropy_precision.py --shape 2 512 49152 --rounds 5
+    OMP_NUM_THREADS=1 python benchmarks/entropy_precision.py --skip-entropy-speed \\
+        --log-prob-speed --shape 4 256 16384                            # the token log-prob
 
 Errors: worst relative error over rows whose true entropy is >= 1e-6 nats, worst absolute error
-over the rows below (target: <= 0.05 and <= 1e-7). Speed: the methods alternate round by round
-so machine load hits all alike; medians and the median per-round ratio to the textbook form.
+over the rows below (target: <= 0.05 and <= 1e-7); the float64 reference is torch's own
+float64 entropy, itself accurate to ~1e-12 absolutely at these scales. Speed: the methods
+alternate round by round so that machine load hits all alike; medians, and the median of the
+per-round ratios to the textbook form (or to log_softmax + gather).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import argparse
 import gc
 import math
 import statistics
+import sys
 import time
+from collections.abc import Callable
 
 import torch
 from torch.distributions import Categorical
@@ -58,33 +64,46 @@ def error_table(rows: int, classes: int, seed: int) -> None:
             results[name][1].append(small)
     for label, k in (("worst rel. err, H>=1e-6", 0), ("worst abs. err, H<1e-6", 1)):
         print(label)
-        for name, (rel, small) in results.items():
-            vals = (rel, small)[k]
-            print(f"{name:>22} " + " ".join(f"{v:>9.2g}" for v in vals))
+        for name, vals in results.items():
+            print(f"{name:>22} " + " ".join(f"{v:>9.2g}" for v in vals[k]))
     print()
+
+
+def tanh_correction64(u: torch.Tensor) -> torch.Tensor:
+    """log(1 - tanh(u)^2) = -2 log cosh u in float64, accurate at every |u|."""
+    a = u.abs()
+    small = -2 * torch.log1p(2 * torch.sinh(a.clamp(max=1) / 2) ** 2)
+    return torch.where(a < 1, small, 2 * (math.log(2) - a - torch.log1p(torch.exp(-2 * a))))
+
+
+def log_softmax_gather(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(z, -1).gather(-1, t[..., None])[..., 0]
 
 
 def other_functions(seed: int) -> None:
     """Float32 against float64 for the layer's other log-densities and entropies."""
     from maxent.entropy import squashed_gaussian_entropy, squashed_gaussian_log_prob
+    from maxent.entropy.estimates import categorical_log_prob
     from maxent.entropy.semantic import semantic_entropy
 
-    g = torch.Generator().manual_seed(seed)
     print("other functions, float32 against float64 at the same (float32) inputs")
-    # Token log-probs as GRPO gathers them (log_softmax), half the targets the argmax.
-    worst_rel, worst_abs = 0.0, 0.0
-    for scale in SCALES:
-        z = torch.randn(5000, 8, generator=g) * scale
-        t = torch.where(torch.rand(5000, generator=g) < 0.5, z.argmax(-1),
-                        torch.randint(0, 8, (5000,), generator=g))
-        ref = torch.log_softmax(z.double(), -1).gather(-1, t[:, None])
-        got = torch.log_softmax(z, -1).gather(-1, t[:, None]).double()
-        err = (got - ref).abs()
-        worst_abs = max(worst_abs, (err / (1 + ref.abs())).max().item())
-        big = ref.abs() >= 1e-6
-        worst_rel = max(worst_rel, (err[big] / ref[big].abs()).max().item())
-    print(f"  token log-prob log_softmax(z)[t]: worst |err| / (1 + |log p|) {worst_abs:.2g}, "
-          f"worst rel. err where |log p| >= 1e-6 {worst_rel:.2g}")
+    # Token log-probs, half the targets the argmax: ours and log_softmax(z).gather(t).
+    for name, fn in (("categorical_log_prob", categorical_log_prob),
+                     ("log_softmax gather", log_softmax_gather)):
+        worst_rel, worst_abs = 0.0, 0.0
+        g = torch.Generator().manual_seed(seed)
+        for scale in SCALES:
+            z = torch.randn(5000, 8, generator=g) * scale
+            t = torch.where(torch.rand(5000, generator=g) < 0.5, z.argmax(-1),
+                            torch.randint(0, 8, (5000,), generator=g))
+            ref = log_softmax_gather(z.double(), t)
+            err = (fn(z, t).double() - ref).abs()
+            worst_abs = max(worst_abs, (err / (1 + ref.abs())).max().item())
+            big = ref.abs() >= 1e-6
+            worst_rel = max(worst_rel, (err[big] / ref[big].abs()).max().item())
+        print(f"  token log-prob, {name:>20}: worst rel. err where |log p| >= 1e-6 "
+              f"{worst_rel:.2g}, worst |err| / (1 + |log p|) {worst_abs:.2g}")
+    g = torch.Generator().manual_seed(seed)
     # Squashed Gaussian log-prob: a signed sum, so its error is judged against the sum of the
     # terms' magnitudes (relative error near a zero crossing measures the sum, not the formula).
     worst = 0.0
@@ -107,20 +126,19 @@ def other_functions(seed: int) -> None:
         got = squashed_gaussian_entropy(mean, log_std, n_samples=16,
                                         generator=torch.Generator().manual_seed(1)).double()
         eps = torch.randn((16, 2000, 4), generator=torch.Generator().manual_seed(1)).double()
-        u = mean.double() + log_std.double().exp() * eps
-        corr = tanh_correction64(u)
+        corr = tanh_correction64(mean.double() + log_std.double().exp() * eps)
         gauss = log_std.double() + 0.5 + 0.5 * math.log(2 * math.pi)
         ref = gauss.sum(-1) + corr.sum(-1).mean(0)
         size = gauss.abs().sum(-1) + corr.abs().sum(-1).mean(0)
         worst = max(worst, ((got - ref).abs() / size).max().item())
     print(f"  squashed Gaussian entropy (Monte Carlo, same draws): worst |err| / sum|terms| "
           f"{worst:.2g}")
-    # Semantic entropy near collapse: 3 answers agree, a 4th with weight e^-d; exact value.
+    # Semantic entropy near collapse: 3 answers agree, a 4th has weight e^-d; exact value.
     worst = 0.0
     for d in range(1, 700, 7):
         logw = torch.tensor([0.0, 0.0, 0.0, -float(d)], dtype=torch.float64)
-        q = math.exp(-d) / (3 + math.exp(-d))
-        exact = -q * (-d - math.log(3 + math.exp(-d))) + (1 - q) * math.log1p(math.exp(-d) / 3)
+        q = math.exp(-d) / (3 + math.exp(-d))  # p(b); p(a) = 1 - q
+        exact = q * (d + math.log(3 + math.exp(-d))) + (1 - q) * math.log1p(math.exp(-d) / 3)
         got = semantic_entropy(["a", "a", "a", "b"], logw, log_weights=True)
         worst = max(worst, abs(got - exact) / exact)
     print(f"  semantic entropy (plug-in, float64, one answer of weight e^-d, d < 700): "
@@ -128,46 +146,54 @@ def other_functions(seed: int) -> None:
     print()
 
 
-def tanh_correction64(u: torch.Tensor) -> torch.Tensor:
-    """log(1 - tanh(u)^2) = -2 log cosh u in float64, accurate at every |u|."""
-    a = u.abs()
-    small = -2 * torch.log1p(2 * torch.sinh(a.clamp(max=1) / 2) ** 2)
-    return torch.where(a < 1, small, 2 * (math.log(2) - a - torch.log1p(torch.exp(-2 * a))))
-
-
-def speed(shape: tuple[int, ...], rounds: int, chunk: int | None) -> None:
-    from maxent.entropy import categorical_entropy
-
-    print(f"speed: bf16 logits {tuple(shape)}, {torch.get_num_threads()} thread(s), "
-          f"chunk_size={chunk}")
-    logits = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3).bfloat16()
-    methods = {
-        "maxent (new)": lambda x: categorical_entropy(x, chunk_size=chunk),
-        "textbook (old)": textbook_entropy,
-        "torch Categorical f32": torch_entropy,
-    }
+def _time(methods: dict[str, Callable], x0: torch.Tensor, rounds: int, base: str) -> None:
     for mode in ("forward (no grad)", "forward + backward"):
         times: dict[str, list[float]] = {name: [] for name in methods}
         for r in range(rounds + 1):  # round 0 warms up
             for name, fn in methods.items():
-                x = logits.requires_grad_(mode != "forward (no grad)")
+                x = x0.detach().requires_grad_(mode != "forward (no grad)")
                 gc.collect()
                 start = time.perf_counter()
                 if x.requires_grad:
                     fn(x).sum().backward()
-                    x.grad = None
                 else:
                     with torch.no_grad():
                         fn(x)
                 if r:
                     times[name].append(time.perf_counter() - start)
-        base = times["textbook (old)"]
+                del x
         print(f"  {mode}")
         for name, ts in times.items():
-            ratio = statistics.median(t / b for t, b in zip(ts, base))
-            print(f"  {name:>22}: median {statistics.median(ts):7.3f} s, "
-                  f"{ratio:5.2f} x textbook")
-        logits.requires_grad_(False)
+            ratio = statistics.median(t / b for t, b in zip(ts, times[base]))
+            print(f"  {name:>26}: median {statistics.median(ts):7.3f} s, {ratio:5.2f} x {base}")
+
+
+def speed(shape: tuple[int, ...], rounds: int, chunk: int | None) -> None:
+    from maxent.entropy import categorical_entropy
+
+    print(f"speed, entropy: bf16 logits {tuple(shape)}, {torch.get_num_threads()} thread(s), "
+          f"chunk_size={chunk}")
+    logits = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3).bfloat16()
+    _time({"maxent (new)": lambda x: categorical_entropy(x, chunk_size=chunk),
+           "textbook (old)": textbook_entropy,
+           "torch Categorical f32": torch_entropy}, logits, rounds, "textbook (old)")
+
+
+def log_prob_speed(shape: tuple[int, ...], rounds: int) -> None:
+    """Token log-probs alone, and with the entropy as a language-model forward takes both."""
+    from maxent.entropy import categorical_entropy
+    from maxent.entropy.estimates import categorical_log_prob
+
+    print(f"speed, token log-prob: float32 logits {tuple(shape)}, "
+          f"{torch.get_num_threads()} thread(s)")
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=g) * 3
+    t = torch.randint(0, shape[-1], shape[:-1], generator=g)
+    _time({"categorical_log_prob": lambda x: categorical_log_prob(x, t),
+           "log_softmax gather": lambda x: log_softmax_gather(x, t),
+           "both + new entropy": lambda x: categorical_log_prob(x, t) + categorical_entropy(x),
+           "both + old entropy": lambda x: log_softmax_gather(x, t) + textbook_entropy(x)},
+          logits, rounds, "log_softmax gather")
 
 
 def main() -> None:
@@ -176,18 +202,27 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=8, help="logits per row (default 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shape", type=int, nargs="+", default=[8, 512, 49152],
-                        help="bf16 logits shape of the speed test (default 8 512 49152)")
+                        help="logits shape of the speed tests (default 8 512 49152)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default 3)")
     parser.add_argument("--chunk-size", type=int, default=None,
-                        help="chunk_size for the new implementation in the speed test")
+                        help="chunk_size for the new entropy in the speed test")
     parser.add_argument("--skip-speed", action="store_true", help="accuracy tables only")
     parser.add_argument("--skip-other", action="store_true", help="no other-function checks")
+    parser.add_argument("--skip-entropy-speed", action="store_true",
+                        help="no entropy speed test")
+    parser.add_argument("--log-prob-speed", action="store_true",
+                        help="also time the token log-prob against log_softmax + gather")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when piped to a file
     error_table(args.rows, args.classes, args.seed)
     if not args.skip_other:
         other_functions(args.seed)
-    if not args.skip_speed:
+    if args.skip_speed:
+        return
+    if not args.skip_entropy_speed:
         speed(tuple(args.shape), args.rounds, args.chunk_size)
+    if args.log_prob_speed:
+        log_prob_speed(tuple(args.shape), args.rounds)
 
 
 if __name__ == "__main__":

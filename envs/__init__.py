@@ -22,6 +22,9 @@ _ENVIRONMENTS = {
     "maxent/TextSequence-v0": ("maxent.envs.text:make_sequence", None),
     "maxent/TextBandit-v0": ("maxent.envs.text_bandit:TextBandit",
                              "maxent.envs.text_bandit:TextBanditVector"),
+    "maxent/TextBanditChat-v0": ("maxent.envs.text_wrappers:TextBanditChat", None),
+    "maxent/TextRechargingBandit-v0": ("maxent.envs.text_wrappers:make_text_recharging", None),
+    "maxent/ToolArithmetic-v0": ("maxent.envs.tool_env:ToolArithmetic", None),
 }
 
 for _id, (_entry, _vector_entry) in _ENVIRONMENTS.items():

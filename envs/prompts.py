@@ -33,16 +33,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PromptDataset", "RewardFunctions", "ScoredBatch", "TaskReward", "TrainerState",
-           "import_function", "load_rows"]
+__all__ = ["FAILURE_POLICIES", "PromptDataset", "RewardFunctionError", "RewardFunctions",
+           "ScoredBatch", "TaskReward", "TrainerState", "import_function", "load_rows"]
 
 PROMPT_COLUMN = "prompt"
-RESERVED = ("prompts", "completions", "completion_ids", "trainer_state")
+RESERVED = ("prompts", "completions", "completion_ids", "trainer_state", "log_metric", "log_extra")
 _FILE_TYPES = (".jsonl", ".json", ".parquet", ".csv")
 
 
-def load_rows(source: Any) -> list[dict[str, Any]]:
-    """Rows (dicts) of a ``datasets.Dataset``, a list of dicts, or a local data file."""
+def load_rows(source: Any, split: str | None = None) -> list[dict[str, Any]]:
+    """Rows (dicts) of a ``datasets.Dataset``, a ``DatasetDict`` (its ``split``), an
+    ``IterableDataset`` (read once into memory: prompts are drawn at random), a list of dicts, or a
+    local data file."""
+    if _is_dataset_dict(source):
+        splits = sorted(source.keys())
+        if split is None or split not in splits:
+            what = "names no split" if split is None else f"names split {split!r}, which it lacks"
+            raise ValueError(f"the dataset is a DatasetDict with splits {splits} and the call {what}; "
+                             f"pass one split, e.g. dataset[{splits[0]!r}] (or split={splits[0]!r})")
+        source = source[split]
+    elif split is not None:
+        raise ValueError(f"split={split!r} applies to a DatasetDict only; this dataset is a "
+                         f"{type(source).__name__}")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -67,12 +79,20 @@ def load_rows(source: Any) -> list[dict[str, Any]]:
         rows = [dict(source[i]) for i in range(len(source))]
     elif isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         rows = list(source)
+    elif hasattr(source, "__iter__") and not isinstance(source, (str, bytes, Mapping)):
+        rows = list(source)  # an IterableDataset or a generator of rows
     else:
         raise TypeError(f"a dataset must be a datasets.Dataset, a list of dicts or a file path, "
                         f"got {type(source).__name__}")
     if not rows or not all(isinstance(r, Mapping) for r in rows):
         raise ValueError("the dataset must be a non-empty collection of rows (dicts)")
     return [dict(r) for r in rows]
+
+
+def _is_dataset_dict(source: Any) -> bool:
+    """A ``datasets.DatasetDict`` (or ``IterableDatasetDict``): named splits of rows."""
+    return isinstance(source, Mapping) and bool(source) and all(
+        hasattr(v, "column_names") or hasattr(v, "features") for v in source.values())
 
 
 def import_function(spec: str) -> Callable:
@@ -107,11 +127,36 @@ def import_function(spec: str) -> Callable:
 
 @dataclass
 class TrainerState:
-    """What a reward function receives as ``trainer_state`` (TRL passes its ``TrainerState``):
-    the GRPO step and the completions scored so far."""
+    """What a reward function receives as ``trainer_state``: the fields of transformers'
+    ``TrainerState`` (which TRL passes) that reward functions and callbacks read, kept current by
+    GRPO, plus ``num_completions`` (completions scored so far). ``max_steps`` is the step the
+    current ``learn`` call ends at; ``epoch`` counts passes over the dataset's prompts."""
 
     global_step: int = 0
     num_completions: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    num_train_epochs: int = 0
+    logging_steps: int = 1
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    train_batch_size: int | None = None
+    num_input_tokens_seen: int = 0
+    total_flos: float = 0.0
+    log_history: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_global_step: int | None = None
+    best_model_checkpoint: str | None = None
+    is_local_process_zero: bool = True
+    is_world_process_zero: bool = True
+    is_hyper_param_search: bool = False
+    trial_name: str | None = None
+    trial_params: dict[str, Any] | None = None
+
+
+class RewardFunctionError(RuntimeError):
+    """A reward function raised or returned something unusable; the message names the function,
+    the sample and the cause."""
 
 
 @dataclass
@@ -128,15 +173,36 @@ def _name(fn: Callable) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]
+
+
+FAILURE_POLICIES = ("raise", "skip")
+
+
 class RewardFunctions:
     """A list of reward functions in TRL's convention with their weights (see the module
     docstring). Signatures are checked up front: each must accept ``completions`` and either
-    ``**kwargs`` or every other argument it is given by name."""
+    ``**kwargs`` or every other argument it is given by name.
 
-    def __init__(self, functions: Sequence[Callable] | Callable, weights: Sequence[float] | None = None):
-        functions = [functions] if callable(functions) else list(functions)
+    A reward model (a ``PreTrainedModel`` sequence classifier, or the path of one) may stand in
+    for a function, as in TRL; ``processing_classes`` gives each model its tokenizer (``None``
+    entries for functions). ``on_failure="raise"`` (default) stops on a function that raises,
+    naming it, the first sample it fails on and the cause; ``"skip"`` gives that function no
+    reward for the batch (NaN, as ``None``) and records the failure.
+    """
+
+    def __init__(self, functions: Sequence[Callable] | Callable, weights: Sequence[float] | None = None,
+                 on_failure: str = "raise", processing_classes: Sequence[Any] | Any = None):
+        functions = [functions] if callable(functions) or isinstance(functions, (str, Path)) \
+            else list(functions)
         if not functions:
             raise ValueError("reward_funcs must name at least one reward function")
+        if on_failure not in FAILURE_POLICIES:
+            raise ValueError(f"on_failure must be one of {list(FAILURE_POLICIES)}, got {on_failure!r}")
+        from maxent.envs.reward_models import as_reward_functions
+
+        functions = as_reward_functions(functions, processing_classes)
         for fn in functions:
             if not callable(fn):
                 raise TypeError(f"every reward function must be callable, got {fn!r}")
@@ -149,6 +215,27 @@ class RewardFunctions:
             raise ValueError(f"reward_weights must be {len(functions)} finite numbers (one per reward "
                              f"function), got {weights}")
         self.weights = np.asarray(weights)
+        self.on_failure = on_failure
+        for fn in functions:
+            if isinstance(fn, TaskReward):
+                fn.on_failure = on_failure
+        self.pending_metrics: dict[str, list[float]] = {}
+        self.pending_extras: dict[str, list[Any]] = {}
+
+    def log_metric(self, name: str, value: float) -> None:
+        """TRL's ``log_metric`` argument: a scalar for this step's log row (averaged per step)."""
+        self.pending_metrics.setdefault(str(name), []).append(float(value))
+
+    def log_extra(self, column: str, values: Sequence[Any]) -> None:
+        """TRL's ``log_extra`` argument: a column of the completions table, one value per sample."""
+        self.pending_extras.setdefault(str(column), []).extend(list(values))
+
+    def drain_logs(self) -> tuple[dict[str, float], dict[str, list[Any]]]:
+        """The metrics (mean per name) and table columns the functions logged since the last call."""
+        metrics = {k: float(np.mean(v)) for k, v in self.pending_metrics.items() if v}
+        extras = self.pending_extras
+        self.pending_metrics, self.pending_extras = {}, {}
+        return metrics, extras
 
     def check_signatures(self, columns: Sequence[str]) -> None:
         """Refuse a function that cannot take the keyword arguments TRL's convention passes."""
@@ -167,7 +254,8 @@ class RewardFunctions:
                 raise ValueError(
                     f"reward function {name}{inspect.signature(fn)} does not fit TRL's convention: it "
                     f"is called as {name}(prompts=..., completions=..., completion_ids=..., "
-                    f"trainer_state=..., **columns) with columns {sorted(columns)}"
+                    f"trainer_state=..., log_metric=..., log_extra=..., **columns) with columns "
+                    f"{sorted(columns)}"
                     + (f"; it requires {unknown}, which nothing provides" if unknown else "")
                     + ". Write it as def f(completions, **kwargs) (and take the columns you need)")
 
@@ -175,27 +263,44 @@ class RewardFunctions:
                  columns: Mapping[str, list], state: TrainerState) -> ScoredBatch:
         n = len(completions)
         kwargs = {"prompts": prompts, "completions": completions, "completion_ids": completion_ids,
-                  "trainer_state": state, **columns}
+                  "trainer_state": state, "log_metric": self.log_metric,
+                  "log_extra": self.log_extra, **columns}
         per_function = np.full((n, len(self.functions)), np.nan)
         failures: list[str] = []
         outputs = self._call_all(kwargs, failures)
         for j, (name, out) in enumerate(zip(self.names, outputs)):
             if out is None:
                 continue
-            per_function[:, j] = self._check_output(name, out, n)
+            per_function[:, j] = self._check_output(name, out, n, kwargs)
         finite = np.isfinite(per_function)
         rewards = np.where(finite, per_function * self.weights, 0.0).sum(axis=1)
         rewards[~finite.any(axis=1)] = np.nan
         return ScoredBatch(rewards, per_function, failures)
 
+    def _failed(self, j: int, err: BaseException, kwargs: dict, failures: list[str]) -> None:
+        """Raise (naming the sample) or record a function's failure on a batch."""
+        if isinstance(err, RewardFunctionError):
+            if self.on_failure == "raise":
+                raise err
+            failures.append(str(err))
+            return
+        name = self.names[j]
+        if self.on_failure == "skip":
+            failures.append(f"{name} raised {_one_line(err)}")
+            return
+        where = _first_failing_sample(self.functions[j], kwargs)
+        raise RewardFunctionError(
+            f"reward function {name} raised {_one_line(err)} {where}; fix the function, or set "
+            "reward_failures='skip' to train on without the batches it fails on") from err
+
     def _call_all(self, kwargs: dict, failures: list[str]) -> list[Any]:
         outputs: list[Any] = [None] * len(self.functions)
         pending = {}
-        for j, (fn, name) in enumerate(zip(self.functions, self.names)):
+        for j, fn in enumerate(self.functions):
             try:
                 out = fn(**kwargs)
             except Exception as err:  # noqa: BLE001 -- a user's function may fail in any way
-                failures.append(f"{name} raised {type(err).__name__}: {err}")
+                self._failed(j, err, kwargs, failures)
                 continue
             failures.extend(getattr(fn, "drain_failures", list)())
             if inspect.isawaitable(out):
@@ -208,13 +313,22 @@ class RewardFunctions:
 
             for j, out in zip(pending, asyncio.run(gather())):
                 if isinstance(out, BaseException):
-                    failures.append(f"{self.names[j]} raised {type(out).__name__}: {out}")
+                    self._failed(j, out, kwargs, failures)
                 else:
                     outputs[j] = out
         return outputs
 
     @staticmethod
-    def _check_output(name: str, out: Any, n: int) -> np.ndarray:
+    def _check_output(name: str, out: Any, n: int, kwargs: Mapping[str, Any] | None = None) -> np.ndarray:
+        """The rewards as floats: numbers, bools (1/0) and tensors or arrays are taken as TRL's
+        ``torch.tensor(rewards)`` takes them; ``None`` and NaN mean "not applicable"."""
+        if hasattr(out, "detach"):  # a torch tensor of rewards
+            out = out.detach().cpu().numpy()
+        if isinstance(out, np.ndarray):
+            if out.ndim != 1:
+                raise ValueError(f"reward function {name} returned an array of shape {out.shape}; "
+                                 f"return {n} rewards, one per completion")
+            out = out.tolist()
         if isinstance(out, (str, bytes, Mapping)) or not hasattr(out, "__len__"):
             raise ValueError(f"reward function {name} must return a list of {n} floats (or None), "
                              f"one per completion; it returned {type(out).__name__} {out!r:.80}")
@@ -225,17 +339,46 @@ class RewardFunctions:
         for i, value in enumerate(out):
             if value is None:
                 continue
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-                raise ValueError(f"reward function {name} returned {value!r} "
-                                 f"({type(value).__name__}) for completion {i}; return floats or None")
+            if hasattr(value, "detach") and getattr(value, "numel", lambda: 0)() == 1:
+                value = value.detach().cpu().item()
+            if isinstance(value, np.generic):
+                value = value.item()
+            if not isinstance(value, (bool, int, float)):
+                completion = kwargs["completions"][i] if kwargs else None
+                raise ValueError(f"reward function {name} returned {value!r:.60} "
+                                 f"({type(value).__name__}) for sample {i} (completion "
+                                 f"{completion!r:.60}); return floats, bools or None")
             values[i] = float(value) if math.isfinite(float(value)) else np.nan
         return values
 
 
+def _first_failing_sample(fn: Callable, kwargs: dict) -> str:
+    """Where a batch call failed: the first sample on which the function, called on that sample
+    alone, raises too (its prompt and completion), or the batch when none does alone."""
+    n = len(kwargs["completions"])
+    for i in range(n):
+        single = {k: [v[i]] if isinstance(v, list) and len(v) == n else v for k, v in kwargs.items()}
+        try:
+            out = fn(**single)
+            if inspect.isawaitable(out):
+                asyncio.run(_awaited(out))
+        except Exception:  # noqa: BLE001 -- this is the sample
+            return (f"on sample {i} (prompt {kwargs['prompts'][i]!r:.60}, completion "
+                    f"{kwargs['completions'][i]!r:.60})")
+    return f"on the batch of {n} samples (no single sample fails alone)"
+
+
+async def _awaited(out: Any) -> Any:
+    return await out
+
+
 class TaskReward:
     """A ``fn(completion, target) -> float`` reward (a text task's, or a user's ``reward_fn``) in
-    TRL's convention, scoring each completion on its own: one that raises or returns NaN/inf gets
-    no reward (``None``), and the reason is kept for the warning."""
+    TRL's convention, scoring each completion on its own. One that returns NaN/inf gets no reward
+    (``None``), the reason kept for the warning; one that raises stops the run naming the sample
+    (``on_failure="raise"``, set by :class:`RewardFunctions`) or gets no reward (``"skip"``)."""
+
+    on_failure = "raise"
 
     def __init__(self, fn: Callable[[str, Any], float]):
         self.fn = fn
@@ -246,11 +389,17 @@ class TaskReward:
 
     def __call__(self, completions: Sequence[str], target: Sequence[Any], **_: Any) -> list[float | None]:
         out: list[float | None] = []
-        for completion, t in zip(completions, target):
+        for i, (completion, t) in enumerate(zip(completions, target)):
             try:
                 value = float(self.fn(completion, t))
             except Exception as err:  # noqa: BLE001 -- a user's reward function may fail in any way
-                self._failures.append(f"{type(err).__name__}: {err} on {completion!r}")
+                if self.on_failure == "raise":
+                    raise RewardFunctionError(
+                        f"reward function {self.__name__} raised {_one_line(err)} on sample {i} "
+                        f"(completion {completion!r:.60}, target {t!r:.40}); fix the function, or "
+                        "set reward_failures='skip' to train on without the samples it fails on"
+                    ) from err
+                self._failures.append(f"{self.__name__} raised {_one_line(err)} on {completion!r}")
                 out.append(None)
                 continue
             if not math.isfinite(value):
@@ -269,15 +418,22 @@ class PromptDataset:
     """Prompts drawn from a dataset, scored by reward functions (see the module docstring).
 
     Args:
-        dataset: a ``datasets.Dataset``, a list of dicts or a local file path.
-        reward_funcs: reward functions (or one), TRL's convention.
+        dataset: a ``datasets.Dataset``, ``DatasetDict`` (with ``split``), ``IterableDataset``, a
+            list of dicts or a local file path.
+        reward_funcs: reward functions (or one), TRL's convention; reward models allowed (see
+            :class:`RewardFunctions`).
         reward_weights: one weight per function; default all 1.
-        prompt_column: the column holding the prompt.
+        prompt_column: the column holding the prompt; reward functions receive it as ``prompts``.
+        on_failure: ``"raise"`` or ``"skip"`` (see :class:`RewardFunctions`).
+        reward_processing_classes: one tokenizer per reward model (TRL's argument).
+        split: the split of a ``DatasetDict``.
     """
 
     def __init__(self, dataset: Any, reward_funcs: Sequence[Callable] | Callable,
-                 reward_weights: Sequence[float] | None = None, prompt_column: str = PROMPT_COLUMN):
-        self.rows = load_rows(dataset)
+                 reward_weights: Sequence[float] | None = None, prompt_column: str = PROMPT_COLUMN,
+                 on_failure: str = "raise", reward_processing_classes: Any = None,
+                 split: str | None = None):
+        self.rows = load_rows(dataset, split)
         columns = sorted(set().union(*(r.keys() for r in self.rows)))
         if prompt_column not in columns:
             raise ValueError(f"the dataset has no {prompt_column!r} column (it has {columns}); "
@@ -291,7 +447,8 @@ class PromptDataset:
         for i, row in enumerate(self.rows):
             _check_prompt(row.get(prompt_column), i)
         self.conversational = isinstance(self.rows[0][prompt_column], list)
-        self.rewards = RewardFunctions(reward_funcs, reward_weights)
+        self.rewards = RewardFunctions(reward_funcs, reward_weights, on_failure,
+                                       reward_processing_classes)
         self.rewards.check_signatures(self.columns)
 
     def __len__(self) -> int:

@@ -12,7 +12,8 @@ import os
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-settings.register_profile("dev", print_blob=True)
+# Explicitly random: Hypothesis loads a derandomized profile of its own when it detects CI.
+settings.register_profile("dev", derandomize=False, print_blob=True)
 
 
 def _profile() -> str:

@@ -195,6 +195,29 @@ def test_readme_is_a_map_with_the_ci_command():
     assert ci and "pytest" in ci.group(1), "README.md lost the test command .ci/run reads"
 
 
+def _slug(heading: str) -> str:
+    """The anchor MkDocs' toc extension (and GitHub) gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return re.sub(r"[-\s]+", "-", text).strip("-")
+
+
+def test_readme_links_resolve():
+    """README.md is not part of the site, so mkdocs does not check its links: every relative link
+    must name an existing file, and an anchor a heading of that file."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert links
+    for link in links:
+        if re.match(r"[a-z]+://", link):
+            continue
+        target, _, anchor = link.partition("#")
+        path = REPO / target
+        assert path.exists(), f"README.md links {link}, but {target} does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", path.read_text(encoding="utf-8"), re.MULTILINE)
+            assert anchor in {_slug(h) for h in headings}, f"README.md links {link}: no such heading"
+
+
 def _snippet_runs(block: Block, tmp_path: Path) -> None:
     result = _run([sys.executable, "-c", small(block.code)], tmp_path)
     assert result.returncode == 0, f"{block.where}:\n{small(block.code)}\n{result.stderr[-3000:]}"

@@ -202,7 +202,8 @@ def test_failing_rewards_are_skipped_counted_and_warned():
             return float("nan")
         return float(completion.strip() == str(target))
 
-    agent = GRPO("tiny", make_arithmetic(difficulty=1), GRPOConfig(**SMALL), reward_fn=reward_fn)
+    agent = GRPO("tiny", make_arithmetic(difficulty=1), GRPOConfig(**SMALL, reward_failures="skip"),
+                 reward_fn=reward_fn)
     with pytest.warns(RuntimeWarning, match="4 of 8 completions skipped.*grader crashed"):
         rollout = agent.rollout(0)
     assert agent.skipped_rewards == 4 and torch.isnan(rollout.rewards).sum() == 4

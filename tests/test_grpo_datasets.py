@@ -58,7 +58,8 @@ def test_trl_style_functions_get_trls_arguments_and_combine_with_weights():
     scored = data.score([p for p, _ in pairs], ["7", "12", "x"], [[1], [2, 3], [4]], rows,
                         TrainerState(global_step=5))
     assert seen["prompts"] == [r["prompt"] for r in rows] and seen["ids"] == [[1], [2, 3], [4]]
-    assert seen["answer"] == [r["answer"] for r in rows] and seen["step"] == 5 and seen["extra"] == {}
+    assert seen["answer"] == [r["answer"] for r in rows] and seen["step"] == 5
+    assert sorted(seen["extra"]) == ["log_extra", "log_metric"]  # TRL passes both
     terms = scored.per_function
     np.testing.assert_allclose(terms[:, 0], [-2, -1, -2])
     expected = terms[:, 0] + 2 * terms[:, 1] + np.nan_to_num(0.5 * terms[:, 2]) + 0.5

@@ -99,6 +99,17 @@ CASES = {
         ({"button_names": ("red", "blue"), "max_completion_chars": 16},
          lambda e: e.names == ("red", "blue") and e.action_space.max_length == 16),
     ],
+    "maxent/TextBanditChat-v0": [
+        ({"means": (1.0, 2.0, 3.0), "horizon": 3}, lambda e: e.n_arms == 3 and _horizon(e) == 3),
+    ],
+    "maxent/TextRechargingBandit-v0": [
+        ({"invalid_action": "random", "horizon": 3},
+         lambda e: e.invalid_action == "random" and _horizon(e) == 3),
+    ],
+    "maxent/ToolArithmetic-v0": [
+        ({"difficulty": 4, "max_tool_calls": 1},
+         lambda e: e.task.difficulty == 4 and e.max_tool_calls == 1),
+    ],
 }
 
 # Observation spaces SB3 does not support: it needs numpy arrays (Box, Discrete, MultiDiscrete,

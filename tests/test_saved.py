@@ -185,3 +185,39 @@ def test_base_initialiser_owns_the_common_state():
     assert agent.np_rng.integers(1000) == np.random.default_rng(7).integers(1000)
     with pytest.raises(TypeError, match="config must be a TinyConfig, got object"):
         Agent.__init__(agent, None, config=object())
+
+
+def _names(path) -> tuple[list[str], list[str]]:
+    import json
+    import re
+
+    from safetensors.torch import load_file
+
+    tensors = load_file(path / "weights.safetensors")
+    state = json.loads((path / "state.json").read_text())
+    return sorted({re.sub(r"\.\d+(\.|$)", r".N\1", k) for k in tensors}), sorted(state)
+
+
+def test_sac_and_bandit_checkpoints_keep_the_names_older_ones_were_written_with(tmp_path):
+    """Declared entries must write the names that checkpoints saved before them hold, or those
+    would no longer load: the tensor names (indices as N) and state keys are pinned here."""
+    from maxent.agents import SAC, UCB1
+
+    sac = SAC("Pendulum-v1", hidden_sizes=(8,), batch_size=8, learning_starts=10, buffer_size=100,
+              compile=False).learn(20)
+    tensors, state = _names(sac.save(tmp_path / "sac"))
+    assert tensors == [
+        "actor.net.N.bias", "actor.net.N.weight", "critic.biases.N", "critic.head_bias",
+        "critic.head_weight", "critic.weights.N", "critic_target.biases.N", "critic_target.head_bias",
+        "critic_target.head_weight", "critic_target.weights.N", "episode.actions.N",
+        "optimizer.state.N.exp_avg", "optimizer.state.N.exp_avg_sq", "optimizer.state.N.step",
+        "rng.torch", "temperature.exp_avg", "temperature.exp_avg_sq", "temperature.log_alpha",
+        "temperature.step"]
+    assert state == [
+        "action_shape", "env_id", "episode_length", "episode_lengths", "episode_replayable",
+        "episode_return", "episode_returns", "episode_seeds", "in_flight", "n_updates",
+        "num_timesteps", "observation_shape", "optimizer", "rng_numpy", "seed", "temperature",
+        "vector_steps"]
+    tensors, state = _names(UCB1("maxent/HomeostaticBandit-v0").learn(20).save(tmp_path / "ucb"))
+    assert tensors == ["arm_counts", "reward_sq_sums", "reward_sums"]
+    assert state == ["env_id", "episode_returns", "n_arms", "num_timesteps", "rng_numpy", "seed"]

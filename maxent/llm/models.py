@@ -63,23 +63,50 @@ def _cache_argument(cls: type) -> str:
     return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
+def _byte_level_alphabet() -> dict[int, str]:
+    """The printable character byte-level tokenizers (GPT-2, Qwen2) write each byte as: printable
+    Latin-1 bytes stand for themselves, the others are shifted past 255 in order."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+            *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    table, shifted = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
 def build_char_tokenizer(characters: str = CHARACTERS):
     """A character-level ``PreTrainedTokenizerFast``: one token per character, plus
     ``<pad>`` (id 0), ``<bos>``, ``<eos>``, ``<unk>``; left padding (what generation needs).
 
+    The characters are stored in the byte-level alphabet (a space as ``Ġ``, a newline as ``Ċ``)
+    as a BPE vocabulary without merges, with byte-level pre-tokenizer and decoder: so the
+    exported folder, which ``AutoTokenizer`` loads as a ``Qwen2Tokenizer`` (it rebuilds byte-level
+    processing for every qwen2 model whatever ``tokenizer.json`` says), encodes and decodes text
+    exactly as this tokenizer does.
+
     Args:
         characters: the characters of the vocabulary (default: digits, arithmetic operators,
-            ASCII letters, punctuation, space and newline); others encode as ``<unk>``.
+            ASCII letters, punctuation, space and newline; one byte each); others encode as
+            ``<unk>`` per byte.
     """
     _require_transformers()
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    alphabet = _byte_level_alphabet()
     chars = list(dict.fromkeys(characters))  # unique, in order
-    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *chars])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")
-    backend.decoder = decoders.Fuse()  # join characters back without spaces
+    wide = [c for c in chars if len(c.encode("utf-8")) != 1]
+    if wide:
+        raise ValueError(f"the character tokenizer takes one-byte (ASCII) characters, got {wide[:5]}")
+    symbols = [alphabet[c.encode("utf-8")[0]] for c in chars]
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *symbols])}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<bos>",
                                    eos_token="<eos>", unk_token="<unk>", padding_side="left")
 

@@ -159,7 +159,9 @@ class HFSampler:
     @torch.no_grad()
     def generate(self, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
-                 seed: int = 0) -> Completions:
+                 seed: int = 0, **generation_kwargs: Any) -> Completions:
+        """``generation_kwargs`` (``top_k``, ``min_p``, ``repetition_penalty``, or any other
+        ``generate`` keyword) go to transformers' ``generate`` as given."""
         model = self.model
         device = next(model.parameters()).device
         step = self.batch_size or len(prompt_ids)
@@ -174,6 +176,7 @@ class HFSampler:
                     ids, mask = left_pad(prompt_ids[start:start + step], self.tokenizer.pad_token_id)
                     kwargs: dict[str, Any] = {"do_sample": False} if greedy else {
                         "do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+                    kwargs.update(generation_kwargs)
                     out = model.generate(
                         input_ids=ids.to(device), attention_mask=mask.to(device),
                         max_new_tokens=max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,

@@ -3,9 +3,10 @@ RNGs, tensors, counters, arrays) and this module writes, reads and validates the
 hand-writes the split into tensors, JSON and arrays or the checks on the way back.
 
 Each entry names where it lives on disk: a tensor name (or prefix) in ``weights.safetensors``, a
-key (or key path) in ``state.json``, an array name in ``replay.npz``. Restoring checks names,
-shapes, dtypes and controller kinds first and refuses a mismatch with one line naming the file and
-the field, before anything of the agent is changed by that entry.
+key (or key path) in ``state.json``, an array name in ``replay.npz``. Restoring checks every
+entry's names, shapes, dtypes and controller kind before reading any back, and refuses a mismatch
+with one line naming the file and the field. The names are the ones the agents wrote before this
+module existed, so their older checkpoints load unchanged.
 """
 
 from __future__ import annotations
