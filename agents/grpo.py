@@ -348,7 +348,8 @@ class GRPO(Agent):
                                  "tiny one: fewer tiny_heads) or sampler='hf'")
             path = cfg.model if Path(str(cfg.model)).is_dir() else None
             return VLLMSampler(self.policy, self.tokenizer, path=path, dtype=vllm_dtype(cfg, self.device),
-                               max_model_len=cfg.max_prompt_tokens + cfg.max_new_tokens,
+                               max_model_len=cfg.max_episode_tokens if self.multiturn is not None
+                               else cfg.max_prompt_tokens + cfg.max_new_tokens,
                                kv_cache_gb=cfg.vllm_kv_cache_gb, num_threads=cfg.vllm_num_threads,
                                weight_sync=cfg.vllm_weight_sync)
         model = self._generation_model if self._generation_model is not None else self.policy
@@ -606,7 +607,8 @@ class GRPO(Agent):
         gradient equals the gradient of the global-batch loss; under DDP it is multiplied by the
         process count because DDP averages gradients over processes.
         """
-        from maxent.entropy.token import masked_fraction, policy_loss, sampler_importance_weights
+        from maxent.entropy.token import (high_entropy_mask, masked_fraction, policy_loss,
+                                          sampler_importance_weights)
 
         cfg = self.config
         settings = cfg.loss_settings()
@@ -655,7 +657,9 @@ class GRPO(Agent):
                         ref_log_probs=None if batch.ref_log_probs is None else batch.ref_log_probs[mb],
                         normalizer=normalizer,
                         token_weights=None if batch.token_weights is None else batch.token_weights[mb],
-                        sampling_weights=weights)
+                        sampling_weights=weights,
+                        entropy_mask=None if cfg.top_entropy_quantile >= 1 else high_entropy_mask(
+                            entropy, batch.loss_mask[mb], cfg.top_entropy_quantile))
                     self.accelerator.backward(out.loss * self.world_size)
                 # Metrics are means over micro-batches weighted by their share of rows.
                 weight = (mb.stop - mb.start) / len(batch.input_ids) / cfg.num_epochs
@@ -1091,7 +1095,7 @@ class GRPORunHooks(RunHooks):
     def before_learn(self, agent: GRPO, spec: RunSpec) -> None:
         flags = self.options
         if not agent.warmed_up and flags.warmup_steps > 0 and agent.num_timesteps == 0 \
-                and flags.dataset is None:
+                and flags.dataset is None and agent.multiturn is None:  # no targets to imitate
             start = time.perf_counter()
             history = agent.warmup(flags.warmup_steps, stop_accuracy=flags.warmup_stop_accuracy)
             print(f"warm-up: {history[-1][0]} supervised steps, greedy accuracy "

@@ -160,6 +160,19 @@ class GRPOConfig(AgentConfig):
         generation_kwargs: further keyword arguments for transformers' ``generate`` (TRL's
             ``generation_kwargs``); ``sampler="hf"`` only. Log-probs for the loss stay those of
             logits / temperature, as in TRL.
+        surrogate: the policy-gradient term: ``"clip"`` (PPO's clipped ratio), ``"cispo"`` or
+            ``"sapo"`` (TRL's loss types of those names; :mod:`maxent.entropy.surrogates`). CISPO
+            caps the ratio at ``clip_high`` itself (set it to e.g. 5), as TRL's epsilon_high.
+        sapo_temperature_pos: SAPO's gate temperature where the advantage is positive.
+        sapo_temperature_neg: SAPO's gate temperature elsewhere.
+        importance_sampling_level: ``"token"`` or ``"sequence"`` (GSPO: one ratio per sequence,
+            exp of the mean token log-ratio), TRL's option.
+        delta: TRL's two-sided clipping: the ratio is capped at ``delta`` (> 1 + clip_high) where
+            the advantage is negative (the dual clip of Ye et al. 2020); ``None`` = off.
+        kl_bias_correction: multiply the k3 KL by the importance ratio (TRL's
+            ``use_bias_correction_kl``, default True there; the GRPO paper's plain k3 here).
+        top_entropy_quantile: train only on the highest-entropy share of each micro-batch's
+            tokens (Wang et al. 2025; :func:`maxent.entropy.token.high_entropy_mask`); 1 = all.
     """
 
     model: str = "tiny"
@@ -232,6 +245,13 @@ class GRPOConfig(AgentConfig):
     min_p: float | None = None
     repetition_penalty: float = 1.0
     generation_kwargs: dict | None = None
+    surrogate: str = "clip"
+    sapo_temperature_pos: float = 1.0
+    sapo_temperature_neg: float = 1.05
+    importance_sampling_level: str = "token"
+    delta: float | None = None
+    kl_bias_correction: bool = False
+    top_entropy_quantile: float = 1.0
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
@@ -274,6 +294,8 @@ class GRPOConfig(AgentConfig):
                    "steer_mode": ("exponential", "linear"),
                    "seed_mode": ("linear", "exponential", "focal", "inverse"),
                    "reward_failures": ("raise", "skip"),
+                   "surrogate": ("clip", "cispo", "sapo"),
+                   "importance_sampling_level": ("token", "sequence"),
                    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -283,6 +305,16 @@ class GRPOConfig(AgentConfig):
             raise ValueError(f"GRPOConfig.scale_rewards must be 'group', 'batch', 'none' (or True / "
                              f"False), got {self.scale_rewards!r}")
         self.require(("top_k",), at_least=0)
+        self.require(("sapo_temperature_pos", "sapo_temperature_neg"), above=0)
+        if not 0 < self.top_entropy_quantile <= 1:
+            raise ValueError(f"GRPOConfig.top_entropy_quantile must be in (0, 1], got "
+                             f"{self.top_entropy_quantile}")
+        if self.delta is not None and not self.delta > 1 + self.clip_high:
+            raise ValueError(f"GRPOConfig.delta must be > 1 + clip_high ({1 + self.clip_high}) or "
+                             f"None, got {self.delta}")
+        if self.surrogate != "clip" and self.intervention in ("clip_cov", "kl_cov"):
+            raise ValueError(f"GRPOConfig.intervention {self.intervention!r} acts on the clipped "
+                             f"surrogate; use surrogate='clip' with it, not {self.surrogate!r}")
         self.require(("repetition_penalty",), above=0)
         if self.min_p is not None and not 0 <= self.min_p <= 1:
             raise ValueError(f"GRPOConfig.min_p must be in [0, 1] or None, got {self.min_p}")
@@ -333,7 +365,11 @@ class GRPOConfig(AgentConfig):
             aggregation=self.aggregation, clip_low=self.clip_low, clip_high=self.clip_high,
             kl_coef=self.kl_coef, kl_cov_coef=self.kl_cov_coef, steer_mode=self.steer_mode,
             lambda_min=self.steer_lambda_min, lambda_max=self.steer_lambda_max,
-            max_length=self.max_new_tokens)
+            max_length=self.max_new_tokens, dual_clip=self.delta,
+            kl_importance_correction=self.kl_bias_correction, surrogate=self.surrogate,
+            importance_sampling_level=self.importance_sampling_level,
+            sapo_temperature_pos=self.sapo_temperature_pos,
+            sapo_temperature_neg=self.sapo_temperature_neg)
 
 
 def vllm_dtype(config: GRPOConfig, device: torch.device) -> torch.dtype:

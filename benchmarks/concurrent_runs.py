@@ -1,9 +1,9 @@
 """Throughput of several SAC trainings sharing a machine: 1, 2 and 4 processes at once, each like
-``maxent train sac`` (Pendulum-v1, its thread policy set before torch loads), optionally SB3's SAC
-side by side.
+``maxent train sac`` (Pendulum-v1, its thread policy set before torch loads), optionally
+stable-baselines3's SAC side by side.
 
     python benchmarks/concurrent_runs.py                      # maxent: 1, 2 and 4 at once
-    python benchmarks/concurrent_runs.py --sb3 --counts 1 2   # SB3 too
+    python benchmarks/concurrent_runs.py --libs maxent sb3 --counts 1 2   # SB3 side by side
 
 Each process warms up (random steps, the first updates, the compile) and then waits for the others
 at a barrier, so that only the timed steps overlap. Printed per process and in total: env steps/s
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--compile", choices=["true", "false"], default="true",
                         help="maxent's compiled update (as a long `maxent train sac` run uses)")
-    parser.add_argument("--sb3", action="store_true", help="also time stable-baselines3's SAC")
+    parser.add_argument("--libs", nargs="+", choices=["maxent", "sb3"], default=["maxent"],
+                        help="whose SAC to time: maxent, stable-baselines3's (sb3), or both")
     parser.add_argument("--keep-env", action="store_true",
                         help="pass OMP_NUM_THREADS/OMP_WAIT_POLICY of this shell to the workers "
                              "(default: removed, so each worker's own policy decides)")
@@ -112,10 +113,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--counts and --steps must be positive and --warmup-steps above "
                          "--learning-starts (the warm-up must reach the first updates)")
     counts = sorted(set(args.counts) | {1})  # total(1) is the reference of every ratio
-    libs = ["maxent", "sb3"] if args.sb3 else ["maxent"]
+    libs = list(dict.fromkeys(args.libs))
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before the runs; "
           f"{args.env}, {args.steps} timed steps per process after {args.warmup_steps} warm-up steps")
-    run_group(args, "maxent", 1)  # fills inductor's disk cache; not reported
+    if "maxent" in libs:
+        run_group(args, "maxent", 1)  # fills inductor's disk cache; not reported
     for lib in libs:
         reference = None
         for n in counts:

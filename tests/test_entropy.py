@@ -1,5 +1,6 @@
 """Tests for maxent/entropy/estimates.py: the tanh-squashed Gaussian of SAC (Haarnoja et al. 2018) against
-torch.distributions, its stability, sampling, and the categorical / Monte-Carlo entropies."""
+torch.distributions, its stability, sampling, the Monte-Carlo entropies, and the categorical entropy
+and log-prob against 40-digit references with error bounds derived from their formulation."""
 
 import math
 
@@ -266,7 +267,7 @@ def entropy_error_bound(logits, dtype):
     mask_fraction=st.sampled_from([0.0, 0.0, 0.3, 0.9]),
     dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float64]),
 )
-# The issue's case: row 0 had H = 9.36e-5 and the textbook formula gave 8.39e-5 in float32.
+# Row 0 has H = 9.36e-5; the textbook formula gives 8.39e-5 in float32 (-10 %).
 @example(shape=(4,), n_classes=4, seed=1048577, scale=50.0, mask_fraction=0.0,
          dtype=torch.float32)
 def test_categorical_entropy_and_gradient_match_40_digit_reference(
@@ -296,24 +297,27 @@ def test_categorical_entropy_and_gradient_match_40_digit_reference(
 
 
 def test_categorical_entropy_is_exact_where_the_textbook_formula_cancels():
-    """The issue's case and deeper collapse: float32 against a float64 reference, and the
-    textbook logsumexp(z) - sum p z, whose float32 difference of two ~|max z| numbers loses
-    every digit of a small H."""
+    """Near collapse, float32 against a 40-digit reference: a row the textbook
+    logsumexp(z) - sum p z gets 10 % wrong (its float32 difference of two ~|max z| numbers
+    loses the digits of a small H), and rows of H < 1e-6, also under a large common shift."""
     z = torch.randn(4, 4, generator=torch.Generator().manual_seed(1048577)) * 50
-    ref = torch.tensor([mp_entropy_and_grad(r)[0] for r in z.double().tolist()], dtype=torch.float64)
+    ref = torch.tensor([mp_entropy_and_grad(r)[0] for r in z.double().tolist()],
+                       dtype=torch.float64)
     textbook = torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1)
-    assert abs(textbook[0].item() / ref[0].item() - 1) > 0.05  # the reported -10 %
+    assert abs(textbook[0].item() / ref[0].item() - 1) > 0.05  # -10 %
     torch.testing.assert_close(categorical_entropy(z).double(), ref, rtol=1e-5, atol=0)
     for shift in (0.0, 1e4):  # H depends on differences only; a large common shift must not hurt
         deep = torch.tensor([[30.0, 0.0, -5.0, float("-inf")], [80.0, 60.0, 1.0, 0.0]]) + shift
-        ref = torch.tensor([mp_entropy_and_grad(r)[0] for r in deep.double().tolist()], dtype=torch.float64)
+        ref = torch.tensor([mp_entropy_and_grad(r)[0] for r in deep.double().tolist()],
+                           dtype=torch.float64)
         assert (ref < 1e-6).all() and (ref > 0).all()
         torch.testing.assert_close(categorical_entropy(deep).double(), ref, rtol=2e-5, atol=0)
 
 
 def test_categorical_entropy_gradient_matches_float64_autograd_near_collapse_and_masked():
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(64, 6, generator=g) * torch.tensor([1.0, 5.0, 20.0, 50.0]).repeat(16)[:, None]
+    scales = torch.tensor([1.0, 5.0, 20.0, 50.0]).repeat(16)[:, None]
+    logits = torch.randn(64, 6, generator=g) * scales
     logits[::3, 1] = float("-inf")
     logits[5, :] = float("-inf")  # all masked: uniform by convention, gradient 0
     x32 = logits.clone().requires_grad_()
@@ -386,7 +390,8 @@ def test_categorical_log_prob_and_gradient_match_40_digit_reference(
     assert torch.isfinite(logits.grad).all() and torch.isfinite(ours).all()
     rel, atol = entropy_error_bound(logits, dtype)
     rows = logits.detach().double().reshape(-1, n_classes).tolist()
-    for row, t, lp, grad in zip(rows, target.reshape(-1).tolist(), ours.detach().reshape(-1).tolist(),
+    for row, t, lp, grad in zip(rows, target.reshape(-1).tolist(),
+                                ours.detach().reshape(-1).tolist(),
                                 logits.grad.double().reshape(-1, n_classes).tolist()):
         ref_lp, ref_g = mp_log_prob_and_grad(row, t)
         assert abs(lp - ref_lp) <= rel * abs(ref_lp) + atol, (row, t, lp, ref_lp)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from gymnasium.utils.env_checker import check_env as gym_check_env
 
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
@@ -248,7 +249,7 @@ def test_environment_factory_class_runs_unchanged(tiny):
     [ep] = collect_episodes(sampler, fmt, [env], [0], RolloutLimits(max_episode_tokens=1024))
     assert tokenizer.decode(sampler.prompts[2][0]).endswith("counter is 3\n")
     assert ep.rewards == [0.0, 0.0, 1.0] and ep.terminated and ep.tool_calls == 2
-    gym.utils.env_checker.check_env(EnvironmentFactoryEnv(Counter))
+    gym_check_env(EnvironmentFactoryEnv(Counter))
     agent = GRPO("tiny", EnvironmentFactoryEnv(Counter), GRPOConfig(**{**SMALL,
                                                                        "max_episode_tokens": 256}))
     assert np.isfinite(agent.train_step()["train/loss"])
@@ -258,7 +259,8 @@ def test_calculator_task():
     assert calculate("(12 + 7) * 3") == "57" and calculate("7 / 2") == "3.5"
     env = ToolArithmetic(difficulty=1)
     obs, _ = env.reset(seed=3)
-    expression = obs.splitlines()[1][len("What is "):-1]
+    question = next(line for line in obs.splitlines() if line.startswith("What is "))
+    expression = question[len("What is "):-1]
     call = f'<tool_call>{{"name": "calculate", "arguments": {{"expression": "{expression}"}}}}</tool_call>'
     obs, reward, terminated, _, info = env.step(call)
     assert info["role"] == "tool" and not info["tool_error"] and not terminated and reward == 0
@@ -274,7 +276,7 @@ def test_calculator_task():
 def test_tasks_pass_gymnasium_check_env_and_sb3_refuses_text(env_id):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    gym.utils.env_checker.check_env(gym.make(env_id).unwrapped)
+    gym_check_env(gym.make(env_id).unwrapped)
     with pytest.raises(AssertionError, match="numpy array"):  # SB3 agents take arrays, not str
         sb3_check_env(gym.make(env_id))
 
@@ -362,9 +364,20 @@ def test_multiturn_run_resumes_exactly(tmp_path):
                                    loaded.last_metrics["time/step_seconds"]}
 
 
-def test_single_turn_tasks_keep_their_step():
+def test_single_turn_tasks_keep_their_step_unless_given_tools():
     agent = GRPO("tiny", "maxent/TextArithmetic-v0", GRPOConfig(**SMALL))
     assert agent.multiturn is None
+    agent = GRPO("tiny", "maxent/TextArithmetic-v0", GRPOConfig(**{**SMALL, "max_episode_tokens": 256}),
+                 tools=[add])
+    assert agent.multiturn is not None and np.isfinite(agent.train_step()["train/loss"])
+    assert agent.multiturn.last_episodes[0].turns >= 1
+
+
+def test_vector_env_gives_the_env_to_copy():
+    vec = gym.vector.SyncVectorEnv([lambda: LetterEnv(turns=2)] * 2)
+    agent = GRPO("tiny", vec, GRPOConfig(**SMALL))
+    agent.train_step()
+    assert [ep.turns for ep in agent.multiturn.last_episodes] == [2] * 8
 
 
 def test_training_moves_the_policy_towards_reward():
@@ -374,4 +387,4 @@ def test_training_moves_the_policy_towards_reward():
     rewards = [agent.train_step()["rollout/reward"] for _ in range(40)]
     after = agent.evaluate_accuracy(16, deterministic=False)
     assert np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.1
-    assert after > before + 0.1
+    assert after > before + 1.0  # of a best return of 3

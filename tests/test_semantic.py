@@ -153,7 +153,7 @@ def se_error_bound(log_w):
     estimator=st.sampled_from(["plugin", "monte_carlo"]),
 )
 # Near collapse: one cluster holds all but e^-40 / 3 of the mass, below float64's resolution of
-# 1, so the old -sum p log p dropped the certain cluster's own term (2.4 % of SE).
+# 1, so a float64 -sum p log p drops the certain cluster's own term (2.4 % of SE).
 @example(ids=[0, 0, 0, 1], log_w=[0.0, 0.0, 0.0, -40.0] + [0.0] * 4, estimator="plugin")
 def test_semantic_entropy_matches_40_digit_reference(ids, log_w, estimator):
     log_w = log_w[:len(ids)]

@@ -172,3 +172,100 @@ def test_entropy_bonus_matches_trl(configs, loss_type):
     assert abs(ours.loss.item() - theirs.item()) < 1e-6
     for a, b in zip(g_ours, g_trl):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------- new loss types
+
+
+def trl_loss_with(cfg, log_probs, entropies, inputs, **attributes):
+    """TRL's _compute_loss with extra trainer attributes (importance level, entropy quantile)."""
+    accelerator = SimpleNamespace(num_processes=1, sync_gradients=True, gather=lambda x: x,
+                                  gather_for_metrics=lambda x: x,
+                                  reduce=lambda x, reduction="sum": x,
+                                  pad_across_processes=lambda x, dim=0, pad_index=0: x)
+    fake = SimpleNamespace(
+        args=cfg, loss_type=cfg.loss_type, beta=cfg.beta, epsilon_low=cfg.epsilon,
+        epsilon_high=cfg.epsilon_high, importance_sampling_level="token",
+        top_entropy_quantile=1.0, off_policy_mask_threshold=None, use_vllm=False,
+        vllm_importance_sampling_correction=False, aux_loss_enabled=False,
+        max_completion_length=cfg.max_completion_length, accelerator=accelerator,
+        current_gradient_accumulation_steps=1, model=SimpleNamespace(training=True),
+        entropy_coef=0.0, use_adaptive_entropy=False, _entropy_bonus_enabled=False,
+        _metrics={"train": defaultdict(list)},
+        _get_per_token_logps_and_entropies=lambda *a, **k: (log_probs, entropies, None))
+    for name, value in attributes.items():
+        setattr(fake, name, value)
+    fake.get_high_entropy_mask = lambda e, m, t: GRPOTrainer.get_high_entropy_mask(fake, e, m, t)
+    return GRPOTrainer._compute_loss(fake, None, inputs)
+
+
+def new_config(tmp_path_factory, loss_type, beta=0.0, epsilon_high=0.28, delta=None, bias=True):
+    return GRPOConfig(output_dir=str(tmp_path_factory.mktemp("trl2")), loss_type=loss_type,
+                      beta=beta, epsilon=0.2, epsilon_high=epsilon_high, delta=delta, use_cpu=True,
+                      report_to=[], max_completion_length=MAX_COMPLETION_LENGTH,
+                      per_device_train_batch_size=4, num_generations=4, use_bias_correction_kl=bias)
+
+
+def ours_loss(lp, old, ref, adv, mask, settings, **kwargs):
+    return policy_loss(lp, old, adv, mask, settings, ref_log_probs=ref if settings.kl_coef else None,
+                       **kwargs)
+
+
+CASES = {  # name: (TRL loss_type, TRL extras, our settings, TRL epsilon_high, delta)
+    "gspo_grpo": ("grpo", {"importance_sampling_level": "sequence"},
+                  dict(aggregation="seq-mean-token-mean", importance_sampling_level="sequence"), 0.28, None),
+    "gspo_dapo": ("dapo", {"importance_sampling_level": "sequence"},
+                  dict(aggregation="token-mean", importance_sampling_level="sequence"), 0.28, None),
+    "cispo": ("cispo", {}, dict(aggregation="token-mean", surrogate="cispo", clip_high=1.1), 1.1, None),
+    "sapo": ("sapo", {}, dict(aggregation="seq-mean-token-mean", surrogate="sapo"), 0.28, None),
+    "sapo_sequence": ("sapo", {"importance_sampling_level": "sequence"},
+                      dict(aggregation="seq-mean-token-mean", surrogate="sapo",
+                           importance_sampling_level="sequence"), 0.28, None),
+    "delta": ("dapo", {}, dict(aggregation="token-mean", dual_clip=1.35), 0.28, 1.35),
+    "delta_gspo": ("grpo", {"importance_sampling_level": "sequence"},
+                   dict(aggregation="seq-mean-token-mean", importance_sampling_level="sequence",
+                        dual_clip=1.35), 0.28, 1.35),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("beta, bias", [(0.0, True), (0.04, True), (0.04, False)])
+def test_new_loss_types_and_gspo_equal_trl(tmp_path_factory, case, beta, bias):
+    loss_type, extras, ours_settings, eps_high, delta = CASES[case]
+    cfg = new_config(tmp_path_factory, loss_type, beta, eps_high, delta, bias)
+    settings = LossSettings(max_length=MAX_COMPLETION_LENGTH, clip_low=0.2,
+                            **{"clip_high": 0.28, **ours_settings}, kl_coef=beta,
+                            kl_importance_correction=bias)
+    for seed in range(3):
+        lp, old, ref, adv, mask, ent = make_batch(seed)
+        lp_trl = lp.clone().requires_grad_()
+        theirs = trl_loss_with(cfg, lp_trl, ent, inputs_for(old, ref, adv, mask, mask.sum()), **extras)
+        (g_trl,) = torch.autograd.grad(theirs, lp_trl)
+        lp_ours = lp.clone().requires_grad_()
+        ours = ours_loss(lp_ours, old, ref, adv, mask, settings)
+        (g_ours,) = torch.autograd.grad(ours.loss, lp_ours)
+        assert abs(ours.loss.item() - theirs.item()) < 1e-6, (case, seed)
+        torch.testing.assert_close(g_ours, g_trl, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("quantile", [0.2, 0.5, 1.0])
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+def test_top_entropy_quantile_equals_trl(tmp_path_factory, quantile, loss_type):
+    from maxent.entropy.token import high_entropy_mask
+
+    cfg = new_config(tmp_path_factory, loss_type)
+    settings = LossSettings(aggregation=AGG[loss_type], max_length=MAX_COMPLETION_LENGTH)
+    for seed in range(3):
+        lp, old, ref, adv, mask, ent = make_batch(seed)
+        lp_trl = lp.clone().requires_grad_()
+        theirs = trl_loss_with(cfg, lp_trl, ent, inputs_for(old, ref, adv, mask, mask.sum()),
+                               top_entropy_quantile=quantile)
+        (g_trl,) = torch.autograd.grad(theirs, lp_trl)
+        lp_ours = lp.clone().requires_grad_()
+        keep = high_entropy_mask(ent, mask, quantile)
+        ours = policy_loss(lp_ours, old, adv, mask, settings, entropy_mask=keep)
+        (g_ours,) = torch.autograd.grad(ours.loss, lp_ours)
+        assert abs(ours.loss.item() - theirs.item()) < 1e-6
+        torch.testing.assert_close(g_ours, g_trl, atol=1e-6, rtol=0)
+        if quantile < 1:
+            assert keep.sum() < mask.sum()  # it does select

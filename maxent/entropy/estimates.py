@@ -213,7 +213,7 @@ def categorical_entropy(logits: Tensor, *, chunk_size: int | None = None) -> Ten
     R = sum_{j != k} exp(s_j) (the argmax left out), so Z = 1 + R, log Z = log1p(R) =: L and
     log p_j = s_j - L. Then
 
-        H = -sum_j p_j log p_j = L + T,    T = sum_j p_j (-s_j) = sum_{j != k} e^{s_j} (-s_j) / (1 + R),
+        H = -sum_j p_j log p_j = L + T,  T = sum_j p_j |s_j| = sum_{j != k} e^{s_j} |s_j| / (1 + R),
 
     a sum of non-negative terms, so nothing cancels. The textbook logsumexp(z) - sum_j p_j z_j
     subtracts two numbers of size |m| whose difference near collapse (H << 1) is below float32's

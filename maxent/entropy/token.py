@@ -37,6 +37,7 @@ __all__ = [
     "TokenLoss",
     "aggregate",
     "clipped_surrogate",
+    "high_entropy_mask",
     "k3_kl",
     "masked_fraction",
     "policy_loss",
@@ -282,6 +283,33 @@ def select_tokens(
                                   device=generator.device if generator is not None else "cpu")[:k]
             flat[candidates[perm.to(candidates.device)]] = True
     return flat.view(log_probs.shape)
+
+
+def high_entropy_mask(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
+    """The tokens to train on when training only on the highest-entropy ones (Wang et al. 2025,
+    "Beyond the 80/20 Rule: High-Entropy Minority Tokens Drive Effective RL for LLM Reasoning";
+    TRL's ``top_entropy_quantile``): valid tokens whose entropy is at least the
+    ``1 - quantile`` quantile of the valid tokens' entropies (linear interpolation, as
+    ``torch.quantile``). ``quantile`` = 1 keeps every valid token; 0.2 the paper's top 20 %.
+
+    Args:
+        entropy: (B, T) token entropies (detached here).
+        mask: (B, T) valid tokens.
+        quantile: the share of tokens kept, in (0, 1].
+
+    Returns:
+        (B, T) bool, False at padding.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1] (the share of highest-entropy tokens trained "
+                         f"on), got {quantile}")
+    _check_2d("entropy", entropy)
+    m = _bool_mask(mask, entropy.shape)
+    values = entropy.detach()[m].float()
+    if values.numel() == 0:
+        return torch.zeros_like(m)
+    threshold = torch.quantile(values, 1.0 - quantile)
+    return (entropy.detach() >= threshold) & m
 
 
 def steer_omega(
@@ -568,6 +596,10 @@ class LossSettings:
         entropy_aggregation: aggregation of the entropy bonus; default: ``aggregation`` (verl).
             TRL uses "token-mean" over the micro-batch whatever its loss type.
         max_length: Dr.GRPO's L for "seq-mean-token-sum-norm" (see ``aggregate``).
+        surrogate: "clip" (default), "cispo" or "sapo"; importance_sampling_level: "token"
+            (default) or "sequence" (GSPO); sapo_temperature_pos/neg: SAPO's gate temperatures.
+            See :mod:`maxent.entropy.surrogates`. With a surrogate other than "clip" or sequence
+            level, ``dual_clip`` is TRL's ``delta`` (the same loss for delta > 1 + clip_high).
         check_finite: raise on NaN in the log-probs and on non-finite (inf or NaN) advantages at
             valid tokens (one host sync each). Masked tokens may hold anything: their log-ratios
             and advantages are set to 0 before use, so they add exactly 0 to loss and gradient.
@@ -587,6 +619,10 @@ class LossSettings:
     entropy_aggregation: str | None = None
     max_length: int | None = None
     check_finite: bool = True
+    surrogate: str = "clip"
+    importance_sampling_level: str = "token"
+    sapo_temperature_pos: float = 1.0
+    sapo_temperature_neg: float = 1.05
 
     def __post_init__(self) -> None:
         _check_name(self.intervention, INTERVENTIONS, "intervention")
@@ -599,6 +635,13 @@ class LossSettings:
             raise ValueError(f"clip_high must be >= 0, got {self.clip_high} (default 0.28)")
         if self.dual_clip is not None and not self.dual_clip > 1.0:
             raise ValueError(f"dual_clip must be > 1 (e.g. 3.0) or None, got {self.dual_clip}")
+        from maxent.entropy.surrogates import IMPORTANCE_LEVELS, SURROGATES
+
+        _check_name(self.surrogate, SURROGATES, "surrogate")
+        _check_name(self.importance_sampling_level, IMPORTANCE_LEVELS, "importance_sampling_level")
+        if self.surrogate != "clip" and self.intervention in ("clip_cov", "kl_cov"):
+            raise ValueError(f"intervention {self.intervention!r} acts on the clipped surrogate; "
+                             f"use surrogate='clip' with it, not {self.surrogate!r}")
 
 
 _SETTING_NAMES = tuple(f.name for f in fields(LossSettings))
@@ -753,6 +796,7 @@ def policy_loss(
     entropy_normalizer: float | None = None,
     token_weights: Tensor | None = None,
     sampling_weights: Tensor | None = None,
+    entropy_mask: Tensor | None = None,
     **legacy: Any,
 ) -> TokenLoss:
     """GRPO-family token loss with an optional entropy intervention:
@@ -800,6 +844,8 @@ def policy_loss(
             engine than the trainer (vLLM), from :func:`sampler_importance_weights`; every
             token's loss (KL included) is multiplied by its weight, as in TRL's
             ``vllm_importance_sampling_correction``.
+        entropy_mask: (B, T) bool from :func:`high_entropy_mask`: the policy term of other tokens
+            is zeroed (the KL term and the divisor are not), as TRL's ``top_entropy_quantile``.
 
     Returns:
         ``TokenLoss``: ``loss`` and metrics "policy_loss", "clip_fraction" (+ "_low", "_high"),
@@ -820,11 +866,22 @@ def policy_loss(
     old = old_log_probs.detach()
     a = torch.where(m, a, 0.0)  # (B, T); padding's advantage, even inf or NaN, never reaches a grad
 
-    per_token, ratio, flags = clipped_surrogate(
-        log_probs, old, a, clip_low=s.clip_low, clip_high=s.clip_high, dual_clip=s.dual_clip,
-        mask=m)
+    if s.surrogate == "clip" and s.importance_sampling_level == "token":
+        per_token, ratio, flags = clipped_surrogate(
+            log_probs, old, a, clip_low=s.clip_low, clip_high=s.clip_high, dual_clip=s.dual_clip,
+            mask=m)
+    else:
+        from maxent.entropy.surrogates import surrogate_loss
+
+        per_token, ratio, flags = surrogate_loss(
+            log_probs, old, a, m, surrogate=s.surrogate, level=s.importance_sampling_level,
+            clip_low=s.clip_low, clip_high=s.clip_high, delta=s.dual_clip,
+            sapo_temperature_pos=s.sapo_temperature_pos, sapo_temperature_neg=s.sapo_temperature_neg)
     per_token, touched, weights = _intervene(s, per_token, ratio, log_probs, old, a, m, selected,
                                              old_entropy, token_weights)
+    if entropy_mask is not None:
+        _check_2d("entropy_mask", entropy_mask, shape)
+        per_token = per_token * (entropy_mask.to(torch.bool) & m).to(per_token.dtype)
     per_token, kl = _kl_term(s, per_token, ratio, log_probs, ref_log_probs, m)
     per_token = _weigh_samples(per_token, sampling_weights)
 

@@ -227,7 +227,8 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
 
     Raises:
         ValueError: an observation that is not a string, or a reward that is not a finite number.
-        RuntimeError: an env raised; the message names the env, the episode and the turn.
+        RuntimeError: an env raised; the message names the env, the episode and the turn (turns
+            count from 0, as ``Episode.turn_of`` does).
     """
     if not seeds or len(envs) % len(seeds):
         raise ValueError(f"{len(envs)} envs do not split into {len(seeds)} groups of equal size")
@@ -291,11 +292,11 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
                 try:
                     obs, reward, terminated, truncated, info = env.step(text)
                 except Exception as err:
-                    raise fail(i, ep.turns, "step", err) from err
+                    raise fail(i, ep.turns - 1, "step", err) from err
                 if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) \
                         or not math.isfinite(float(reward)):
                     raise ValueError(f"env {_env_name(env)} returned reward {reward!r} at turn "
-                                     f"{ep.turns} of episode {i}; rewards must be finite numbers")
+                                     f"{ep.turns - 1} of episode {i}; rewards must be finite numbers")
                 ep.rewards.append(float(reward))
                 ep.env_step.append(True)
                 ep.infos.append(dict(info))
@@ -307,7 +308,7 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
                     continue
                 if not isinstance(obs, str):
                     raise ValueError(f"env {_env_name(env)} returned a {type(obs).__name__} "
-                                     f"observation at turn {ep.turns} of episode {i}; a text env "
+                                     f"observation at turn {ep.turns - 1} of episode {i}; a text env "
                                      "returns str")
                 role, content = info.get("role", "user"), obs
             if ep.turns >= limits.max_turns:

@@ -1,0 +1,267 @@
+"""TRL's ``GRPOTrainer`` on maxent's engine: the same constructor (model, reward functions, args,
+datasets, tokenizers, callbacks, PEFT config), ``train()``, ``evaluate()`` and ``save_model()``,
+running :class:`maxent.agents.grpo.GRPO`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maxent.agents.grpo import GRPO
+from maxent.agents.grpo_config import GRPOConfig as NativeConfig
+from maxent.envs.prompts import PromptDataset
+from maxent.training.agent import Callback
+from maxent.trl.config import GRPOConfig, UnsupportedTRLField
+
+__all__ = ["GRPOTrainer", "TrainOutput"]
+
+# A plain ChatML template (role headers, then the content) for a conversational dataset whose
+# tokenizer has none; written for maxent.
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+_PEFT_FIELDS = {"r": "lora_rank", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+                "target_modules": "lora_target_modules"}
+
+
+class TrainOutput(tuple):
+    """``(global_step, training_loss, metrics)``, as transformers' ``TrainOutput``."""
+
+    def __new__(cls, global_step: int, training_loss: float, metrics: dict[str, float]):
+        return super().__new__(cls, (global_step, training_loss, metrics))
+
+    global_step = property(lambda self: self[0])
+    training_loss = property(lambda self: self[1])
+    metrics = property(lambda self: self[2])
+
+
+def _lora_overrides(peft_config: Any) -> dict[str, Any]:
+    """maxent's LoRA fields for a ``peft.LoraConfig`` (other settings must be peft's defaults)."""
+    if peft_config is None:
+        return {}
+    import peft
+
+    if not isinstance(peft_config, peft.LoraConfig):
+        raise UnsupportedTRLField(f"peft_config {type(peft_config).__name__}: maxent trains LoRA "
+                                  "adapters only (peft.LoraConfig)")
+    default = peft.LoraConfig()
+    for name in ("bias", "use_rslora", "use_dora", "modules_to_save", "layers_to_transform",
+                 "init_lora_weights", "fan_in_fan_out"):
+        if getattr(peft_config, name, None) != getattr(default, name, None):
+            raise UnsupportedTRLField(f"peft_config.{name}={getattr(peft_config, name)!r}: maxent's "
+                                      f"LoRA uses peft's default ({getattr(default, name)!r})")
+    modules = peft_config.target_modules
+    if modules is None:
+        modules = ("q_proj", "k_proj", "v_proj", "o_proj")
+    elif isinstance(modules, str):
+        modules = (modules,)
+    return {"lora_rank": int(peft_config.r), "lora_alpha": float(peft_config.lora_alpha),
+            "lora_dropout": float(peft_config.lora_dropout), "lora_target_modules": tuple(modules)}
+
+
+class _Schedule(Callback):
+    """The learning-rate schedule TRL's trainer builds (transformers' ``get_scheduler``), stepped
+    after every GRPO step."""
+
+    def __init__(self, args: GRPOConfig, total: int):
+        self.args, self.total, self.scheduler = args, total, None
+
+    def on_training_start(self, agent: GRPO) -> None:
+        from transformers import get_scheduler
+
+        warmup = self.args.warmup_steps
+        warmup = math.ceil(warmup * self.total) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+        self.scheduler = get_scheduler(self.args.lr_scheduler_type, agent._torch_optimizer,
+                                       num_warmup_steps=warmup, num_training_steps=self.total,
+                                       scheduler_specific_kwargs=self.args.lr_scheduler_kwargs or {})
+
+    def on_step(self, agent: GRPO) -> bool:
+        self.scheduler.step()
+        return True
+
+
+class _Periodic(Callback):
+    """Checkpoints (``save_strategy="steps"``) and evaluation (``eval_strategy="steps"``)."""
+
+    def __init__(self, trainer: GRPOTrainer):
+        self.trainer = trainer
+
+    def on_step(self, agent: GRPO) -> bool:
+        args, step = self.trainer.args, agent.num_timesteps
+        if args.save_strategy == "steps" and args.save_steps and step % int(args.save_steps) == 0:
+            agent.save(Path(args.output_dir) / f"checkpoint-{step}")
+        if self.trainer.eval_dataset is not None and args.eval_strategy == "steps":
+            every = int(args.eval_steps or args.logging_steps)
+            if step % every == 0:
+                self.trainer.evaluate()
+        return True
+
+
+class GRPOTrainer:
+    """TRL's ``GRPOTrainer`` running maxent's GRPO (see :mod:`maxent.trl`).
+
+    Args:
+        model: a local model folder, or a ``PreTrainedModel`` (with ``processing_class``, or a
+            local ``config._name_or_path`` to load it from). Hub ids are refused (no network).
+        reward_funcs: functions in TRL's convention, reward models, or local paths of reward models.
+        args: a :class:`maxent.trl.GRPOConfig` (TRL's names and defaults).
+        train_dataset: a ``datasets.Dataset`` / ``IterableDataset`` or a list of dicts (a
+            ``DatasetDict`` is refused naming its splits: pass one).
+        eval_dataset: the same kinds; its mean reward is logged every ``eval_steps``.
+        processing_class: the model's tokenizer.
+        reward_processing_classes: a tokenizer per reward model (``None`` for functions).
+        callbacks: transformers ``TrainerCallback`` objects (or maxent callbacks).
+        peft_config: a ``peft.LoraConfig``: LoRA adapters on the policy.
+        prompt_column: the dataset column holding prompts (TRL reads "prompt").
+        optimizers: must be ``(None, None)``: maxent builds AdamW and the schedule from ``args``.
+    """
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: GRPOConfig | None = None,
+                 train_dataset: Any = None, eval_dataset: Any = None, processing_class: Any = None,
+                 reward_processing_classes: Any = None, callbacks: list | None = None,
+                 optimizers: tuple = (None, None), peft_config: Any = None,
+                 prompt_column: str = "prompt", **unsupported: Any):
+        if unsupported:
+            raise UnsupportedTRLField(f"GRPOTrainer({', '.join(unsupported)}=...): maxent.trl has no "
+                                      "tools, rollout functions, environments or quantization")
+        if tuple(optimizers) != (None, None):
+            raise UnsupportedTRLField("optimizers=(...): maxent builds AdamW and the schedule from "
+                                      "args (learning_rate, adam_*, lr_scheduler_type, warmup_steps)")
+        if reward_funcs is None:
+            raise ValueError("GRPOTrainer needs reward_funcs (a function, a reward model or a list)")
+        if train_dataset is None:
+            raise ValueError("GRPOTrainer needs train_dataset (rows with a prompt column)")
+        if args is None:
+            name = str(model) if isinstance(model, (str, Path)) else \
+                str(getattr(model.config, "_name_or_path", "") or "model")
+            args = GRPOConfig(f"{name.rstrip('/').split('/')[-1]}-GRPO")
+        if not isinstance(args, GRPOConfig):
+            raise TypeError(f"args must be a maxent.trl.GRPOConfig (TRL's fields), got "
+                            f"{type(args).__name__}; change the import to `from maxent.trl import GRPOConfig`")
+        self.args = args
+        if isinstance(model, (str, Path)) and not Path(model).is_dir():
+            raise ValueError(f"model {str(model)!r} is not a local folder; maxent.trl does not "
+                             "download from the Hub: save the model locally and pass its folder")
+        # A DatasetDict is refused naming its splits (pass dataset["train"]), as TRL needs one split.
+        self.train_data = PromptDataset(train_dataset, reward_funcs, args.reward_weights,
+                                        prompt_column=prompt_column,
+                                        reward_processing_classes=reward_processing_classes)
+        self.eval_dataset = None
+        if eval_dataset is not None:
+            self.eval_dataset = PromptDataset(eval_dataset, self.train_data.rewards.functions,
+                                              args.reward_weights, prompt_column=prompt_column)
+        from accelerate import PartialState
+
+        overrides = {**args.maxent_overrides(PartialState().num_processes), **_lora_overrides(peft_config),
+                     "chat_template": self.train_data.conversational}
+        if isinstance(model, (str, Path)):
+            overrides["model"] = str(model)
+            model = None
+        elif processing_class is None:
+            source = str(getattr(model.config, "_name_or_path", "") or "")
+            if not Path(source).is_dir():
+                raise ValueError(f"model {type(model).__name__} came without processing_class (its "
+                                 "tokenizer) and has no local folder to load one from; pass "
+                                 "processing_class=tokenizer")
+            from transformers import AutoTokenizer
+
+            processing_class = AutoTokenizer.from_pretrained(source)
+        context = _context_length(overrides.get("model"), model)
+        if context is not None:
+            overrides["max_prompt_tokens"] = max(1, context - args.max_completion_length)
+        config = NativeConfig(**overrides)
+        report = args.report_to if isinstance(args.report_to, str) else (args.report_to or ["none"])[0]
+        log_dir = args.output_dir if report in ("tensorboard", "all") else None
+        self.agent = GRPO(model, self.train_data, config=config, seed=int(args.seed), log_dir=log_dir,
+                          tokenizer=processing_class)
+        self.agent.trainer_args = args
+        if self.train_data.conversational and not getattr(self.agent.tokenizer, "chat_template", None):
+            self.agent.tokenizer.chat_template = CHATML  # TRL needs a template for conversations too
+        if args.disable_dropout:
+            import torch
+
+            for module in self.agent.policy.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
+        self.callbacks = list(callbacks or [])
+        self.eval_history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------- TRL's surface
+
+    @property
+    def model(self):
+        return self.agent.policy
+
+    @property
+    def processing_class(self):
+        return self.agent.tokenizer
+
+    @property
+    def state(self):
+        return self.agent.trainer_state
+
+    @property
+    def accelerator(self):
+        return self.agent.accelerator
+
+    def add_callback(self, callback: Any) -> None:
+        self.callbacks.append(callback)
+
+    def train(self, resume_from_checkpoint: str | None = None) -> TrainOutput:
+        """Train for ``max_steps`` (or ``num_train_epochs``) as TRL would; ``resume_from_checkpoint``
+        is a ``checkpoint-N`` folder this trainer saved."""
+        if resume_from_checkpoint is not None:
+            self.agent = GRPO.load(resume_from_checkpoint, env=self.train_data,
+                                   log_dir=self.agent.log_dir)
+            self.agent.trainer_args = self.args
+        per_step = self.agent.config.prompts_per_step
+        total = self.args.total_steps(len(self.train_data), per_step)
+        remaining = total - self.agent.num_timesteps
+        if remaining > 0:
+            internal = [_Schedule(self.args, total), _Periodic(self)]
+            self.agent.learn(remaining, callback=[*internal, *self.callbacks],
+                             progress_bar=self.args.disable_tqdm is False)
+        history = self.state.log_history
+        losses = [row["train/loss"] for row in history if "train/loss" in row]
+        return TrainOutput(self.agent.num_timesteps, float(np.mean(losses)) if losses else float("nan"),
+                           dict(self.agent.last_metrics))
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean reward of one sampled completion per ``eval_dataset`` prompt (logged as
+        ``eval/reward``)."""
+        if self.eval_dataset is None:
+            raise ValueError("evaluate() needs eval_dataset")
+        agent, rows = self.agent, self.eval_dataset.rows
+        column = self.eval_dataset.prompt_column
+        prompts = [r[column] for r in rows]
+        texts = agent.generate(prompts, deterministic=False, seed=agent.num_timesteps,
+                               batch_size=int(self.args.per_device_eval_batch_size))
+        ids = [agent.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        scored = self.eval_dataset.score(prompts, texts, ids, rows, agent.trainer_state)
+        finite = np.isfinite(scored.rewards)
+        metrics = {"eval/reward": float(scored.rewards[finite].mean()) if finite.any() else float("nan")}
+        self.eval_history.append({**metrics, "step": agent.num_timesteps})
+        if agent.logger is not None and not agent.logger.closed:
+            for name, value in metrics.items():
+                agent.logger.record(name, value)
+        return metrics
+
+    def save_model(self, output_dir: str | None = None) -> Path:
+        """The policy (LoRA merged) and tokenizer as a Hugging Face folder (default: output_dir)."""
+        return self.agent.save_pretrained(output_dir or self.args.output_dir)
+
+
+def _context_length(path: str | None, model: Any) -> int | None:
+    if model is not None:
+        return getattr(model.config, "max_position_embeddings", None)
+    if path is None or path == "tiny":
+        return None
+    from transformers import AutoConfig
+
+    try:
+        return getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        return None
