@@ -35,7 +35,7 @@ from maxent.llm import steering
 from maxent.training import logging as mlog
 from maxent.training.agent import Agent
 from maxent.training.saved import Controller, Optimizer, Value, write_entries
-from maxent.training.run import Evaluation, RunHooks, RunSpec
+from maxent.training.run import Evaluation, RunHooks, RunSpec, UsageError
 from maxent.training.checkpoint import CheckpointError
 from maxent.entropy.temperature import EntropyTargetController, FixedTemperature
 from maxent.llm.forward import completion_logits, token_log_probs  # noqa: F401  (re-exported)
@@ -1047,7 +1047,7 @@ class GRPORunHooks(RunHooks):
     flags = GRPOFlags
 
     def __init__(self, agent_class: type, flags: GRPOFlags, reward_funcs: list | None):
-        super().__init__(agent_class)
+        super().__init__(agent_class, flags.eval_prompts, "held-out greedy accuracy", "prompts")
         self.options = flags
         self.functions = {"reward_funcs": reward_funcs,
                           "reward_weights": list(flags.reward_weights) or None}
@@ -1056,16 +1056,16 @@ class GRPORunHooks(RunHooks):
     @classmethod
     def from_args(cls, agent_class: type, args: Any, algorithm: Any) -> GRPORunHooks:
         if args.eval_prompts < 1:
-            raise SystemExit(f"maxent train grpo: --eval-prompts must be positive, got "
+            raise UsageError(f"maxent train grpo: --eval-prompts must be positive, got "
                              f"{args.eval_prompts}")
         if args.dataset is not None and not args.reward_funcs:
-            raise SystemExit("maxent train grpo: --dataset needs --reward-funcs module:function [...]")
+            raise UsageError("maxent train grpo: --dataset needs --reward-funcs module:function [...]")
         from maxent.envs.prompts import import_function
 
         try:
             funcs = [import_function(spec) for spec in args.reward_funcs] or None
         except ValueError as err:
-            raise SystemExit(f"maxent train grpo: {err}") from None
+            raise UsageError(f"maxent train grpo: {err}") from None
         return cls(agent_class, args, funcs)
 
     def where(self, args: Any) -> str:
@@ -1101,16 +1101,27 @@ class GRPORunHooks(RunHooks):
             print(f"warm-up: {history[-1][0]} supervised steps, greedy accuracy "
                   f"{history[-1][1]:.3f}, {time.perf_counter() - start:.1f} s")
             agent.save(spec.model_dir)
-        self.before = agent.evaluate_accuracy(flags.eval_prompts, seed=10_000 + spec.seed)
+        self.before = self.final_evaluation(agent, self.eval_seed(spec.seed)).mean
+
+    def final_evaluation(self, agent: GRPO, seed: int, count: int | None = None, env: Any = None,
+                         deterministic: bool = True) -> Evaluation:
+        """:meth:`GRPO.evaluate_accuracy` on ``count`` (default ``--eval-prompts``) held-out prompts
+        drawn with ``seed``: greedy accuracy on a text task, mean reward on a dataset, mean return
+        of as many episodes on a multi-turn env (``env``: the agent was loaded on it)."""
+        count = self.options.eval_prompts if count is None else count
+        value = agent.evaluate_accuracy(count, seed=seed, deterministic=deterministic)
+        greedy = "greedy" if deterministic else "sampled"
+        metric, unit = ("held-out mean reward", "prompts") if self.options.dataset is not None \
+            else (f"held-out {greedy} return", "episodes") if agent.multiturn is not None \
+            else (f"held-out {greedy} accuracy", "prompts")
+        return Evaluation(row={EVAL_ACCURACY: value}, metric=metric, unit=unit, mean=value,
+                          count=count, seed=seed, digits=3)
 
     def evaluate(self, agent: GRPO, spec: RunSpec) -> Evaluation:
-        after = agent.evaluate_accuracy(self.options.eval_prompts, seed=10_000 + spec.seed)
-        measure = "held-out mean reward" if self.options.dataset is not None else \
-            "held-out greedy accuracy"
-        prompts = self.options.eval_prompts
-        return Evaluation(row={EVAL_ACCURACY: after},
-                          text=f"{measure} {self.before:.3f} -> {after:.3f} ({prompts} prompts, "
-                               f"{agent.num_completions} completions)")
+        after = self.final_evaluation(agent, self.eval_seed(spec.seed))
+        after.text = (f"{after.metric} {self.before:.3f} -> {after.mean:.3f} ({after.count} "
+                      f"{after.unit}, {agent.num_completions} completions)")
+        return after
 
 
 if __name__ == "__main__":  # `accelerate launch -m maxent.agents.grpo ...`: `maxent train grpo ...`

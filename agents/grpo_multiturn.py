@@ -92,8 +92,9 @@ def _prototype(env: Any) -> tuple[Any, str]:
             return copy.deepcopy(env.envs[0]), name
         if getattr(env, "spec", None) is not None:
             return gymnasium.make(env.spec.id, **env.spec.kwargs), name
-        raise ValueError(f"cannot copy single episodes out of the vector env {name}: pass its id or "
-                         "one (single) env instance; GRPO builds the G copies of each group itself")
+        raise ValueError(f"cannot copy single episodes out of the vector env {name}: pass its id "
+                         "or one (single) env instance; GRPO builds the G copies of each group "
+                         "itself")
     return env, name
 
 
@@ -167,7 +168,7 @@ class MultiTurn:
         cfg = agent.config
         if has_rewards:
             raise ValueError("a multi-turn env gives its own rewards: drop reward_fn/reward_funcs "
-                             "(or score in the env's step, or in get_reward of an environment_factory)")
+                             "(score in the env's step, or in an environment_factory's get_reward)")
         if cfg.intervention == "seed":
             raise ValueError("intervention='seed' clusters single answers; it does not apply to "
                              "multi-turn episodes: pick another intervention")
@@ -188,8 +189,8 @@ class MultiTurn:
             agent, cfg = self.agent, self.agent.config
             context = getattr(agent.policy.config, "max_position_embeddings", None)
             if context is not None and cfg.max_episode_tokens > context:
-                raise ValueError(f"max_episode_tokens ({cfg.max_episode_tokens}) exceeds the model's "
-                                 f"context window ({context} positions); lower it")
+                raise ValueError(f"max_episode_tokens ({cfg.max_episode_tokens}) exceeds the "
+                                 f"model's context window ({context} positions); lower it")
             self._format = ChatFormat(agent.tokenizer, agent.sampler.eos_ids if hasattr(
                 agent.sampler, "eos_ids") else {agent.tokenizer.eos_token_id},
                 chat_template=cfg.chat_template, system_prompt=cfg.system_prompt,
@@ -208,11 +209,13 @@ class MultiTurn:
         n_groups = cfg.prompts_per_step // agent.world_size
         seeds = np.random.default_rng([agent.seed, step, agent.rank, 0]).integers(
             2**31, size=n_groups).tolist()
-        return collect_episodes(agent.sampler, self.format, self.pool.take(n_groups * cfg.group_size),
-                                seeds, self.limits, toolbox=self.toolbox,
+        envs = self.pool.take(n_groups * cfg.group_size)
+        return collect_episodes(agent.sampler, self.format, envs, seeds, self.limits,
+                                toolbox=self.toolbox,
                                 sample_seed=agent._step_seed(step, 1))
 
-    def evaluate(self, n_episodes: int = 20, seed: int = 10_000, deterministic: bool = True) -> float:
+    def evaluate(self, n_episodes: int = 20, seed: int = 10_000,
+                 deterministic: bool = True) -> float:
         """Mean return of ``n_episodes`` episodes on reset seeds training never draws."""
         seeds = np.random.default_rng([seed, 1]).integers(2**31, size=n_episodes).tolist()
         episodes = collect_episodes(self.agent.sampler, self.format, self.pool.take(n_episodes),
@@ -328,7 +331,8 @@ class MultiTurn:
             warnings.warn(f"{int(row[CONTEXT_TRUNCATED])} of {len(episodes)} episodes outgrew "
                           f"max_episode_tokens={cfg.max_episode_tokens} and were cut"
                           + (" (masked out of the loss)" if cfg.mask_truncated else "")
-                          + "; raise it if the model's context allows", RuntimeWarning, stacklevel=3)
+                          + "; raise it if the model's context allows", RuntimeWarning,
+                          stacklevel=3)
         return agent.last_metrics
 
     def transcripts(self, episodes: Sequence[Episode], rows: int = 4) -> str:

@@ -25,11 +25,13 @@ class Algorithm:
         config: ``"module:Class"`` of its config dataclass.
         summary: one line for ``maxent train --help``.
         env: default env id (``None``: the agent trains on a task stream, see ``stream``).
-        total_steps: the built-in default run's length.
-        unit: what one step is (for the summary line).
-        eval_episodes: default episodes of the final evaluation; ``None`` where the run hooks
-            evaluate otherwise (no ``--eval-episodes`` flag then).
-        metric: what the evaluation measures (``"return"`` or ``"accuracy"``).
+        total_steps: the built-in default run's length (``None``: the task stream's length).
+        unit: what one step is (the help of ``--total-steps``).
+        eval_episodes: default episodes of the final evaluation; ``None`` where the evaluation
+            has no episodes to count (no ``--eval-episodes`` flag then).
+        metric: what the final evaluation measures (``"return"``: the undiscounted return of
+            an episode; otherwise its name as the summary prints it, e.g. ``"test accuracy"``).
+        eval_unit: what the final evaluation's count counts (``"episodes"``, ``"tasks"``...).
         defaults: config fields whose command-line default differs from the config's own, to keep
             the built-in run short (e.g. a smaller denoiser); any flag still overrides them.
         stream: the agent trains on a :class:`~maxent.envs.continual.PermutedTaskStream` whose
@@ -47,10 +49,11 @@ class Algorithm:
     config: str
     summary: str
     env: str | None
-    total_steps: int
+    total_steps: int | None
     unit: str = "steps"
     eval_episodes: int | None = 10
     metric: str = "return"
+    eval_unit: str = "episodes"
     defaults: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     checkpoint_every: int = 10_000
@@ -94,7 +97,8 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               control=True, adversarial=True),
     Algorithm("grpo", "maxent.agents.grpo:GRPO", "maxent.agents.grpo:GRPOConfig",
               "GRPO for language models on verifiable text tasks or your dataset", "maxent/TextArithmetic-v0",
-              200, unit="GRPO steps", eval_episodes=None, checkpoint_every=10,
+              200, unit="GRPO steps", eval_episodes=None, metric="held-out greedy accuracy",
+              eval_unit="prompts", checkpoint_every=10,
               hooks="maxent.agents.grpo:GRPORunHooks"),
     Algorithm("ucb1", "maxent.agents.bandits:UCB1", "maxent.agents.bandits:UCB1Config",
               "UCB1 on any discrete-action env as a K-armed bandit", _BANDIT, 5_000),
@@ -128,14 +132,18 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("homeostatic", "maxent.agents.homeostatic:HomeostaticLearner",
               "maxent.agents.homeostatic:HomeostaticConfig",
               "Homeostatic learner: an MLP that regulates its own learning rate (concept shift)",
-              "maxent/ConceptShiftDigits-v0", 5_000, unit="images", metric="accuracy"),
+              "maxent/ConceptShiftDigits-v0", 5_000, unit="images", eval_episodes=None,
+              metric="held-out accuracy", eval_unit="test images",
+              hooks="maxent.agents.homeostatic_run:HomeostaticRunHooks"),
     Algorithm("rehearsal", "maxent.agents.rehearsal:RehearsalLearner",
               "maxent.agents.rehearsal:RehearsalConfig",
-              "Continual learner with power-law (or uniform/exponential) rehearsal", None, 10**6,
-              unit="batches", metric="accuracy", stream=True),
+              "Continual learner with power-law (or uniform/exponential) rehearsal", None, None,
+              unit="batches", eval_episodes=None, metric="test accuracy", eval_unit="tasks",
+              stream=True),
     Algorithm("ewc", "maxent.agents.rehearsal:EWC", "maxent.agents.rehearsal:EWCConfig",
-              "Elastic weight consolidation on a task stream (baseline)", None, 10**6,
-              unit="batches", metric="accuracy", stream=True),
+              "Elastic weight consolidation on a task stream (baseline)", None, None,
+              unit="batches", eval_episodes=None, metric="test accuracy", eval_unit="tasks",
+              stream=True),
     Algorithm("ads", "maxent.agents.ads:ADS", "maxent.agents.ads:ADSConfig",
               "Active diffusion subsampling: max-entropy measurement acquisition",
               "maxent/MeasurementAcquisition-v0", 300, unit="gradient steps", eval_episodes=1,
@@ -148,11 +156,13 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
 
 
 def find(name: str) -> Algorithm:
-    """The algorithm called ``name``, or a ``SystemExit`` listing the choices."""
+    """The algorithm called ``name``, or a usage error listing the choices."""
+    from maxent.training.run import UsageError
+
     try:
         return ALGORITHMS[name]
     except KeyError:
-        raise SystemExit(f"maxent train: unknown algorithm {name!r}; choose from "
+        raise UsageError(f"maxent train: unknown algorithm {name!r}; choose from "
                          f"{', '.join(sorted(ALGORITHMS))}") from None
 
 

@@ -29,7 +29,8 @@ from maxent.envs.continual import PermutedTaskStream
 __all__ = ["EWC", "EWCConfig", "RehearsalConfig", "RehearsalLearner", "diagonal_fisher",
            "ewc_penalty"]
 
-# REFERENCES.md ("Power-law rehearsal"): lambda = 500 in the public course project's EWC baseline.
+# lambda = 500, as in the public course project's EWC baseline that the power-law rehearsal study
+# compares against.
 EWC_LAMBDA = 500.0
 CLASSIFICATION_LOSS = "train/classification_loss"
 MEAN_TASK_ACCURACY = "eval/mean_task_accuracy"

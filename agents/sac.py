@@ -37,6 +37,7 @@ from maxent.training.saved import (
     write_entries,
 )
 from maxent.entropy import sample_squashed_gaussian
+from maxent.training.env_identity import InexactResumeWarning, not_replayed
 from maxent.training.fastpath import (
     PRECISIONS,
     BackgroundCompile,
@@ -690,11 +691,18 @@ class SAC(Agent):
             except (KeyError, ValueError) as err:
                 raise CheckpointError(f"{path}/replay.npz does not hold this agent's replay buffer: {err}"
                                       ) from None
-        # The episodes in flight are replayed only on the env they ran on: loaded onto another
-        # (a domain-randomised agent evaluated on the nominal task, say) they would diverge, so
-        # training there starts fresh episodes. n_envs changed: fresh episodes too.
-        same_env = self.env_id is not None and state.get("env_id") == self.env_id
-        if state["in_flight"] and same_env and len(state["episode_seeds"]) == self.n_envs:
+        # The episodes in flight are replayed only on the env they ran on, however it was given
+        # (maxent.training.env_identity): loaded onto another (a domain-randomised agent evaluated
+        # on the nominal task, say) they would diverge, so training there starts fresh episodes,
+        # and the warning says why. n_envs changed: fresh episodes too.
+        why = self._env_difference(ckpt) if state["in_flight"] else None
+        if why is None and state["in_flight"] and len(state["episode_seeds"]) != self.n_envs:
+            why = (f"the checkpoint ran {len(state['episode_seeds'])} env copies, this agent has "
+                   f"{self.n_envs} (n_envs)")
+        if why is not None:
+            warnings.warn(not_replayed(path, why, state.get("env_description")), InexactResumeWarning,
+                          stacklevel=4)
+        elif state["in_flight"]:
             actions = [tensors[f"episode.actions.{i}"].numpy() if f"episode.actions.{i}" in tensors
                        else np.zeros((0, self.action_dim), np.float32) for i in range(self.n_envs)]
             try:
@@ -702,7 +710,7 @@ class SAC(Agent):
             except _ReplayDiverged as err:
                 warnings.warn(f"{path}: {err}; training continues from fresh episodes (weights, "
                               "optimiser, replay buffer and counters are restored exactly)",
-                              RuntimeWarning, stacklevel=4)
+                              InexactResumeWarning, stacklevel=4)
                 self._obs = None
             else:
                 replayable = np.asarray(state["episode_replayable"], dtype=bool)

@@ -39,7 +39,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "maxent":
         from maxent.agents import SAC
 
-        agent = SAC(args.env, seed=args.index, compile=args.compile, learning_starts=args.learning_starts)
+        agent = SAC(args.env, seed=args.index, compile=args.compile,
+                    learning_starts=args.learning_starts)
         agent.learn(args.warmup_steps)
         timed = lambda: agent.learn(args.steps)  # noqa: E731
     else:
@@ -67,13 +68,15 @@ def worker(args: argparse.Namespace) -> None:
 def run_group(args: argparse.Namespace, lib: str, processes: int) -> list[dict]:
     """Start ``processes`` workers at once and return each one's result."""
     with tempfile.TemporaryDirectory(prefix="maxent-concurrent-") as barrier:
-        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")} \
-            if not args.keep_env else dict(os.environ)
+        env = dict(os.environ)
+        if not args.keep_env:
+            for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+                env.pop(name, None)
         procs = [subprocess.Popen(
-            [sys.executable, __file__, "--worker", lib, "--index", str(i), "--processes", str(processes),
-             "--barrier", barrier, "--env", args.env, "--steps", str(args.steps),
-             "--warmup-steps", str(args.warmup_steps), "--learning-starts", str(args.learning_starts),
-             "--compile", args.compile],
+            [sys.executable, __file__, "--worker", lib, "--index", str(i),
+             "--processes", str(processes), "--barrier", barrier, "--env", args.env,
+             "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
+             "--learning-starts", str(args.learning_starts), "--compile", args.compile],
             stdout=subprocess.PIPE, text=True, env=env) for i in range(processes)]
         results = []
         for p in procs:
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     counts = sorted(set(args.counts) | {1})  # total(1) is the reference of every ratio
     libs = list(dict.fromkeys(args.libs))
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before the runs; "
-          f"{args.env}, {args.steps} timed steps per process after {args.warmup_steps} warm-up steps")
+          f"{args.env}, {args.steps} timed steps per process after {args.warmup_steps} "
+          "warm-up steps")
     if "maxent" in libs:
         run_group(args, "maxent", 1)  # fills inductor's disk cache; not reported
     for lib in libs:

@@ -111,8 +111,7 @@ class RehearsalSchedule:
         kind: one of :data:`SCHEDULES`; default ``"power"``.
         budget: rehearsal samples per phase, an integer >= 0; default 256. Must be 0 or at least
             ``visits``, so each visit rehearses at least one sample.
-        exponent: power-law exponent, > 0; default 1.0 (the paper's value is not confirmed; see
-            REFERENCES.md). Used by ``"power"`` only, but always validated.
+        exponent: power-law exponent, > 0; default 1.0 (the paper does not state its value). Used by ``"power"`` only, but always validated.
         decay: time constant of ``"exponential"`` in phases, > 0; default 2.0.
         visits: draws per phase, an integer >= 1; default 8. More visits spread the budget over
             more tasks; one visit gives all of it to a single task.

@@ -75,7 +75,8 @@ def load_rows(source: Any, split: str | None = None) -> list[dict[str, Any]]:
         else:
             raise ValueError(f"dataset file {path} has an unknown type {suffix!r}; use one of "
                              f"{list(_FILE_TYPES)}")
-    elif hasattr(source, "column_names") and hasattr(source, "__getitem__"):  # datasets.Dataset
+    elif hasattr(source, "column_names") and hasattr(source, "__getitem__") and \
+            hasattr(source, "__len__"):  # datasets.Dataset
         rows = [dict(source[i]) for i in range(len(source))]
     elif isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
         rows = list(source)

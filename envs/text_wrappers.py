@@ -54,10 +54,12 @@ class TextActions(gym.Env):
                  max_action_chars: int = 1024):
         self.env = gym.make(env) if isinstance(env, str) else env
         if not isinstance(self.env.action_space, spaces.Discrete):
-            raise ValueError(f"TextActions needs a Discrete action space, got {self.env.action_space}; "
-                             "discretise the actions first (e.g. a list of named choices)")
+            raise ValueError(f"TextActions needs a Discrete action space, got "
+                             f"{self.env.action_space}; discretise the actions first (e.g. a list "
+                             "of named choices)")
         if invalid_action not in INVALID_OUTCOMES:
-            raise ValueError(f"invalid_action must be one of {INVALID_OUTCOMES}, got {invalid_action!r}")
+            raise ValueError(f"invalid_action must be one of {INVALID_OUTCOMES}, got "
+                             f"{invalid_action!r}")
         n = int(self.env.action_space.n)
         self.names = tuple(action_names) if action_names is not None else \
             tuple(f"Arm {i + 1}" for i in range(n))
@@ -104,7 +106,8 @@ class TextActions(gym.Env):
         self.env.close()
 
 
-def make_text_recharging(horizon: int = 8, invalid_action: str = "end", **kwargs: Any) -> TextActions:
+def make_text_recharging(horizon: int = 8, invalid_action: str = "end",
+                         **kwargs: Any) -> TextActions:
     """Entry point of ``maxent/TextRechargingBandit-v0``: the recharging bandit
     (``maxent/RechargingBandit-v0``) of ``horizon`` pulls in text; the observation lists every
     arm's counter (rounds since it was last pulled)."""

@@ -79,8 +79,9 @@ class ToolTextEnv(gym.Env):
         self._calls += 1
         if self._calls > self.max_tool_calls:
             self._done = True
-            return (f"error: more than {self.max_tool_calls} tool calls; the episode is over.\n", 0.0,
-                    True, False, {"tool_call": True, "tool_error": True, "tool_limit": True})
+            over = f"error: more than {self.max_tool_calls} tool calls; the episode is over.\n"
+            return over, 0.0, True, False, {"tool_call": True, "tool_error": True,
+                                            "tool_limit": True}
         result = self.toolbox.run(action)
         obs = to_charset(result.content, self.observation_space.max_length)
         return obs, 0.0, False, False, {"role": "tool", "tool_call": True,
@@ -106,13 +107,15 @@ class EnvironmentFactoryEnv(ToolTextEnv):
     def __init__(self, factory: Callable[[], Any], prompt: str = "", *,
                  rows: Sequence[dict] | None = None, **kwargs: Any):
         if not callable(factory):
-            raise ValueError(f"environment_factory must be callable (e.g. the class), got {factory!r}")
+            raise ValueError(f"environment_factory must be callable (e.g. the class), got "
+                             f"{factory!r}")
         self.instance = factory()
         if not callable(getattr(self.instance, "reset", None)):
             raise ValueError(f"{type(self.instance).__name__} has no reset() method; TRL's "
                              "environment_factory convention needs one (returning str or None)")
         self.prompt, self.rows = str(prompt), list(rows) if rows is not None else None
-        if self.rows is not None and not (self.rows and all(isinstance(r, dict) for r in self.rows)):
+        if self.rows is not None and not (self.rows and all(isinstance(r, dict)
+                                                             for r in self.rows)):
             raise ValueError("rows must be a non-empty sequence of dicts (dataset examples)")
         super().__init__(public_methods(self.instance), **kwargs)
 

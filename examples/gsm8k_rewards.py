@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     fmt = format_reward(args.completions)
     right = correctness(args.completions, [args.answer] * len(args.completions))
     for text, f, c in zip(args.completions, fmt, right):
-        print(f"format {f:.1f}  correctness {c}  final answer {final_answer(text)!r}  {text[-60:]!r}")
+        print(f"format {f:.1f}  correctness {c}  final answer {final_answer(text)!r}  "
+              f"{text[-60:]!r}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     if model.exists():
         agent = SAC.load(model, log_dir=run)
     else:
-        agent = SAC("Pendulum-v1", config=SACConfig(learning_starts=1000), seed=args.seed, log_dir=run)
+        agent = SAC("Pendulum-v1", config=SACConfig(learning_starts=1000), seed=args.seed,
+                    log_dir=run)
 
     remaining = args.total_steps - agent.num_timesteps
     if remaining > 0:

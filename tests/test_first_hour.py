@@ -88,7 +88,8 @@ def test_progress_closes_before_a_callback_says_it_stopped_training(monkeypatch)
 
 # -- every script answers --help ------------------------------------------------------------------
 
-SCRIPTS = sorted(glob.glob(str(REPO / "examples" / "*.py")) + glob.glob(str(REPO / "benchmarks" / "*.py")))
+SCRIPTS = sorted(glob.glob(str(REPO / "examples" / "*.py"))
+                 + glob.glob(str(REPO / "benchmarks" / "*.py")))
 OPTIONAL = ("sbx", "trl", "vllm")
 
 # One interpreter runs every script as __main__ with --help (torch and gymnasium load once, not
@@ -229,8 +230,9 @@ def test_an_unknown_config_field_is_named_with_the_closest_and_the_valid_ones():
     (QARLConfig, "max_forse", "max_force"),
 ])
 def test_every_config_names_the_closest_field(config_cls, typo, closest):
-    with pytest.raises(ConfigError, match=f"unknown {config_cls.__name__} field '{typo}' "
-                                          f"\\(closest valid field: '{closest}'\\); valid fields: "):
+    expected = (f"unknown {config_cls.__name__} field '{typo}' "
+                f"\\(closest valid field: '{closest}'\\); valid fields: ")
+    with pytest.raises(ConfigError, match=expected):
         config_cls(**{typo: 1})
 
 

@@ -388,3 +388,19 @@ def test_training_moves_the_policy_towards_reward():
     after = agent.evaluate_accuracy(16, deterministic=False)
     assert np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.1
     assert after > before + 1.0  # of a best return of 3
+
+
+def test_train_grpo_on_a_multiturn_env_skips_the_warmup_and_resumes(tmp_path, capsys):
+    from maxent.cli.main import main
+
+    flags = ["train", "grpo", "--env", "maxent/TextRechargingBandit-v0", "--run-dir", str(tmp_path),
+             "--eval-prompts", "2", "--no-progress-bar", "--config.device", "cpu",
+             "--config.tiny-hidden-size", "32", "--config.tiny-layers", "1", "--config.tiny-heads",
+             "2", "--config.max-episode-tokens", "256", "--config.group-size", "2",
+             "--config.prompts-per-step", "2"]
+    assert main([*flags, "--total-steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "warm-up" not in out and "held-out greedy return" in out
+    assert main([*flags, "--total-steps", "2"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert GRPO.load(tmp_path / "model").multiturn is not None

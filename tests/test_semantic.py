@@ -139,11 +139,13 @@ def mp_semantic_entropy(ids, log_w, estimator):
 
 
 def se_error_bound(log_w):
-    """SE = log1p(R) + sum of non-negative terms, each with relative error <= (|s_k| + G + 8) u
-    in float64 (|s_k| = a cluster's log-mass below the largest: exp(s_k) carries its rounding
-    times |s_k|; the G-term sums and log1p add a few u); doubled for safety."""
+    """SE = log1p(R) + sum of non-negative terms, each with relative error <= (2 D + G + 8) u
+    in float64: the log-weights are shifted by their maximum (error <= u D, D their spread),
+    each cluster's log-mass below the largest, s_k, is then a logsumexp of those and a
+    difference (another u D), and exp(s_k) carries that absolute error as a relative one; the
+    G-term sums and log1p add a few u. Doubled for safety."""
     finite = [x for x in log_w if x > -math.inf]
-    return 2 * (max(finite) - min(finite) + len(log_w) + 8) * 2.0**-53
+    return 2 * (2 * (max(finite) - min(finite)) + len(log_w) + 8) * 2.0**-53
 
 
 @settings(max_examples=40, deadline=None)

@@ -11,6 +11,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,60 @@ def test_any_registered_control_algorithm_is_a_method(tmp_path, monkeypatch):
     assert spec["config"]["hidden_sizes"] == [16, 16]  # [common] reaches it too
     assert len(plan) == 4 and cfg.claimed == "qarl"
     assert sweep_main([str(path), "--dry-run", "--set", "tiny-sac.gamma=0.9"]) == 0
+
+
+def weights_and_state(model: Path) -> tuple[dict, dict, dict]:
+    """A checkpoint's tensors, replay arrays and state, for bit-for-bit comparison."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    with np.load(model / "replay.npz") as arrays:
+        replay = {k: arrays[k] for k in arrays.files}
+    return load_file(model / "weights.safetensors"), replay, json.loads((model / "state.json").read_text())
+
+
+@pytest.mark.filterwarnings("ignore:taking over the lock")  # the killed runs', as expected
+def test_a_sweep_killed_four_times_ends_as_an_uninterrupted_one(tmp_path):
+    """With a time limit (max_episode_steps) each run's env is a constructor, not an id; the
+    episodes in flight at every kill are still replayed, so the resumed runs end bit for bit where
+    uninterrupted ones do."""
+    import numpy as np
+    import torch
+
+    from maxent.training.env_identity import InexactResumeWarning
+
+    def config(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        path, _ = write_config(tmp_path / name, "sequential", methods='["sac", "dr"]')
+        path.write_text(path.read_text().replace("checkpoint_every = 60", "checkpoint_every = 30"))
+        return path
+
+    killed_path, straight_path = config("killed"), config("straight")
+    runs = ["InvertedPendulum-v5/sac/s0-120", "InvertedPendulum-v5/dr/s0-120"]
+    root = tmp_path / "killed" / "sweep"
+    in_flight = []
+    # sac dies at its checkpoints at 30, 60 and 90 steps, then dr at its first: four processes.
+    for i, killed in enumerate([runs[0]] * 3 + [runs[1]]):
+        first = subprocess.run([sys.executable, "-c", SWEEP_THAT_DIES, str(Path(__file__).parent),
+                                killed, str(tmp_path / f"killed-{i}"), str(killed_path), "--quiet"],
+                               capture_output=True, text=True, timeout=300)
+        assert first.returncode == CRASH_EXIT_CODE, first.stderr[-2000:]
+        assert "InexactResumeWarning" not in first.stderr, first.stderr[-2000:]
+        assert not (root / killed / "done.json").exists()
+        in_flight += json.loads((root / killed / "model" / "state.json").read_text())["episode_length"]
+    assert any(length > 0 for length in in_flight)  # episodes were cut by the kills
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert sweep_main([str(killed_path), "--quiet"]) == 0
+    assert not [w for w in caught if issubclass(w.category, InexactResumeWarning)]
+    assert done(root, runs[1])["resumed_from"] == 30 and done(root, runs[1])["steps"] == 120
+    assert sweep_main([str(straight_path), "--quiet"]) == 0
+    for run in runs:
+        resumed = weights_and_state(root / run / "model")
+        straight = weights_and_state(tmp_path / "straight" / "sweep" / run / "model")
+        assert sorted(resumed[0]) == sorted(straight[0]) and len(resumed[0]) > 40
+        for name, tensor in resumed[0].items():
+            assert torch.equal(tensor, straight[0][name]), f"{run}: tensor {name} differs"
+        for name, array in resumed[1].items():
+            np.testing.assert_array_equal(array, straight[1][name], err_msg=f"{run}: replay {name}")
+        assert resumed[2] == straight[2], run

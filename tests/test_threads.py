@@ -26,7 +26,8 @@ def test_choose_threads_leaves_the_busy_cores_to_the_others(cores, others, expec
     assert threads.choose_threads(cores, others) == expected
 
 
-@pytest.mark.parametrize("cores, others", [(0, 0.0), (2, -1.0), (2, float("nan")), (2, float("inf"))])
+@pytest.mark.parametrize("cores, others",
+                         [(0, 0.0), (2, -1.0), (2, float("nan")), (2, float("inf"))])
 def test_choose_threads_refuses_impossible_inputs(cores, others):
     with pytest.raises(ValueError, match="cores|others"):
         threads.choose_threads(cores, others)

@@ -25,7 +25,9 @@ class ExportArgs:
 
 
 def export_main(argv: list[str]) -> int:
-    args = tyro.cli(ExportArgs, args=argv, prog="maxent export")
+    from maxent.cli.flags import parse
+
+    args = parse(ExportArgs, argv, "maxent export")
     from maxent.agents.registry import ALGORITHMS
     from maxent.training.run import checkpoint_dir, read_header
 

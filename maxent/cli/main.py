@@ -24,30 +24,56 @@ import tyro
 
 from maxent import __version__
 from maxent.cli.train import parse_count  # noqa: F401  (the step-count parser, imported from here too)
+from maxent.training.run import UsageError
 
 
 @dataclass
 class EvalArgs:
-    """Evaluate a saved agent (a run directory or its model/ checkpoint)."""
+    """Evaluate a saved agent (a run directory or its model/ checkpoint) as its training summary
+    did: the same metric, seeds and count, unless flags say otherwise."""
 
     run_dir: tyro.conf.Positional[Path]
     """Run directory from `maxent train`, or a checkpoint directory."""
-    episodes: int = 10
-    """Episodes to run."""
+    episodes: int | None = None
+    """Episodes (prompts for GRPO) to run; default: as many as the run's final evaluation."""
     env: str | None = None
     """Evaluate on another env id than the one trained on."""
-    seed: int = 0
-    """Episode i is reset with seed + i."""
+    seed: int | None = None
+    """Episode i is reset with seed + i; default: the seed of the run's final evaluation (10000 +
+    the training seed)."""
     deterministic: bool = True
     """Use the policy's mean action."""
 
 
-def _eval(argv: list[str]) -> int:
-    args = tyro.cli(EvalArgs, args=argv, prog="maxent eval")
-    if args.episodes < 1:
-        raise SystemExit(f"maxent eval: --episodes must be positive, got {args.episodes}")
-    import numpy as np
+def _eval_hooks(algorithm, run_dir: Path):
+    """The run hooks of the run at ``run_dir`` as its last ``maxent train`` command set them
+    (evaluation counts, a dataset...); the algorithm's defaults where nothing was recorded."""
+    from maxent.cli.train import hooks_class, parse_train_args
+    from maxent.training.run import read_evaluation
 
+    hooks_cls = hooks_class(algorithm)
+    record = read_evaluation(run_dir) or {}
+    command = [str(a) for a in record.get("command", [])]
+    try:
+        args = parse_train_args(algorithm, command, hooks_cls)
+        return hooks_cls.from_args(algorithm.agent_class(), args, algorithm)
+    except SystemExit as err:
+        if not command:
+            raise
+        print(f"maxent eval: the run's recorded flags no longer apply ({err}); evaluating with "
+              f"{algorithm.name}'s defaults", file=sys.stderr)
+    args = parse_train_args(algorithm, [], hooks_cls)
+    return hooks_cls.from_args(algorithm.agent_class(), args, algorithm)
+
+
+def _eval(argv: list[str]) -> int:
+    import math
+
+    from maxent.cli.flags import parse
+
+    args = parse(EvalArgs, argv, "maxent eval")
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"maxent eval: --episodes must be positive, got {args.episodes}")
     from maxent.agents.registry import algorithm_for_kind
     from maxent.training.checkpoint import CheckpointError
     from maxent.training.run import checkpoint_dir, read_header, runs_under
@@ -60,20 +86,22 @@ def _eval(argv: list[str]) -> int:
         hint = ("; runs found: " + ", ".join(str(r) for r in runs)) if runs else ""
         raise SystemExit(f"maxent eval: {err}{hint}") from None
     algorithm = algorithm_for_kind(header["kind"], header["config"])
+    hooks = _eval_hooks(algorithm, args.run_dir)
     agent = algorithm.agent_class().load(path, env=args.env)
     try:
-        scores = agent.evaluate(args.episodes, env=args.env, seed=args.seed,
-                                deterministic=args.deterministic)
+        seed = hooks.eval_seed(agent.seed) if args.seed is None else args.seed
+        evaluation = hooks.final_evaluation(agent, seed, args.episodes, env=args.env,
+                                            deterministic=args.deterministic)
     finally:
         agent.close()
-    if not np.isfinite(scores).all():
-        raise SystemExit(f"maxent eval: the evaluation of {path} produced NaN/inf ({scores}); the "
-                         "agent or its env is broken")
-    where = args.env or getattr(agent, "env_id", None) or "task stream"
-    count = f"{args.episodes} episodes" if algorithm.metric == "return" else f"{len(scores)} tasks"
-    print(f"{header['kind']} {where}: {algorithm.metric} {scores.mean():.2f} ± {scores.std():.2f} over "
-          f"{count} (min {scores.min():.2f}, max {scores.max():.2f}; "
-          f"trained {agent.num_timesteps} steps)")
+    if not math.isfinite(evaluation.mean):
+        raise SystemExit(f"maxent eval: the evaluation of {path} produced NaN/inf "
+                         f"({evaluation.measure()}); the agent or its env is broken")
+    where = args.env or getattr(agent, "env_id", None) or \
+        ("task stream" if algorithm.stream else "its dataset")
+    seeds = "" if evaluation.seed is None else f"evaluation seed {evaluation.seed}; "
+    print(f"{header['kind']} {where}: {evaluation.measure()} ({seeds}trained "
+          f"{agent.num_timesteps} steps)")
     return 0
 
 
@@ -104,17 +132,19 @@ class RobustnessArgs:
 
 
 def _robustness(argv: list[str]) -> int:
-    args = tyro.cli(RobustnessArgs, args=argv, prog="maxent robustness")
+    from maxent.cli.flags import parse
+
+    args = parse(RobustnessArgs, argv, "maxent robustness")
     for flag, value in (("--episodes", args.episodes), ("--pool-size", args.pool_size)):
         if value < 1:
-            raise SystemExit(f"maxent robustness: {flag} must be positive, got {value}")
+            raise UsageError(f"maxent robustness: {flag} must be positive, got {value}")
     if args.max_episode_steps is not None and args.max_episode_steps < 1:
-        raise SystemExit(f"maxent robustness: --max-episode-steps must be positive, got "
+        raise UsageError(f"maxent robustness: --max-episode-steps must be positive, got "
                          f"{args.max_episode_steps}")
     if args.uncertainty is not None and args.grid:
-        raise SystemExit("maxent robustness: give either --grid or --uncertainty, not both")
+        raise UsageError("maxent robustness: give either --grid or --uncertainty, not both")
     if args.points_per_dim < 2:
-        raise SystemExit(f"maxent robustness: --points-per-dim must be at least 2 (both bounds), "
+        raise UsageError(f"maxent robustness: --points-per-dim must be at least 2 (both bounds), "
                          f"got {args.points_per_dim}")
     from maxent.cli.robustness import parse_grid, run_benchmark
 
@@ -150,16 +180,32 @@ COMMANDS = {"train": None, "eval": _eval, "robustness": _robustness, "sweep": _s
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``maxent`` console script."""
+    """Entry point of the ``maxent`` console script (``argv`` ``None``: ``sys.argv``).
+
+    Every error is one line. As the console script, a usage error (a bad flag, value, algorithm
+    or command) prints it on stderr and returns 2, argparse's convention; a refusal found while
+    running (a checkpoint of another config, a locked run) exits with it and status 1. Called
+    with ``argv`` from Python, both are raised as ``SystemExit`` carrying the line
+    (:class:`~maxent.training.run.UsageError` for usage errors).
+    """
+    if argv is not None:
+        return _main(list(argv))
+    try:
+        return _main(sys.argv[1:])
+    except UsageError as err:
+        print(err.code, file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     from maxent.training.runlock import RunLockedError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="maxent",
         description="Entropy-regularized RL. Commands:\n"
                     "  train ALGO [flags]   train (and resume) an agent; `maxent train --help` lists\n"
                     "                       every algorithm (sac, qarl, grpo, bandits, ...)\n"
-                    "  eval RUN_DIR [flags] evaluate a saved agent\n"
+                    "  eval RUN_DIR [flags] evaluate a saved agent as its training summary did\n"
                     "  robustness RUN_DIR [RUN_DIR ...] --grid mass=3:9:11 friction=0.1:1.9:11\n"
                     "                       robustness grid of saved protagonists (CSV, PNG, summary)\n"
                     "  sweep CONFIG.toml    methods x seeds x tasks as resumable runs (Ray if installed)\n"
@@ -170,12 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"maxent {__version__}")
     parser.add_argument("command", choices=list(COMMANDS), help="what to do")
     if not argv or argv[0] in ("-h", "--help", "--version"):
+        if not argv:
+            raise UsageError("maxent: name a command: " + ", ".join(COMMANDS)
+                             + " (see `maxent --help`)")
         parser.parse_args(argv)
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        parser.parse_args(argv)  # prints the error for an unknown command
-        return 2
+        raise UsageError(f"maxent: unknown command {command!r}; choose from "
+                         f"{', '.join(COMMANDS)} (see `maxent --help`)")
     try:
         if command == "train":
             from maxent.cli.train import train_help, train_main
@@ -184,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 if rest and rest[0] in ("-h", "--help"):
                     print(train_help())
                     return 0
-                raise SystemExit("maxent train: name an algorithm first, e.g. `maxent train sac`; "
+                raise UsageError("maxent train: name an algorithm first, e.g. `maxent train sac`; "
                                  "`maxent train --help` lists them")
             return train_main(rest[0], rest[1:])
         return COMMANDS[command](rest)

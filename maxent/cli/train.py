@@ -9,20 +9,23 @@ Unknown fields and bad values are rejected with the field's name.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import tyro
 
-from maxent.training.run import RunHooks, RunSpec, default_run_dir, train
+from maxent.cli.flags import parse
+from maxent.training.run import Evaluation, RunHooks, RunSpec, UsageError, default_run_dir, train
 
 if TYPE_CHECKING:
     from maxent.agents.registry import Algorithm
 
-__all__ = ["RunArgs", "StreamArgs", "StreamHooks", "TrainArgs", "parse_count", "train_args",
-           "train_help", "train_main"]
+__all__ = ["RunArgs", "StreamArgs", "StreamHooks", "TrainArgs", "hooks_class", "parse_count",
+           "parse_train_args", "train_args", "train_help", "train_main"]
 
 
 def parse_count(text: str) -> int:
@@ -96,16 +99,18 @@ class StreamArgs:
 
 
 class StreamHooks(RunHooks):
-    """A continual learner's run: its env is a task stream made from the ``--stream.*`` flags."""
+    """A continual learner's run: its env is a task stream made from the ``--stream.*`` flags,
+    its length is the stream's, and its final evaluation is test accuracy on every task."""
 
-    def __init__(self, agent_class: type, stream: StreamArgs, eval_episodes: int | None,
-                 metric: str):
-        super().__init__(agent_class, eval_episodes, metric)
+    def __init__(self, agent_class: type, stream: StreamArgs, eval_episodes: int | None = None,
+                 metric: str = "test accuracy", unit: str = "tasks"):
+        super().__init__(agent_class, eval_episodes, metric, unit)
         self.stream = stream
+        self._stream: Any = None
 
     @classmethod
     def from_args(cls, agent_class: type, args: Any, algorithm: Algorithm) -> StreamHooks:
-        return cls(agent_class, args.stream, args.eval_episodes, algorithm.metric)
+        return cls(agent_class, args.stream, None, algorithm.metric, algorithm.eval_unit)
 
     def where(self, args: Any) -> str:
         return f"{args.stream.schedule}-{args.stream.n_tasks}tasks"
@@ -116,7 +121,17 @@ class StreamHooks(RunHooks):
     def _make_stream(self) -> Any:
         from maxent.envs.continual import PermutedTaskStream
 
-        return PermutedTaskStream(**dataclasses.asdict(self.stream))
+        if self._stream is None:
+            try:
+                self._stream = PermutedTaskStream(**dataclasses.asdict(self.stream))
+            except (TypeError, ValueError) as err:
+                raise UsageError(f"maxent train: --stream.*: {err}") from None
+        return self._stream
+
+    def planned_steps(self, total_steps: int | None) -> int:
+        """The stream's batches (a learner stops at its end), or fewer if ``total_steps`` says so."""
+        length = self._make_stream().total_batches()
+        return length if total_steps is None else min(total_steps, length)
 
     def spec_env(self, args: Any) -> Any:
         return None
@@ -131,26 +146,52 @@ class StreamHooks(RunHooks):
     def resume_env(self, spec: RunSpec) -> Any:
         return self._make_stream()
 
+    def final_evaluation(self, agent: Any, seed: int, count: int | None = None, env: Any = None,
+                         deterministic: bool = True) -> Evaluation:
+        """Test accuracy on every task of the stream (no episodes, so no seed or count)."""
+        return Evaluation.of_scores(agent.evaluate(), self.metric, self.unit, None)
+
 
 def hooks_class(algorithm: Algorithm) -> type[RunHooks]:
     """The run hooks of ``algorithm``: its registry entry's, else a stream's or the defaults."""
     return algorithm.hooks_class() or (StreamHooks if algorithm.stream else RunHooks)
 
 
+def _has_replay_option(agent_class: type) -> bool:
+    return "include_replay_buffer" in inspect.signature(agent_class.save).parameters
+
+
 def train_args(algorithm: Algorithm, hooks: type[RunHooks] | None = None) -> type:
     """The flags of ``maxent train <algorithm>``: RunArgs (+ eval_episodes) + the hooks' own flags +
-    ``config`` (+ ``stream``)."""
+    ``config`` (+ ``stream``), with this algorithm's defaults (env, length, evaluation) and without
+    the flags that mean nothing to it."""
     hooks = hooks or hooks_class(algorithm)
     config_cls = algorithm.config_class()
 
     def config_default():
         return config_cls(**algorithm.defaults)
 
+    unit = algorithm.unit[:1].upper() + algorithm.unit[1:]
     # Built with make_dataclass so the field's type is the class itself: with postponed annotations
     # a class body here would hold the string "config_cls", which tyro cannot resolve.
-    fields: list[tuple] = [("env", str, field(default=algorithm.env or "")),
-                           ("total_steps", Count, field(default=algorithm.total_steps)),
-                           ("checkpoint_every", Count, field(default=algorithm.checkpoint_every))]
+    if algorithm.stream:
+        fields: list[tuple] = [
+            ("env", tyro.conf.Suppress[str], field(default="")),
+            ("total_steps", Annotated[Count | None, tyro.conf.arg(
+                help=f"{unit} in total; default: the whole stream (tasks x epochs x batches, plus "
+                     "the rehearsal batches). A resumed run trains only what is left.")],
+             field(default=None))]
+    else:
+        fields = [
+            ("env", Annotated[str, tyro.conf.arg(help="Env id.")], field(default=algorithm.env)),
+            ("total_steps", Annotated[Count, tyro.conf.arg(
+                help=f"{unit} in total (a resumed run trains only what is left).")],
+             field(default=algorithm.total_steps))]
+    fields.append(("checkpoint_every", Annotated[Count, tyro.conf.arg(
+        help=f"{unit} between checkpoints (and one at the end).")],
+        field(default=algorithm.checkpoint_every)))
+    if not _has_replay_option(algorithm.agent_class()):
+        fields.append(("save_replay_buffer", tyro.conf.Suppress[bool], field(default=True)))
     if algorithm.eval_episodes is not None:
         fields.append(("eval_episodes", int, field(default=algorithm.eval_episodes)))
     if algorithm.stream:
@@ -164,26 +205,45 @@ def train_args(algorithm: Algorithm, hooks: type[RunHooks] | None = None) -> typ
     return args
 
 
+def help_namespaces(algorithm: Algorithm, hooks: type[RunHooks]) -> list:
+    """The modules whose constants the help of ``maxent train <algorithm>`` may name."""
+    classes = [*algorithm.config_class().__mro__, algorithm.agent_class(), hooks]
+    names = dict.fromkeys(c.__module__ for c in classes if c.__module__ in sys.modules)
+    return [sys.modules[n] for n in names]
+
+
+def parse_train_args(algorithm: Algorithm, argv: list[str], hooks_cls: type[RunHooks] | None = None
+                     ) -> Any:
+    """The flags of ``maxent train <algorithm>`` parsed from ``argv`` (help cleaned, errors one
+    line), with the counts checked."""
+    hooks_cls = hooks_cls or hooks_class(algorithm)
+    prog = f"maxent train {algorithm.name}"
+    args = parse(train_args(algorithm, hooks_cls), argv, prog,
+                 namespaces=help_namespaces(algorithm, hooks_cls))
+    # Checked before anything is built, so a bad flag never costs (or overwrites) a training run.
+    counts = [("--total-steps", args.total_steps), ("--checkpoint-every", args.checkpoint_every)]
+    if algorithm.eval_episodes is not None:
+        counts.append(("--eval-episodes", args.eval_episodes))
+    for flag, value in counts:
+        if value is not None and value < 1:
+            raise UsageError(f"maxent train: {flag} must be positive, got {value}")
+    return args
+
+
 def train_main(name: str, argv: list[str]) -> int:
     """``maxent train NAME [flags]``: train (or resume) and print one summary line."""
     from maxent.agents.registry import find
 
     algorithm = find(name)
     hooks_cls = hooks_class(algorithm)
-    args = tyro.cli(train_args(algorithm, hooks_cls), args=argv, prog=f"maxent train {name}")
-    # Checked before anything is built, so a bad flag never costs (or overwrites) a training run.
-    counts = [("--total-steps", args.total_steps), ("--checkpoint-every", args.checkpoint_every)]
-    if algorithm.eval_episodes is not None:
-        counts.append(("--eval-episodes", args.eval_episodes))
-    for flag, value in counts:
-        if value < 1:
-            raise SystemExit(f"maxent train: {flag} must be positive, got {value}")
+    args = parse_train_args(algorithm, argv, hooks_cls)
     hooks = hooks_cls.from_args(algorithm.agent_class(), args, algorithm)
     run_dir = args.run_dir or default_run_dir(name, hooks.where(args), args.seed)
-    spec = RunSpec(run_dir=run_dir, total_steps=args.total_steps, seed=args.seed,
-                   env=hooks.spec_env(args), config=args.config,
+    spec = RunSpec(run_dir=run_dir, total_steps=hooks.planned_steps(args.total_steps),
+                   seed=args.seed, env=hooks.spec_env(args), config=args.config,
                    checkpoint_every=args.checkpoint_every,
-                   save_replay_buffer=args.save_replay_buffer, resume=args.resume, progress_bar=args.progress_bar, prog="maxent train")
+                   save_replay_buffer=args.save_replay_buffer, resume=args.resume,
+                   progress_bar=args.progress_bar, prog="maxent train", command=list(argv))
     result = train(spec, hooks)
     agent = result.agent
     print(f"{type(agent).__name__} {hooks.label(args)}: {agent.num_timesteps} steps, "

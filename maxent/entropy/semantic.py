@@ -146,9 +146,10 @@ def semantic_entropy(
         raise ValueError("answers is empty; semantic entropy needs at least one answer")
     ids = cluster_answers(answers, equivalent)
     logw = _answer_log_weights(n, weights, log_weights)
+    top_w = max(logw)  # shift first: rounding then scales with the spread, not with |log w|
     members: list[list[float]] = [[] for _ in range(max(ids) + 1)]
     for cid, lw in zip(ids, logw):
-        members[cid].append(lw)
+        members[cid].append(lw - top_w)
     # Cluster log-masses shifted by the largest (s_k <= 0, s_K = 0), clusters of zero mass
     # dropped; with R = sum_{k != K} e^{s_k}: log p(C_k) = s_k - log1p(R), so
     #   plug-in:     SE = log1p(R) + sum_{k != K} e^{s_k} (-s_k) / (1 + R)

@@ -4,9 +4,8 @@ asking the kernel for fresh ones.
 PyTorch allocates CPU tensors with the C library's ``malloc``, which hands blocks above a size
 threshold straight back to the kernel when they are freed. A training pass over an LLM frees
 and re-allocates the same hundreds of megabytes every step, so every step pays for them again
-as page faults, each page zero-filled by the kernel: measured on SmolLM2-135M (16 sequences of
-62 tokens, 2 cores), ≈ 420,000 faults a GRPO update and 2.9 s, against ≈ 60,000 faults and
-1.85 s with freed memory kept (``benchmarks/grpo_phases.py``). jemalloc and tcmalloc cache freed
+as page faults, each page zero-filled by the kernel (``benchmarks/grpo_phases.py`` counts them
+with and without this setting). jemalloc and tcmalloc cache freed
 memory likewise but must be preloaded at process start; glibc's ``mallopt`` does it from inside
 the process. The cost: the process keeps its peak memory after a pass instead of returning it.
 """

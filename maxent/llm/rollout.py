@@ -69,7 +69,8 @@ class RolloutLimits:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"RolloutLimits.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_tool_calls < 0:
-            raise ValueError(f"RolloutLimits.max_tool_calls must be >= 0, got {self.max_tool_calls}")
+            raise ValueError(f"RolloutLimits.max_tool_calls must be >= 0, got "
+                             f"{self.max_tool_calls}")
 
 
 class ChatFormat:
@@ -262,7 +263,8 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
         live = [i for i, ep in enumerate(episodes) if not ep.done]
         if not live:
             break
-        out = sampler.generate([episodes[i].ids for i in live], max_new_tokens=limits.max_new_tokens,
+        out = sampler.generate([episodes[i].ids for i in live],
+                               max_new_tokens=limits.max_new_tokens,
                                temperature=limits.temperature, top_p=limits.top_p, greedy=greedy,
                                seed=int(np.random.default_rng([sample_seed, turn]).integers(2**62)))
         for k, i in enumerate(live):
@@ -281,9 +283,9 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
             closed = bool(reply) and reply[-1] in fmt.eos_ids
             if toolbox and find_call(text) is not None:
                 ep.tool_calls += 1
-                result = toolbox.run(text) if ep.tool_calls <= limits.max_tool_calls else ToolResult(
-                    "", f"error: the limit of {limits.max_tool_calls} tool calls per episode is "
-                    "reached; answer without tools", True)
+                refused = ToolResult("", f"error: the limit of {limits.max_tool_calls} tool calls "
+                                     "per episode is reached; answer without tools", True)
+                result = toolbox.run(text) if ep.tool_calls <= limits.max_tool_calls else refused
                 ep.tool_errors += int(result.error)
                 ep.rewards.append(0.0)
                 ep.env_step.append(False)
@@ -296,7 +298,8 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
                 if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) \
                         or not math.isfinite(float(reward)):
                     raise ValueError(f"env {_env_name(env)} returned reward {reward!r} at turn "
-                                     f"{ep.turns - 1} of episode {i}; rewards must be finite numbers")
+                                     f"{ep.turns - 1} of episode {i}; rewards must be finite "
+                                     "numbers")
                 ep.rewards.append(float(reward))
                 ep.env_step.append(True)
                 ep.infos.append(dict(info))
@@ -308,8 +311,8 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
                     continue
                 if not isinstance(obs, str):
                     raise ValueError(f"env {_env_name(env)} returned a {type(obs).__name__} "
-                                     f"observation at turn {ep.turns - 1} of episode {i}; a text env "
-                                     "returns str")
+                                     f"observation at turn {ep.turns - 1} of episode {i}; a text "
+                                     "env returns str")
                 role, content = info.get("role", "user"), obs
             if ep.turns >= limits.max_turns:
                 ep.turn_limit = ep.done = True

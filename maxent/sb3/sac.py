@@ -4,12 +4,12 @@ argument becomes a :class:`maxent.agents.SACConfig` field, or is refused by name
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import secrets
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections import deque
 from pathlib import Path
@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from maxent.agents.sac import SAC as Engine
 from maxent.training.agent import Callback
 from maxent.training.checkpoint import load_checkpoint
-from maxent.training.vector import make_env
+from maxent.training.env_identity import InexactResumeWarning
 from maxent.sb3.bridge import SB3Bridge, StepRecorder, TrainingEnvView
 from maxent.sb3.translate import (
     SB3_SAC_DEFAULTS,
@@ -303,9 +303,11 @@ class SAC:
                 print("== SAVED MODEL SYSTEM INFO ==\n" + front.get("system_info", "(not saved)"))
             env_id = env if isinstance(env, str) else front.get("env_id") if env is None else None
             if force_reset and env_id is not None:
-                # A factory instead of the id: the engine then starts a fresh episode.
-                engine = Engine.load(checkpoint, env=functools.partial(make_env, env_id), **overrides)
-                engine.env_id = env_id  # later saves and evaluate() still know the env
+                # The saved episodes are dropped below, so whether they replay here is moot.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", InexactResumeWarning)
+                    engine = Engine.load(checkpoint, env=env_id, **overrides)
+                engine._obs = None  # the next learn starts a fresh episode
             else:
                 engine = Engine.load(checkpoint, env=_engine_env(env) if env is not None else None,
                                      **overrides)

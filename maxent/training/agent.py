@@ -41,6 +41,7 @@ from maxent.training import logging as mlog
 from maxent.training import runlock
 from maxent.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from maxent.training.config import AgentConfig, ConfigError
+from maxent.training.env_identity import describe_env, difference, rebuild_factory
 from maxent.training.limits import check_config_device
 from maxent.training.saved import Check, Entry, NumpyRNG, Tensor, Value, restore_entries, write_entries
 from maxent.training.threads import apply_torch_threads
@@ -321,7 +322,8 @@ class Agent(abc.ABC):
             raise FloatingPointError(f"refusing to save non-finite weights ({bad[0]}"
                                      f"{', ...' if len(bad) > 1 else ''}): training diverged; the "
                                      f"checkpoint at {path} is left as it was")
-        state = {"env_id": self.env_id, "seed": self.seed, "num_timesteps": self.num_timesteps, **state}
+        state = {"env_id": self.env_id, "env_description": self._env_description(), "seed": self.seed,
+                 "num_timesteps": self.num_timesteps, **state}
         return save_checkpoint(path, kind=self.checkpoint_kind(), config=self.config.to_json(),
                                tensors=tensors, state=state, arrays=arrays)
 
@@ -332,7 +334,13 @@ class Agent(abc.ABC):
 
         Args:
             path: the checkpoint directory.
-            env: the env to continue on; ``None`` rebuilds it from the saved env id.
+            env: the env to continue on (an id, an id's constructor, an instance, a vector env);
+                ``None`` rebuilds it from the saved env id, or from the saved description of the
+                env (:mod:`maxent.training.env_identity`) when it was given another way. An agent
+                with episodes in flight replays them only on the env it was saved with (the same
+                description), and otherwise says why in an
+                :class:`~maxent.training.env_identity.InexactResumeWarning` (an error under
+                ``warnings.simplefilter("error", InexactResumeWarning)``).
             log_dir: where further logs go.
             **overrides: config fields to change (e.g. ``device="cuda"``); fields that change the
                 networks' shapes fail with a clear error. The agent's ``load_arguments`` (e.g.
@@ -370,10 +378,29 @@ class Agent(abc.ABC):
     @classmethod
     def _saved_env(cls, ckpt: Checkpoint) -> Any:
         env = ckpt.state.get("env_id")
-        if env is None:
+        if env is not None:
+            return env
+        build = rebuild_factory(ckpt.state.get("env_description"))
+        if build is None:
             raise ValueError(f"the agent in {ckpt.path} was trained on a custom env instance; pass "
                              "env=... to load it")
-        return env
+        return build if cls.env_kind == "vector" else build()
+
+    def _env_description(self) -> dict[str, Any] | None:
+        """How this agent's env was built (:func:`maxent.training.env_identity.describe_env`),
+        computed once: it does not change over the agent's life."""
+        if not hasattr(self, "_env_described"):
+            target = {"vector": "envs", "single": "env"}.get(self.env_kind)
+            self._env_described = describe_env(getattr(self, target, None)) if target else None
+        return self._env_described
+
+    def _env_difference(self, ckpt: Checkpoint) -> str | None:
+        """Why this agent's env may not be the one ``ckpt`` was saved on; ``None``: the same."""
+        saved, saved_id = ckpt.state.get("env_description"), ckpt.state.get("env_id")
+        if saved is None and saved_id is not None and self.env_id is not None:
+            # A checkpoint from before env descriptions: its env was given by id and built by it.
+            return None if saved_id == self.env_id else f"env id is {saved_id!r} there, {self.env_id!r} here"
+        return difference(saved, self._env_description())
 
     @classmethod
     def _rebuild(cls, ckpt: Checkpoint, env: Any, config: Any, log_dir: Any, **arguments: Any) -> Agent:

@@ -11,12 +11,19 @@ purpose can recompute them, so load checkpoints only from sources you trust to *
 (loading still runs no code: safetensors, JSON and pickle-free npz only).
 """
 
+import errno
 import hashlib
+import itertools
 import json
+import math
 import os
+import re
 import secrets
 import shutil
+import stat
+import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,7 @@ import torch
 
 import maxent
 from maxent.training import runlock
+from maxent.training.limits import check_memory, format_bytes
 # 2: config.json also holds the SHA-256 of the agent's config ("config_sha256"). Format 1 reads.
 FORMAT_VERSION = 2
 FORMAT_MARKER = "maxent-checkpoint"
@@ -41,6 +49,12 @@ _KNOWN_FILES = (WEIGHTS_FILE, STATE_FILE, REPLAY_FILE)
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, foreign, from a newer maxent, or damaged."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (the disk is full); the previous one at the path is
+    intact. An ``OSError`` by nature, a :class:`CheckpointError` so the command line prints it as
+    one line."""
 
 
 class Entries(dict):
@@ -152,29 +166,48 @@ def _config_digest(config: dict) -> str:
 def _write_checkpoint(path: Path, kind: str, config_text: str, state_text: str,
                       cpu_tensors: dict[str, torch.Tensor], arrays: dict[str, np.ndarray] | None) -> None:
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    weights = safetensors.torch.save(cpu_tensors)
+    header = {
+        "format": FORMAT_MARKER,
+        "format_version": FORMAT_VERSION,
+        "maxent_version": maxent.__version__,
+        "kind": kind,
+        "config": json.loads(config_text),
+        "config_sha256": _config_digest(json.loads(config_text)),
+        "files": {},
+    }
+    need = len(weights) + len(state_text.encode()) + len(json.dumps(header, indent=2)) + 400 \
+        + (0 if arrays is None else _npz_size(arrays))
+    previous = path.is_dir() and _is_checkpoint_dir(path)
     try:
-        files = {}
-        files[WEIGHTS_FILE] = _write_bytes(tmp / WEIGHTS_FILE, safetensors.torch.save(cpu_tensors))
-        files[STATE_FILE] = _write_bytes(tmp / STATE_FILE, state_text.encode())
-        if arrays is not None:
-            with open(tmp / REPLAY_FILE, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            files[REPLAY_FILE] = _sha256(tmp / REPLAY_FILE)
-        header = {
-            "format": FORMAT_MARKER,
-            "format_version": FORMAT_VERSION,
-            "maxent_version": maxent.__version__,
-            "kind": kind,
-            "config": json.loads(config_text),
-            "config_sha256": _config_digest(json.loads(config_text)),
-            "files": files,
-        }
-        # config.json goes last: a directory with a valid one has every file it lists.
-        _write_bytes(tmp / CONFIG_FILE, (json.dumps(header, indent=2) + "\n").encode())
-        _fsync_dir(tmp)
+        tmp.mkdir()
+        try:
+            files = header["files"]
+            files[WEIGHTS_FILE] = _write_bytes(tmp / WEIGHTS_FILE, weights)
+            files[STATE_FILE] = _write_bytes(tmp / STATE_FILE, state_text.encode())
+            if arrays is not None:
+                with open(tmp / REPLAY_FILE, "wb") as f:
+                    np.savez(f, **arrays)
+                    f.flush()
+                    os.fsync(f.fileno())
+                files[REPLAY_FILE] = _sha256(tmp / REPLAY_FILE)
+            # config.json goes last: a directory with a valid one has every file it lists.
+            _write_bytes(tmp / CONFIG_FILE, (json.dumps(header, indent=2) + "\n").encode())
+            _fsync_dir(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        kept = ("the previous checkpoint there is intact" if previous
+                else "nothing was written there")
+        error = CheckpointWriteError(
+            f"could not write the checkpoint {path}: no space left on its disk (the save needs "
+            f"about {format_bytes(need)}); {kept}. Free space or save elsewhere")
+        error.errno = err.errno
+        raise error from None
+    try:
         try:
             _swap_into_place(tmp, path)
         except OSError as err:
@@ -185,6 +218,11 @@ def _write_checkpoint(path: Path, kind: str, config_text: str, state_text: str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _npz_size(arrays: dict[str, np.ndarray]) -> int:
+    """About the bytes ``np.savez`` writes: each array's data, its .npy header and zip entries."""
+    return sum(a.nbytes + 128 + 2 * (len(name) + 4) + 100 for name, a in arrays.items()) + 22
 
 
 def _prepare_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -341,43 +379,168 @@ def _remove_stale_siblings(path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Loading
+#
+# A save swaps directories with renames and then deletes the old one, so a reader that checked a
+# file by path and read it again by path later could mix two saves. A reader therefore opens the
+# checkpoint directory once and every file relative to that descriptor: a renamed directory keeps
+# its inode and an open file survives deletion, so all it reads belongs to one save. Each file's
+# checksum is computed over the very descriptor it is parsed from, and no maxent writer changes a
+# file in place (saves write new files into a fresh directory). If the directory was deleted
+# before every file was opened, the read starts again from the top.
+
+# The most nested JSON any maxent writer produces is a handful of levels (optimizer state); a
+# deeper file is refused before parsing, as the parser would recurse once per level.
+MAX_JSON_DEPTH = 64
+_LOAD_ATTEMPTS = 50
+_OLD_AFTER = 10  # attempts that wait for a save between its renames before reading a .old sibling
+_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
 
 
-def _resolve(path: Path) -> Path:
-    """Return the directory to read: ``path``, or the ``.old`` sibling of an interrupted save."""
-    if path.is_dir():
-        return path
-    if path.exists():
+class _Vanished(Exception):
+    """The directory being read was swapped away and removed by a concurrent save: read again."""
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    parts = []
+    for part in version.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) or None
+
+
+# Format 2 arrived during 0.2.0; every release from 0.2.0 on writes it. A file claiming format 1
+# must come from an older maxent, or it is a format-2 file downgraded to skip the config checksum.
+_LAST_FORMAT_1_WRITER = (0, 1, 999)
+_FORMAT_1_KEYS = {"format", "format_version", "maxent_version", "kind", "config", "files"}
+
+
+class _DirReader:
+    """A checkpoint directory opened once; files are opened relative to it."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.fd = None
+        if _DIR_FD:
+            try:
+                self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                raise _Vanished from None
+            except NotADirectoryError:
+                raise CheckpointError(f"{directory} is a file, not a checkpoint directory; pass the "
+                                      "directory") from None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def _removed(self) -> bool:
+        """Whether this directory is no longer the one at its path (renamed away or deleted)."""
+        if self.fd is None:
+            return not self.directory.is_dir()
+        mine = os.fstat(self.fd)
+        try:
+            there = os.stat(self.directory)
+        except FileNotFoundError:
+            return True
+        return mine.st_nlink == 0 or (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino)
+
+    def open(self, name: str, missing: str):
+        """``name`` opened for binary reading; a file absent from a directory that is still in
+        place raises a CheckpointError with ``missing``; absent because a save removed the
+        directory raises :class:`_Vanished`."""
+        try:
+            if self.fd is not None:
+                return os.fdopen(os.open(name, os.O_RDONLY, dir_fd=self.fd), "rb")
+            return open(self.directory / name, "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            if self._removed():
+                raise _Vanished from None
+            raise CheckpointError(missing) from None
+        except IsADirectoryError:
+            raise CheckpointError(missing) from None
+
+    @staticmethod
+    def inode_path(file: Any) -> str | None:
+        """A path that opens ``file``'s own inode (even once deleted), where the platform has one."""
+        proc = f"/proc/self/fd/{file.fileno()}"
+        return proc if os.path.exists(proc) else None
+
+
+def _json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text, counted without parsing it."""
+    # Strings may hold brackets: blank them out first (escaped quotes stay inside a string).
+    text = re.sub(rb'"(?:[^"\\]|\\.)*"', b'""', data)
+    opens = np.frombuffer(text, dtype=np.uint8)
+    steps = np.isin(opens, (ord("["), ord("{"))).astype(np.int64) \
+        - np.isin(opens, (ord("]"), ord("}"))).astype(np.int64)
+    return int(np.cumsum(steps).max()) if steps.size else 0
+
+
+def _parse_json(data: bytes, file: Path) -> Any:
+    depth = _json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{file} is invalid: JSON nested {depth} levels deep (maxent writes "
+                              f"at most {MAX_JSON_DEPTH}); the checkpoint cannot be used — resume "
+                              "from an earlier one")
+    return json.loads(data.decode("utf-8"))
+
+
+def _resolve(path: Path, last_try: bool = True) -> Path:
+    """Return the directory to read: ``path``, or the ``.old`` sibling of an interrupted save.
+    Without ``last_try`` a missing ``path`` raises :class:`_Vanished`: a concurrent save is
+    between its two renames, and the new directory appears an instant later."""
+    try:
+        if stat.S_ISDIR(path.stat().st_mode):  # one stat: a save may create it between two
+            return path
         raise CheckpointError(f"{path} is a file, not a checkpoint directory; pass the directory")
-    olds = [
-        p for p in path.parent.glob(f".{path.name}.old-*") if p.is_dir() and _is_checkpoint_dir(p)
-    ]
+    except FileNotFoundError:
+        pass
+    if not last_try and any(path.parent.glob(f".{path.name}.old-*")):
+        raise _Vanished
+    olds = []
+    for p in path.parent.glob(f".{path.name}.old-*"):
+        try:
+            if p.is_dir() and _is_checkpoint_dir(p):
+                olds.append((p.stat().st_mtime, p))
+        except OSError:  # removed while listed
+            continue
     if olds:
-        old = max(olds, key=lambda p: p.stat().st_mtime)
+        old = max(olds)[1]
         warnings.warn(
             f"no checkpoint at {path}, but {old.name} survives from an interrupted save; "
             f"loading it (save again to {path} to make it the main checkpoint)",
-            stacklevel=3,
+            stacklevel=4,
         )
         return old
     raise CheckpointError(f"no checkpoint at {path}: the directory does not exist. Check the path.")
 
 
-def _read_header(directory: Path) -> dict:
+def _read_header(reader: _DirReader) -> dict:
+    directory = reader.directory
     config_path = directory / CONFIG_FILE
     not_ours = f"{directory} is not a maxent checkpoint"
-    if not config_path.is_file():
-        raise CheckpointError(
-            f"{not_ours}: {CONFIG_FILE} missing. Pass a directory written by "
-            "save_checkpoint (or agent.save)."
-        )
+    missing = (f"{not_ours}: {CONFIG_FILE} missing. Pass a directory written by save_checkpoint "
+               "(or agent.save).")
+    with reader.open(CONFIG_FILE, missing) as f:
+        data = f.read()
     try:
-        header = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        header = _parse_json(data, config_path)
+    except (UnicodeDecodeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
         raise CheckpointError(
             f"{not_ours}: {CONFIG_FILE} invalid ({e}); the checkpoint cannot be used — "
             "resume from an earlier one"
         ) from e
+    return _check_header(header, directory)
+
+
+def _check_header(header: Any, directory: Path) -> dict:
+    config_path = directory / CONFIG_FILE
+    not_ours = f"{directory} is not a maxent checkpoint"
     if not isinstance(header, dict) or header.get("format") != FORMAT_MARKER:
         raise CheckpointError(
             f'{not_ours}: {CONFIG_FILE} invalid (no "format": {FORMAT_MARKER!r} marker). '
@@ -402,13 +565,15 @@ def _read_header(directory: Path) -> dict:
                 "the checkpoint cannot be used — resume from an earlier one"
             )
     for name, digest in header["files"].items():
-        if name not in _KNOWN_FILES or not isinstance(digest, str):
+        if name not in _KNOWN_FILES or not isinstance(digest, str) \
+                or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise CheckpointError(
-                f"{config_path} is invalid: unexpected file entry {name!r}: {digest!r}; "
+                f"{config_path} is invalid: unexpected file entry {name!r}: {str(digest)[:80]!r}; "
                 "the checkpoint cannot be used — resume from an earlier one"
             )
-    digest = header.get("config_sha256")
-    if version >= 2 and digest != _config_digest(header["config"]):
+    if version == 1:
+        _check_format_1(header, config_path)
+    elif header.get("config_sha256") != _config_digest(header["config"]):
         raise CheckpointError(
             f"{config_path} was changed after it was saved: its agent config does not match the "
             "checksum stored beside it (config_sha256). Restore the original file, or save the agent "
@@ -423,6 +588,21 @@ def _read_header(directory: Path) -> dict:
     return header
 
 
+def _check_format_1(header: dict, config_path: Path) -> None:
+    """A format-1 header is believed only if it is one: written by a maxent that predates format
+    2 (0.1.x), holding only the fields format-1 writers wrote. Anything else claiming format 1 is
+    a newer file downgraded, which would skip the config checksum."""
+    written_by = _version_tuple(header["maxent_version"])
+    extra = sorted(set(header) - _FORMAT_1_KEYS)
+    if written_by is None or written_by > _LAST_FORMAT_1_WRITER or extra:
+        why = (f"it holds {extra[0]!r}, which only format-2 writers write" if extra else
+               f"maxent {header['maxent_version']} writes format 2 with a config checksum")
+        raise CheckpointError(
+            f"{config_path} claims format_version 1, but {why}: the file was edited. Restore the "
+            "original config.json (format 2, with its config_sha256), or resume from an earlier "
+            "checkpoint")
+
+
 def read_checkpoint_header(path: str | os.PathLike) -> dict:
     """Return the parsed, validated ``config.json`` of a checkpoint without loading tensors.
 
@@ -433,21 +613,44 @@ def read_checkpoint_header(path: str | os.PathLike) -> dict:
         The header dict: ``format``, ``format_version``, ``maxent_version``, ``kind``,
         ``config`` and ``files`` (file name -> sha256 hex).
     """
-    return _read_header(_resolve(Path(path)))
+    return _read_consistently(Path(path), lambda reader: _read_header(reader))
 
 
-def _verify(directory: Path, name: str, digest: str) -> None:
-    file = directory / name
-    if not file.is_file():
-        raise CheckpointError(
-            f"{file} is missing although {CONFIG_FILE} lists it; the checkpoint is incomplete "
-            "and cannot be used — resume from an earlier one"
-        )
-    if _sha256(file) != digest:
-        raise CheckpointError(
-            f"{file} is corrupt or truncated (checksum mismatch); the checkpoint "
-            "cannot be used — resume from an earlier one"
-        )
+def _read_consistently(path: Path, read: Any) -> Any:
+    """``read(reader)`` over one save at ``path`` whole, retried while concurrent saves swap the
+    directory away under it."""
+    for attempt in range(_LOAD_ATTEMPTS):
+        try:
+            reader = _DirReader(_resolve(path, last_try=attempt >= _OLD_AFTER))
+        except _Vanished:
+            time.sleep(0.001 * (attempt + 1))
+            continue
+        try:
+            return read(reader)
+        except _Vanished:
+            time.sleep(0.001 * attempt)
+        finally:
+            reader.close()
+    raise CheckpointError(f"{path} was replaced by new saves {_LOAD_ATTEMPTS} times while it was "
+                          "being read; load it again when the run saves less often")
+
+
+def _verify(f: Any, file: Path, digest: str, keep: bool) -> bytes | None:
+    """Check the open file ``f`` against ``digest``; return its bytes when ``keep`` (a JSON file,
+    read once), else leave it at offset 0 to be parsed from the same descriptor."""
+    h = hashlib.sha256()
+    data = None
+    if keep:
+        data = f.read()
+        h.update(data)
+    else:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+        f.seek(0)
+    if h.hexdigest() != digest:
+        raise CheckpointError(f"{file} is corrupt or truncated (checksum mismatch); the checkpoint "
+                              "cannot be used — resume from an earlier one")
+    return data
 
 
 def load_checkpoint(
@@ -459,7 +662,8 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Read and verify a checkpoint directory written by :func:`save_checkpoint`.
 
-    Every file is checked against the sha256 in ``config.json``; nothing is unpickled.
+    Every file is checked against the sha256 in ``config.json``; nothing is unpickled. All files
+    come from one save even while another process saves to ``path`` (see the comment above).
 
     Args:
         path: the checkpoint directory. If it is missing but an interrupted save left a
@@ -475,45 +679,39 @@ def load_checkpoint(
         CheckpointError: naming the file and what to do, for any missing, foreign, newer,
             mismatched or damaged checkpoint.
     """
-    directory = _resolve(Path(path))
-    header = _read_header(directory)
+    device = str(map_location) if isinstance(map_location, torch.device) else map_location
+    return _read_consistently(Path(path), lambda reader: _load(reader, kind, load_arrays, device))
+
+
+def _load(reader: _DirReader, kind: str | None, load_arrays: bool, device: str) -> Checkpoint:
+    directory = reader.directory
+    header = _read_header(reader)
     if kind is not None and header["kind"] != kind:
         raise CheckpointError(
             f"{directory} holds a {header['kind']} checkpoint, not {kind}; load it with the "
             f"{header['kind']} agent or pick a {kind} checkpoint"
         )
-    files = header["files"]
-    for name, digest in files.items():
-        if name == REPLAY_FILE and not load_arrays:
-            continue
-        _verify(directory, name, digest)
-
-    device = str(map_location) if isinstance(map_location, torch.device) else map_location
+    files = {name: digest for name, digest in header["files"].items()
+             if name != REPLAY_FILE or load_arrays}
+    opened = {}
     try:
-        tensors = safetensors.torch.load_file(directory / WEIGHTS_FILE, device=device)
-    except Exception as e:  # safetensors raises its own error types; wrap them all
-        raise CheckpointError(
-            f"{directory / WEIGHTS_FILE} could not be read ({e}); the checkpoint cannot be "
-            "used — resume from an earlier one"
-        ) from e
-
-    try:
-        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(
-            f"{directory / STATE_FILE} is invalid ({e}); the checkpoint cannot be used — "
-            "resume from an earlier one"
-        ) from e
-    if not isinstance(state, dict):
-        raise CheckpointError(
-            f"{directory / STATE_FILE} is invalid (not a JSON object); the checkpoint cannot "
-            "be used — resume from an earlier one"
-        )
-
-    arrays = None
-    if load_arrays and REPLAY_FILE in files:
-        arrays = _load_arrays(directory / REPLAY_FILE)
-
+        # Open every file before reading any: once all are open a concurrent save cannot take them
+        # away, and a _Vanished before that costs only the opening.
+        for name in files:
+            opened[name] = reader.open(name, f"{directory / name} is missing although {CONFIG_FILE} "
+                                             "lists it; the checkpoint is incomplete and cannot be "
+                                             "used — resume from an earlier one")
+        state_bytes = None
+        for name, digest in files.items():
+            data = _verify(opened[name], directory / name, digest, keep=name == STATE_FILE)
+            state_bytes = data if name == STATE_FILE else state_bytes
+        tensors = _load_tensors(reader, opened[WEIGHTS_FILE], device)
+        state = _load_state(state_bytes, directory / STATE_FILE)
+        arrays = _load_arrays(opened[REPLAY_FILE], directory / REPLAY_FILE) \
+            if REPLAY_FILE in opened else None
+    finally:
+        for f in opened.values():
+            f.close()
     return Checkpoint(
         path=directory,
         kind=header["kind"],
@@ -526,16 +724,66 @@ def load_checkpoint(
     )
 
 
-def _load_arrays(file: Path) -> dict[str, np.ndarray]:
+def _load_tensors(reader: _DirReader, f: Any, device: str) -> dict[str, torch.Tensor]:
+    file = reader.directory / WEIGHTS_FILE
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        proc = reader.inode_path(f)
+        if proc is not None:  # the open inode itself, memory-mapped by safetensors
+            return safetensors.torch.load_file(proc, device=device)
+        tensors = safetensors.torch.load(f.read())
+        return {name: t.to(device) for name, t in tensors.items()}
+    except Exception as e:  # safetensors raises its own error types; wrap them all
+        raise CheckpointError(f"{file} could not be read ({e}); the checkpoint cannot be used — "
+                              "resume from an earlier one") from e
+
+
+def _load_state(data: bytes, file: Path) -> dict:
+    try:
+        state = _parse_json(data, file)
+    except CheckpointError:
+        raise
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{file} is invalid ({e}); the checkpoint cannot be used — resume "
+                              "from an earlier one") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} is invalid (not a JSON object); the checkpoint cannot be "
+                              "used — resume from an earlier one")
+    return state
+
+
+def _load_arrays(f: Any, file: Path) -> dict[str, np.ndarray]:
+    """The arrays of an npz read from the open file ``f``, each member's header checked against
+    the bytes it holds before the array is allocated; never unpickled."""
+    fix = ("the checkpoint cannot be used — resume from an earlier one, or load with "
+           "load_arrays=False to skip the replay buffer")
+    try:
+        with zipfile.ZipFile(f) as zf:
+            out = {}
+            total = sum(info.file_size for info in zf.infolist())
+            check_memory(total, f"reading {file}", f"load with load_arrays=False to skip the "
+                         "replay buffer, or on a machine with more memory")
+            for info in zf.infolist():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = reader(member)
+                    if dtype.hasobject:
+                        raise CheckpointError(f"{file} field {name!r} holds Python objects "
+                                              f"({dtype}), which cannot be read without pickle; {fix}")
+                    need = math.prod(shape) * dtype.itemsize
+                    if need > info.file_size:
+                        raise CheckpointError(f"{file} field {name!r} claims shape {shape} of "
+                                              f"{dtype} ({need} bytes) but holds {info.file_size} "
+                                              f"bytes; {fix}")
+                with zf.open(info) as member:
+                    out[name] = np.lib.format.read_array(member, allow_pickle=False)
+            return out
+    except CheckpointError:
+        raise
     except Exception as e:  # zipfile, format and "object arrays need pickle" errors
-        raise CheckpointError(
-            f"{file} could not be read without pickle ({e}); the checkpoint "
-            "cannot be used — resume from an earlier one, or load with load_arrays=False to "
-            "skip the replay buffer"
-        ) from e
+        raise CheckpointError(f"{file} could not be read without pickle ({e}); {fix}") from e
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-__all__ = ["RESUMABLE_CHANGES", "AgentConfig", "ConfigError", "closest_field", "unknown_fields_error"]
+__all__ = ["RESUMABLE_CHANGES", "AgentConfig", "ConfigError", "closest_field",
+           "unknown_fields_error"]
 
 # Config fields that may differ between a checkpoint and the run resuming it: they change how a
 # run executes (where, how fast, how often it logs), not what it learns.

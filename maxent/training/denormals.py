@@ -4,10 +4,9 @@ torch's thread pool.
 Adam's second moment of a parameter whose gradient is tiny (≈ 1e-20) holds squares below
 float32's smallest normal number (1.2e-38). x86 CPUs compute on such denormals through slow
 microcode: after a few thousand SAC updates about a fifth of some Adam state tensors are
-denormal, and the fused Adam kernel takes 0.75 ms instead of 0.2 ms (Pendulum-v1, 2 cores).
-With flush-to-zero (FTZ) and denormals-are-zero (DAZ) they count as 0, which changes no update
-measurably (Adam divides by ``sqrt(v) + eps`` with eps = 1e-8) and makes SAC's steady state ~30%
-faster here. SAC turns it on for the length of a ``learn`` call and restores the previous mode after, so the
+denormal, and the fused Adam kernel slows several-fold on them (the speed page of the docs has
+the figures). With flush-to-zero (FTZ) and denormals-are-zero (DAZ) they count as 0, which changes
+no update measurably (Adam divides by ``sqrt(v) + eps`` with eps = 1e-8). SAC turns it on for the length of a ``learn`` call and restores the previous mode after, so the
 rest of a user's process (and libraries that test for subnormals, such as Hypothesis) is left
 as it was.
 

@@ -16,6 +16,8 @@ Layout of a run directory::
 from __future__ import annotations
 
 import inspect
+import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +27,22 @@ from typing import Any
 from maxent.training import runlock
 from maxent.training.config import RESUMABLE_CHANGES
 
-__all__ = ["MODEL_SUBDIR", "Evaluation", "RunHooks", "RunResult", "RunSpec", "checkpoint_dir",
-           "default_run_dir", "has_checkpoint", "learn", "open_agent", "read_header", "runs_under",
-           "train"]
+__all__ = ["EVALUATION_FILE", "MODEL_SUBDIR", "Evaluation", "RunHooks", "RunResult", "RunSpec",
+           "UsageError", "checkpoint_dir", "default_run_dir", "has_checkpoint", "learn",
+           "open_agent", "read_evaluation", "read_header", "runs_under", "train"]
 
 MODEL_SUBDIR = "model"
+# The last final evaluation of a run and the command that made it, so that ``maxent eval`` repeats
+# exactly that evaluation (seeds, count, metric).
+EVALUATION_FILE = "evaluation.json"
+EVAL_ACCURACY = "eval/accuracy"
+EVAL_ACCURACY_STD = "eval/std_accuracy"
+
+
+class UsageError(SystemExit):
+    """A command line that cannot run as given (a bad flag, value or name): its message is one line
+    naming the problem and the fix; the ``maxent`` console script exits with status 2 for it
+    (argparse's convention), where refusals found while running exit with 1."""
 
 
 # --------------------------------------------------------------------------- the layout
@@ -62,6 +75,21 @@ def read_header(path: str | Path) -> dict:
     return read_checkpoint_header(checkpoint_dir(path))
 
 
+def read_evaluation(path: str | Path) -> dict | None:
+    """The record of the last final evaluation of the run at ``path`` (a run directory or its
+    checkpoint directory), or ``None`` when it has none (or an unreadable one)."""
+    path = Path(path)
+    for directory in (path, path.parent):
+        record = directory / EVALUATION_FILE
+        if record.is_file() and has_checkpoint(directory):
+            try:
+                data = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
 def runs_under(root: str | Path, limit: int = 20) -> list[Path]:
     """Run directories below ``root`` (for a hint when a path holds no checkpoint)."""
     root = Path(root)
@@ -90,6 +118,8 @@ class RunSpec:
         progress_bar: show the agent's progress bar.
         prog: the command named in messages.
         log: where "resuming ..." goes (``None``: nowhere).
+        command: the command line's flags, recorded with the final evaluation so that ``maxent
+            eval`` rebuilds the same evaluation settings.
     """
 
     run_dir: Path
@@ -104,6 +134,7 @@ class RunSpec:
     progress_bar: bool = False
     prog: str = "maxent train"
     log: Callable[[str], None] | None = print
+    command: Sequence[str] = ()
 
     @property
     def model_dir(self) -> Path:
@@ -112,10 +143,56 @@ class RunSpec:
 
 @dataclass
 class Evaluation:
-    """The final evaluation: ``row`` joins the last log row; ``text`` is what a summary says."""
+    """The final evaluation of a run: what it measured, over how many of what, from which seed.
+
+    ``row`` joins the last log row; ``text`` is what the training summary says (by default
+    ``"eval "`` + :meth:`measure`, which ``maxent eval`` prints too).
+    """
 
     row: dict[str, float] = field(default_factory=dict)
     text: str = ""
+    metric: str = ""
+    unit: str = ""
+    mean: float = math.nan
+    std: float | None = None
+    count: int = 0
+    seed: int | None = None
+    digits: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.text and self.metric:
+            self.text = f"eval {self.measure()}"
+
+    def measure(self) -> str:
+        """E.g. ``return -131.84 ± 2.10 over 10 episodes`` or ``held-out accuracy 0.912 over 360
+        test images``."""
+        d = self.digits
+        spread = "" if self.std is None else f" ± {self.std:.{d}f}"
+        return f"{self.metric} {self.mean:.{d}f}{spread} over {self.count} {self.unit}"
+
+    @classmethod
+    def of_scores(cls, scores: Any, metric: str, unit: str, seed: int | None) -> Evaluation:
+        """Mean and spread of per-episode (or per-task) ``scores``; returns get the return columns
+        of the log, anything else the accuracy columns."""
+        import numpy as np
+
+        scores = np.asarray(scores, dtype=float).reshape(-1)
+        mean, std = float(scores.mean()), float(scores.std())
+        keys = _return_columns() if metric == "return" else (EVAL_ACCURACY, EVAL_ACCURACY_STD)
+        return cls(row={keys[0]: mean, keys[1]: std}, metric=metric, unit=unit, mean=mean, std=std,
+                   count=len(scores), seed=seed,
+                   digits=2 if metric == "return" else 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "unit": self.unit, "mean": self.mean, "std": self.std,
+                "count": self.count, "seed": self.seed, "text": self.text}
+
+
+def _return_columns() -> tuple[str, str]:
+    """The log columns of a final evaluation's mean and std return."""
+    from maxent.training import logging as mlog
+
+    return mlog.EVAL_RETURN, mlog.EVAL_RETURN_STD
 
 
 class RunHooks:
@@ -129,15 +206,18 @@ class RunHooks:
     #: A dataclass of the algorithm's own command-line flags (added to ``maxent train NAME``).
     flags: type | None = None
 
-    def __init__(self, agent_class: type, eval_episodes: int | None = None, metric: str = "return"):
+    def __init__(self, agent_class: type, eval_episodes: int | None = None, metric: str = "return",
+                 unit: str = "episodes"):
         self.agent_class = agent_class
         self.eval_episodes = eval_episodes
         self.metric = metric
+        self.unit = unit
 
     @classmethod
     def from_args(cls, agent_class: type, args: Any, algorithm: Any) -> RunHooks:
         """The hooks of one ``maxent train`` command; checks the algorithm's own flags."""
-        return cls(agent_class, getattr(args, "eval_episodes", None), algorithm.metric)
+        return cls(agent_class, getattr(args, "eval_episodes", None), algorithm.metric,
+                   algorithm.eval_unit)
 
     def where(self, args: Any) -> str:
         """What the run trains on, for its default directory name and the summary."""
@@ -150,6 +230,13 @@ class RunHooks:
     def spec_env(self, args: Any) -> Any:
         """What a fresh agent of this command trains on."""
         return args.env
+
+    def planned_steps(self, total_steps: int | None) -> int:
+        """The steps the run will take when ``--total-steps`` is ``total_steps`` (``None``: the
+        algorithm's natural length, where it has one); the progress bar's total."""
+        if total_steps is None:
+            raise UsageError("--total-steps is required for this algorithm")
+        return total_steps
 
     def build(self, spec: RunSpec) -> Any:
         return self.agent_class(spec.env, config=spec.config, seed=spec.seed, log_dir=spec.run_dir)
@@ -169,16 +256,23 @@ class RunHooks:
     def before_learn(self, agent: Any, spec: RunSpec) -> None:
         """After build-or-resume, before ``learn`` (also when nothing is left to train)."""
 
-    def evaluate(self, agent: Any, spec: RunSpec) -> Evaluation:
-        """The final evaluation: deterministic episodes seeded apart from training."""
-        from maxent.training import logging as mlog
+    def eval_seed(self, seed: int) -> int:
+        """The first seed of the final evaluation of a run seeded ``seed``: apart from training's."""
+        return 10_000 + seed
 
-        scores = agent.evaluate(self.eval_episodes, seed=10_000 + spec.seed)
-        digits = 3 if self.metric == "accuracy" else 1
-        count = f"{self.eval_episodes} episodes" if self.metric == "return" else f"{len(scores)} tasks"
-        mean, std = float(scores.mean()), float(scores.std())
-        return Evaluation(row={mlog.EVAL_RETURN: mean, mlog.EVAL_RETURN_STD: std},
-                          text=f"eval {self.metric} {mean:.{digits}f} ± {std:.{digits}f} ({count})")
+    def final_evaluation(self, agent: Any, seed: int, count: int | None = None, env: Any = None,
+                         deterministic: bool = True) -> Evaluation:
+        """The one evaluation of a trained agent, which the training summary and ``maxent eval``
+        both report: ``count`` (default: ``eval_episodes``) episodes, episode ``i`` reset with
+        ``seed + i``, on ``env`` (default: the agent's own)."""
+        count = self.eval_episodes if count is None else count
+        scores = agent.evaluate(count, env=env, seed=seed, deterministic=deterministic)
+        return Evaluation.of_scores(scores, self.metric, self.unit, seed)
+
+    def evaluate(self, agent: Any, spec: RunSpec) -> Evaluation:
+        """The final evaluation of ``maxent train``: :meth:`final_evaluation` from the run's
+        evaluation seed."""
+        return self.final_evaluation(agent, self.eval_seed(spec.seed))
 
 
 @dataclass
@@ -259,6 +353,14 @@ def learn(agent: Any, spec: RunSpec, steps: int, callbacks: Sequence[Any] = ()) 
                          ) from None
 
 
+def _write_evaluation(spec: RunSpec, evaluation: Evaluation) -> None:
+    record = {**evaluation.to_json(), "command": list(spec.command)}
+    path = Path(spec.run_dir) / EVALUATION_FILE
+    tmp = path.with_name(f".{EVALUATION_FILE}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def train(spec: RunSpec, hooks: RunHooks, evaluate: bool = True,
           callbacks: Sequence[Any] = ()) -> RunResult:
     """The whole run, holding the run directory's lock (a second trainer there is refused before
@@ -276,6 +378,8 @@ def train(spec: RunSpec, hooks: RunHooks, evaluate: bool = True,
                 learn(agent, spec, remaining, callbacks)
             elapsed = time.perf_counter() - start
             evaluation = hooks.evaluate(agent, spec) if evaluate else None
+            if evaluation is not None:
+                _write_evaluation(spec, evaluation)
             joined = evaluation is not None and bool(evaluation.row) and remaining > 0
             if joined and agent.logger is not None:
                 for key, value in evaluation.row.items():

@@ -1,4 +1,5 @@
-"""How many CPU threads torch uses, and whether OpenMP may spin, on a machine shared with other jobs.
+"""How many CPU threads torch uses, and whether OpenMP may spin, on a machine shared with other
+jobs.
 
 Two runs that each start an OpenMP team as wide as the machine spin against each other: each
 thread busy-waits for its team while the other run holds the core, so the runs together go slower
@@ -7,7 +8,8 @@ minus the other runnable work, and makes OpenMP wait passively (sleep instead of
 are shared.
 
 The wait policy is read by the OpenMP runtime once, when torch loads it, so it can only be set
-before ``import torch``: the ``maxent`` command does this first thing (:func:`configure_environment`).
+before ``import torch``: the ``maxent`` command does this first thing
+(:func:`configure_environment`).
 A library user who shares cores can run with ``OMP_WAIT_POLICY=PASSIVE`` in the environment; the
 thread count alone is still chosen when an agent is built (:func:`apply_torch_threads`), and one
 thread per run never spins at all. Nothing is chosen for a user who pinned the count with
@@ -26,8 +28,8 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
-__all__ = ["CpuShare", "apply_torch_threads", "auto_threads", "choose_threads", "configure_environment",
-           "measure", "others_running", "spin_env", "usable_cores"]
+__all__ = ["CpuShare", "apply_torch_threads", "auto_threads", "choose_threads",
+           "configure_environment", "measure", "others_running", "spin_env", "usable_cores"]
 
 # Other runnable work (in cores' worth) at or above which cores count as shared: half a core's
 # demand means another job runs on our cores much of the time.

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ def make_env(task: str, max_episode_steps: int | None = None,
 
 
 def _train_env(spec: dict[str, Any]) -> Any:
-    """An env id when one describes the env (the run directory is then usable by `maxent eval`),
-    else a constructor."""
+    """An env id when one describes the env, else a constructor. Either resumes exactly: the
+    checkpoint records the built env's spec (id, time limit, wrappers), which the resumed run's
+    env matches, so the episodes in flight are replayed (maxent.training.env_identity)."""
     env = spec["env"]
     if is_adversarial(spec["method"]):
         return env["task"]  # an adversarial agent's time limit is its config's max_episode_steps
@@ -54,11 +56,18 @@ def _train_env(spec: dict[str, Any]) -> Any:
 
 
 def _load_agent(spec: dict[str, Any], env: Any = None) -> Any:
+    """A trained run's agent, to be scored (on ``env``, default its training env)."""
+    from maxent.training.env_identity import InexactResumeWarning
+
     cls = method_algorithm(spec["method"]).agent_class()
     model = checkpoint_dir(spec["dir"])
-    if is_adversarial(spec["method"]):
-        return cls.load(model)
-    return cls.load(model, env=env if env is not None else _train_env(spec))
+    with warnings.catch_warnings():
+        # Scored, never trained on: that its episodes in flight are not replayed on the scoring
+        # env changes nothing, so the load's notice of it would only be noise.
+        warnings.simplefilter("ignore", InexactResumeWarning)
+        if is_adversarial(spec["method"]):
+            return cls.load(model)
+        return cls.load(model, env=env if env is not None else _train_env(spec))
 
 
 class _SweepRunHooks(RunHooks):

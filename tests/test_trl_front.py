@@ -1,0 +1,220 @@
+"""The drop-in TRL front ``maxent.trl``: TRL's documented GRPO examples run with only the import
+changed, TRL's field names and defaults, every TRL field honoured or refused by name, TRL's
+callbacks, evaluation, schedules, and an exported model whose tokenizer round-trips text."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+datasets = pytest.importorskip("datasets")
+
+from maxent.trl import GRPOConfig, GRPOTrainer, UnsupportedTRLField
+from maxent.trl.fields import HONOURED, NO_EFFECT, TRL_DEFAULTS
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(max_steps=2, per_device_train_batch_size=4, num_generations=4, max_completion_length=6,
+             report_to="none", use_cpu=True, save_strategy="no", logging_steps=1)
+
+
+def example(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return example("trl_quickstart").tiny_model_folder(str(tmp_path_factory.mktemp("tiny")))
+
+
+def prompts(n=12):
+    return datasets.Dataset.from_dict({"prompt": [f"{i}+{i}=" for i in range(n)],
+                                       "answer": [str(2 * i) for i in range(n)]})
+
+
+def reward_len(completions, **kwargs):
+    return [-abs(4 - len(c)) for c in completions]
+
+
+# --------------------------------------------------------------------------- the examples
+
+
+@pytest.mark.parametrize("name", ["trl_quickstart", "trl_reward_functions"])
+def test_trls_examples_run_with_only_the_import_changed(name, tmp_path, capsys):
+    text = (REPO / "examples" / f"{name}.py").read_text()
+    imports = [line for line in text.splitlines() if re.match(r"\s*(from|import) .*trl\b", line)]
+    assert imports == ["from maxent.trl import GRPOConfig, GRPOTrainer  # TRL: from trl import "
+                       "GRPOConfig, GRPOTrainer"]
+    module = example(name)
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert "usage" in capsys.readouterr().out
+    trainer = module.main(["--max-steps", "1", "--output-dir", str(tmp_path / "out")])
+    assert trainer.state.global_step == 1 and math.isfinite(trainer.agent.last_metrics["train/loss"])
+    if name == "trl_reward_functions":  # its reward function's log_metric reached the log row
+        assert "exact_match" in trainer.agent.last_metrics
+    else:
+        from transformers import AutoModelForCausalLM
+
+        assert AutoModelForCausalLM.from_pretrained(tmp_path / "out") is not None
+
+
+# --------------------------------------------------------------------------- the config
+
+
+def test_trls_defaults_are_the_fronts():
+    args = GRPOConfig()
+    native = args.maxent_overrides()
+    assert args.output_dir == "trainer_output" and args.learning_rate == 1e-6
+    assert native["clip_high"] == native["clip_low"] == 0.2          # epsilon_high None -> epsilon
+    assert native["mask_truncated"] is False                         # mask_truncated_completions
+    assert native["max_new_tokens"] == 512 and native["group_size"] == 8
+    assert native["aggregation"] == "token-mean" and native["kl_bias_correction"] is True  # dapo
+    assert native["scale_rewards"] == "group" and native["autocast"] is True  # bf16 None -> on
+
+
+def test_every_trl_field_is_classified_and_documented():
+    docs = (REPO / "docs" / "trl.md").read_text()
+    for name in TRL_DEFAULTS:
+        assert f"`{name}`" in docs, name
+    trl = pytest.importorskip("trl")
+    import dataclasses
+
+    assert {f.name for f in dataclasses.fields(trl.GRPOConfig)} == set(TRL_DEFAULTS)
+
+
+def test_unknown_and_unsupported_fields_are_named():
+    with pytest.raises(TypeError, match=r"unknown field 'lerning_rate'.*closest TRL field: "
+                                        r"'learning_rate'.*closest maxent GRPOConfig field is "
+                                        r"'learning_rate'"):
+        GRPOConfig(lerning_rate=1e-5)
+    with pytest.raises(TypeError, match=r"unknown field 'kl_coeff'.*closest maxent GRPOConfig field "
+                                        r"is 'kl_coef'"):
+        GRPOConfig(kl_coeff=0.1)
+    with pytest.raises(UnsupportedTRLField, match=r"push_to_hub=True \(no Hub uploads"):
+        GRPOConfig(push_to_hub=True)
+    with pytest.raises(UnsupportedTRLField, match=r"loss_type='vespo'"):
+        GRPOConfig(loss_type="vespo")
+    with pytest.raises(UnsupportedTRLField, match=r"sync_ref_model=True"):
+        GRPOConfig(sync_ref_model=True)
+    with pytest.warns(UserWarning, match="run_name='x' has no effect"):
+        GRPOConfig(run_name="x")
+    assert not set(HONOURED) & set(NO_EFFECT)
+
+
+def test_loss_types_map_to_maxents_losses():
+    assert GRPOConfig(loss_type="grpo").maxent_overrides()["aggregation"] == "seq-mean-token-mean"
+    assert GRPOConfig(loss_type="dr_grpo").maxent_overrides()["aggregation"] == "seq-mean-token-sum-norm"
+    cispo = GRPOConfig(loss_type="cispo", epsilon_high=5.0).maxent_overrides()
+    assert cispo["surrogate"] == "cispo" and cispo["clip_high"] == 5.0
+    gspo = GRPOConfig(importance_sampling_level="sequence", scale_rewards=False).maxent_overrides()
+    assert gspo["importance_sampling_level"] == "sequence" and gspo["scale_rewards"] == "none"
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+class Recorder:
+    """A transformers TrainerCallback as TRL users write them."""
+
+    def __init__(self, stop_at=None):
+        from transformers import TrainerCallback
+
+        self.events, self.stop_at = [], stop_at
+        self.__class__ = type("Recorder", (Recorder, TrainerCallback), {})
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.events.append(("begin", state.max_steps))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.events.append(("step", state.global_step))
+        if self.stop_at is not None and state.global_step >= self.stop_at:
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.events.append(("log", "train/loss" in logs))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.events.append(("end", state.global_step))
+
+
+def test_trl_callbacks_run_and_can_stop_training(tiny_folder, tmp_path):
+    recorder = Recorder()
+    trainer = GRPOTrainer(tiny_folder, reward_len, GRPOConfig(str(tmp_path), **SMALL),
+                          train_dataset=prompts(), callbacks=[recorder])
+    trainer.train()
+    assert recorder.events == [("begin", 2), ("step", 1), ("log", True), ("step", 2), ("log", True),
+                               ("end", 2)]
+    stopper = Recorder(stop_at=1)
+    trainer = GRPOTrainer(tiny_folder, reward_len, GRPOConfig(str(tmp_path), **{**SMALL, "max_steps": 5}),
+                          train_dataset=prompts(), callbacks=[stopper])
+    out = trainer.train()
+    assert out.global_step == 1 and stopper.events[-1] == ("end", 1)
+
+
+def test_native_grpo_accepts_a_trainer_callback():
+    from maxent.agents.grpo import GRPO, GRPOConfig as Native
+
+    recorder = Recorder(stop_at=1)
+    agent = GRPO("tiny", [{"prompt": "1+1="}], Native(device="cpu", tiny_hidden_size=32, tiny_layers=1,
+                                                      tiny_heads=2, group_size=2, prompts_per_step=1,
+                                                      max_new_tokens=3),
+                 reward_funcs=[reward_len])
+    agent.learn(3, callback=recorder)
+    assert agent.num_timesteps == 1 and ("begin", 3) in recorder.events
+
+
+def test_schedule_evaluation_checkpoints_and_lora(tiny_folder, tmp_path):
+    peft = pytest.importorskip("peft")
+    args = GRPOConfig(str(tmp_path), **{**SMALL, "save_strategy": "steps", "save_steps": 2,
+                                        "eval_strategy": "steps", "eval_steps": 1,
+                                        "learning_rate": 1e-3, "lr_scheduler_type": "linear"})
+    trainer = GRPOTrainer(tiny_folder, reward_len, args, train_dataset=prompts(),
+                          eval_dataset=prompts(4), peft_config=peft.LoraConfig(r=4, lora_alpha=8))
+    trainer.train()
+    assert [row["step"] for row in trainer.eval_history] == [1, 2]
+    assert trainer.agent._torch_optimizer.param_groups[0]["lr"] == pytest.approx(0.0)  # linear decay
+    assert (tmp_path / "checkpoint-2").is_dir() and trainer.agent.config.lora_rank == 4
+
+
+def test_bad_input_to_the_trainer_is_named(tiny_folder, tmp_path):
+    with pytest.raises(ValueError, match="not a local folder"):
+        GRPOTrainer("Qwen/Qwen2-0.5B-Instruct", reward_len, GRPOConfig(str(tmp_path), **SMALL),
+                    train_dataset=prompts())
+    with pytest.raises(ValueError, match=r"DatasetDict with splits \['test', 'train'\]"):
+        GRPOTrainer(tiny_folder, reward_len, GRPOConfig(str(tmp_path), **SMALL),
+                    train_dataset=datasets.DatasetDict({"train": prompts(), "test": prompts()}))
+    with pytest.raises(UnsupportedTRLField, match="optimizers"):
+        GRPOTrainer(tiny_folder, reward_len, GRPOConfig(str(tmp_path), **SMALL), train_dataset=prompts(),
+                    optimizers=(object(), None))
+    with pytest.raises(ValueError, match="must divide by num_generations"):
+        GRPOTrainer(tiny_folder, reward_len, GRPOConfig(str(tmp_path), **{**SMALL, "num_generations": 3}),
+                    train_dataset=prompts())
+
+
+# --------------------------------------------------------------------------- the exported tokenizer
+
+
+def test_exported_tiny_tokenizer_round_trips_through_autotokenizer(tiny_folder):
+    from transformers import AutoTokenizer
+
+    from maxent import llm
+
+    loaded = AutoTokenizer.from_pretrained(tiny_folder)
+    ours = llm.build_char_tokenizer()
+    for text in ["a\nb", "12 + 30 = 42\n\nanswer: 42", "  lead and trail  ", "Q?A!"]:
+        ids = loaded(text, add_special_tokens=False)["input_ids"]
+        assert loaded.decode(ids) == text
+        assert ids == ours(text, add_special_tokens=False)["input_ids"]
+    assert loaded.eos_token_id == ours.eos_token_id and loaded.pad_token_id == ours.pad_token_id
