@@ -167,6 +167,13 @@ class GRPO(Agent):
     ``num_timesteps`` counts GRPO steps (one rollout batch and its update), as TRL's
     ``global_step``; ``num_completions`` counts the completions scored (environment steps).
 
+    A fresh model (the ``"tiny"`` one above all) does not yet write answers in a text task's
+    format, so every completion scores 0, every group's advantages are 0 and ``learn`` changes
+    nothing: ``evaluate_accuracy`` stays 0.0. Call :meth:`warmup` first (supervised steps on
+    correct answers until greedy accuracy reaches ``stop_accuracy``), as ``maxent train grpo``
+    does (``--warmup-steps``, default 600); a dataset has no answers to imitate, so its reward
+    functions must give partial credit from the start.
+
     Args:
         model: a model name or path (see :attr:`GRPOConfig.model`), a ``PreTrainedModel`` (then
             pass ``tokenizer``), or ``None`` to load ``config.model``.

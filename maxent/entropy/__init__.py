@@ -17,6 +17,7 @@ All of it is pure functions of tensors and numbers, and small controller objects
 from maxent.entropy.estimates import (
     ads_entropy_score,
     categorical_entropy,
+    categorical_log_prob,
     gaussian_entropy,
     gaussian_log_prob_from_noise,
     gaussian_mixture_entropy,
@@ -26,6 +27,6 @@ from maxent.entropy.estimates import (
     squashed_gaussian_log_prob,
 )
 
-__all__ = ["ads_entropy_score", "categorical_entropy", "gaussian_entropy",
+__all__ = ["ads_entropy_score", "categorical_entropy", "categorical_log_prob", "gaussian_entropy",
            "gaussian_log_prob_from_noise", "gaussian_mixture_entropy", "monte_carlo_entropy",
            "sample_squashed_gaussian", "squashed_gaussian_entropy", "squashed_gaussian_log_prob"]

@@ -11,6 +11,8 @@ module existed, so their older checkpoints load unchanged.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,8 +52,15 @@ def _put(state: dict, key: Key, value: Any) -> None:
 
 
 def _get(state: dict, key: Key) -> Any:
+    where = getattr(state, "where", STATE_FILE)
+    done: list[str] = []
     for part in _path(key):
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{where} field {_field(tuple(done))} is a {type(state).__name__}, "
+                                  f"expected an object holding {part!r}; the checkpoint was written "
+                                  "by another program — resume from an earlier one")
         state = state[part]
+        done.append(part)
     return state
 
 
@@ -86,6 +95,98 @@ def _check_tensor(ckpt: Checkpoint, name: str, saved: torch.Tensor, shape: Seque
                               f"{tuple(shape)}; {fix}")
     if saved.dtype != dtype:
         raise CheckpointError(f"{where} has dtype {saved.dtype}, this agent expects {dtype}; {fix}")
+
+
+def _check_values(ckpt: Checkpoint, name: str, saved: torch.Tensor, nonnegative: bool = False) -> None:
+    """Floating tensors must be finite; counts (``nonnegative``) must not be negative."""
+    where = f"{ckpt.path / WEIGHTS_FILE} field {name!r}"
+    if saved.is_floating_point() and not bool(torch.isfinite(saved).all()):
+        raise CheckpointError(f"{where} holds NaN/inf; the run had diverged or the file was edited — "
+                              "resume from an earlier checkpoint")
+    if nonnegative and not saved.is_floating_point() and saved.dtype != torch.bool \
+            and saved.numel() and int(saved.min()) < 0:
+        raise CheckpointError(f"{where} holds a negative count ({int(saved.min())}); the file was "
+                              "edited — resume from an earlier checkpoint")
+
+
+MAX_COUNT = 2**62  # counters (steps, updates, episodes) beyond this are damage, not progress
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def _numbers(value: Any) -> bool:
+    """Whether ``value`` is a finite number or a (nested) list of them."""
+    if isinstance(value, (list, tuple)):
+        return all(_numbers(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def like(value: Any, template: Any) -> str | None:
+    """Why the JSON ``value`` cannot stand where this agent has ``template`` (the value a freshly
+    built agent writes), or None if it can. Integers are counters in ``[0, MAX_COUNT]``, numbers
+    are finite, lists hold what the template's first element is (numbers when it is empty), and
+    objects have the template's keys; a None template accepts any finite scalar."""
+    if template is None:
+        if value is None or isinstance(value, (bool, str)) or _numbers(value):
+            return None
+        return f"is {_kind(value)}, expected null or a finite number"
+    if isinstance(template, bool):
+        return None if isinstance(value, bool) else f"is {_kind(value)}, expected a boolean"
+    if isinstance(template, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"is {_kind(value)}, expected an integer"
+        return None if 0 <= value <= MAX_COUNT else f"is {value}, expected a count in [0, 2**62]"
+    if isinstance(template, float):
+        return None if _numbers(value) and not isinstance(value, list) \
+            else f"is {value!r:.40}, expected a finite number"
+    if isinstance(template, str):
+        return None if isinstance(value, str) else f"is {_kind(value)}, expected a string"
+    if isinstance(template, (list, tuple, deque)):
+        if not isinstance(value, list):
+            return f"is {_kind(value)}, expected a list"
+        if isinstance(template, tuple) and len(value) != len(template):
+            return f"has {len(value)} elements, expected {len(template)}"
+        if not template:
+            return None if _numbers(value) else "holds a value that is not a finite number"
+        first = next(iter(template))
+        for i, v in enumerate(value):
+            why = like(v, template[i] if isinstance(template, tuple) else first)
+            if why:
+                return f"[{i}] {why}"
+        return None
+    if isinstance(template, dict):
+        if not isinstance(value, dict):
+            return f"is {_kind(value)}, expected an object"
+        if set(value) != set(template):
+            odd = sorted(set(value) ^ set(template), key=str)[0]
+            return (f"has no entry {odd!r}" if odd in template else f"has an unexpected entry {odd!r}")
+        for k, v in value.items():
+            why = like(v, template[k])
+            if why:
+                return f"[{k!r}] {why}"
+        return None
+    return None
+
+
+def _check_like(ckpt: Checkpoint, key: Key, value: Any, template: Any, file: str = STATE_FILE) -> None:
+    why = like(value, template)
+    if why:
+        raise CheckpointError(f"{ckpt.path / file} field {_field(key)} {why}; the file was edited or "
+                              "written by another program — resume from an earlier checkpoint")
 
 
 # --------------------------------------------------------------------------- the entries
@@ -131,6 +232,7 @@ class Module(Entry):
                 raise CheckpointError(f"{ckpt.path / WEIGHTS_FILE} has no field {prefix + key!r} "
                                       f"for the {self.name!r} weights; {fix}")
             _check_tensor(ckpt, prefix + key, saved[key], value.shape, value.dtype, fix)
+            _check_values(ckpt, prefix + key, saved[key])
         extra = sorted(set(saved) - set(current))
         if extra:
             raise CheckpointError(f"{ckpt.path / WEIGHTS_FILE} field {prefix + extra[0]!r} is not a "
@@ -164,6 +266,75 @@ class Optimizer(Entry):
             flat, meta = optimizer_state_to_tensors(self.optimizer, self.name)
         tensors.update(flat)
         _put(state, self.key or self.name, meta)
+
+    def validate(self, ckpt):
+        key = self.key or self.name
+        meta = _get(ckpt.state, key)
+        where = f"{ckpt.path / STATE_FILE} field {_field(key)}"
+        fix = "the file was edited or written by another program — resume from an earlier checkpoint"
+        if not isinstance(meta, dict) or set(meta) != {"state", "param_groups"} \
+                or not isinstance(meta["state"], list) or not isinstance(meta["param_groups"], list):
+            raise CheckpointError(f"{where} is not an optimizer state (an object of the lists 'state' "
+                                  f"and 'param_groups'); {fix}")
+        groups = self.optimizer.param_groups
+        params = [p for g in groups for p in g["params"]]
+        # A sharded optimiser holds pieces of each parameter; its full state has the full shapes.
+        shapes = self.full_state is None and self.loader is None
+        if len(meta["param_groups"]) != len(groups):
+            raise CheckpointError(f"{where}['param_groups'] has {len(meta['param_groups'])} groups, "
+                                  f"this optimizer {len(groups)}; {fix}")
+        first = 0
+        for i, (saved, current) in enumerate(zip(meta["param_groups"], groups)):
+            template = {k: (list(range(first, first + len(v))) if k == "params" else v)
+                        for k, v in current.items()}
+            first += len(current["params"])
+            field = f"{where}['param_groups'][{i}]"
+            why = like(saved, {k: v for k, v in template.items() if k != "params"} | {"params": []}) \
+                if isinstance(saved, dict) else f"is {_kind(saved)}, expected an object"
+            if why is None and saved["params"] != template["params"]:
+                why = f"['params'] is {saved['params']!r:.60}, expected {template['params']}"
+            if why is None:
+                bad = [k for k, v in saved.items() if _numbers(v) and not isinstance(v, bool)
+                       and any(x < 0 for x in (v if isinstance(v, list) else [v]))]
+                why = f"[{bad[0]!r}] is negative" if bad else None
+            if why:
+                raise CheckpointError(f"{field} {why}; {fix}")
+        seen = set()
+        for n, item in enumerate(meta["state"]):
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
+                    and not isinstance(item[0], bool) and 0 <= item[0] < len(params)
+                    and item[0] not in seen and isinstance(item[1], dict)):
+                raise CheckpointError(f"{where}['state'][{n}] is not a pair [parameter index < "
+                                      f"{len(params)}, state object] for a new parameter; {fix}")
+            idx, entry = item
+            seen.add(idx)
+            param = params[idx]
+            for name, value in entry.items():
+                field = f"{where}['state'][{n}][{name!r}]"
+                if isinstance(value, dict):
+                    if set(value) != {_TENSOR_REF}:
+                        raise CheckpointError(f"{field} is an object, expected a tensor reference; {fix}")
+                    ref = f"{self.name}.state.{idx}.{name}"
+                    if value[_TENSOR_REF] != ref or ref not in ckpt.tensors:
+                        raise CheckpointError(f"{field} refers to {value[_TENSOR_REF]!r:.60}, expected "
+                                              f"the tensor {ref!r} in {WEIGHTS_FILE}; {fix}")
+                    t = ckpt.tensors[ref]
+                    tensor_where = f"{ckpt.path / WEIGHTS_FILE} field {ref!r}"
+                    if not t.is_floating_point():
+                        raise CheckpointError(f"{tensor_where} has dtype {t.dtype}, expected a floating "
+                                              f"point optimizer state; {fix}")
+                    if t.dim() == 0 and name == "step":
+                        if float(t) < 0 or float(t) != int(float(t)) if torch.isfinite(t) else True:
+                            raise CheckpointError(f"{tensor_where} is {float(t)}, expected a "
+                                                  f"whole number of steps >= 0; {fix}")
+                    elif shapes and (tuple(t.shape) != tuple(param.shape) or t.dtype != param.dtype):
+                        raise CheckpointError(f"{tensor_where} has shape {tuple(t.shape)} and dtype "
+                                              f"{t.dtype}, expected {tuple(param.shape)} and "
+                                              f"{param.dtype} like its parameter; {fix}")
+                    _check_values(ckpt, ref, t)
+                elif not _numbers(value) and not isinstance(value, bool) and value is not None:
+                    raise CheckpointError(f"{field} is {_kind(value)}, expected a tensor reference "
+                                          f"or a finite number; {fix}")
 
     def read(self, ckpt):
         key = self.key or self.name
@@ -210,9 +381,31 @@ class Controller(Entry):
         key = self.key or self.name
         saved = _get(ckpt.state, key)
         expected = type(self.controller).__name__
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(key)} is {_kind(saved)}, "
+                                  f"expected the {self.name!r} controller's state; {self.fix}")
         if self.kind and saved.get("kind") != expected:
             raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(key)} holds a "
-                                  f"{saved.get('kind')}, but this agent has a {expected}; {self.fix}")
+                                  f"{saved.get('kind')!r:.60}, but this agent has a {expected}; {self.fix}")
+        scalars = {k: v for k, v in saved.items() if k != "kind"}
+        template = {}
+        prefix = self.name + "."
+        for k, v in self.controller.state_dict().items():
+            if self.as_floats:
+                template[k] = float(v) if torch.is_tensor(v) else v
+            elif torch.is_tensor(v):
+                name = prefix + k
+                if name not in ckpt.tensors:
+                    raise CheckpointError(f"{ckpt.path / WEIGHTS_FILE} has no field {name!r} for the "
+                                          f"{self.name!r} controller; {self.fix}")
+                shape = (1,) if self.one_dim and v.dim() == 0 else v.shape
+                _check_tensor(ckpt, name, ckpt.tensors[name], shape, v.dtype, self.fix)
+                _check_values(ckpt, name, ckpt.tensors[name])
+            else:
+                template[k] = v
+        why = like(scalars, template)
+        if why:
+            raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(key)} {why}; {self.fix}")
 
     def read(self, ckpt):
         saved = {k: v for k, v in _get(ckpt.state, self.key or self.name).items() if k != "kind"}
@@ -241,8 +434,21 @@ class Generator(Entry):
 
     def validate(self, ckpt):
         current = self.generator.get_state()
-        _check_tensor(ckpt, self.name, ckpt.tensors[self.name], current.shape, current.dtype,
+        saved = ckpt.tensors[self.name]
+        _check_tensor(ckpt, self.name, saved, current.shape, current.dtype,
                       "the generator was saved on another device or by another program")
+        scratch = torch.Generator(device=self.generator.device)
+        try:
+            scratch.set_state(saved.clone())
+            exact = torch.equal(scratch.get_state(), saved)
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{ckpt.path / WEIGHTS_FILE} field {self.name!r} is not a valid "
+                                  f"generator state ({str(err).splitlines()[0]}); the file was edited — "
+                                  "resume from an earlier checkpoint") from None
+        if not exact:
+            raise CheckpointError(f"{ckpt.path / WEIGHTS_FILE} field {self.name!r} is not a generator "
+                                  "state torch keeps as given; the file was edited — resume from an "
+                                  "earlier checkpoint")
 
     def read(self, ckpt):
         self.generator.set_state(ckpt.tensors[self.name].clone())
@@ -257,6 +463,21 @@ class NumpyRNG(Entry):
 
     def write(self, tensors, state, arrays):
         _put(state, self.key, self.rng.bit_generator.state)
+
+    def validate(self, ckpt):
+        saved = _get(ckpt.state, self.key)
+        where = f"{ckpt.path / STATE_FILE} field {_field(self.key)}"
+        why = like(saved, self.rng.bit_generator.state)
+        if why is None:
+            scratch = type(self.rng.bit_generator)()
+            try:
+                scratch.state = saved
+                why = None if scratch.state == saved else "is not a state numpy keeps as given"
+            except (ValueError, TypeError, KeyError, OverflowError) as err:
+                why = f"is not a valid {type(scratch).__name__} state ({err})"
+        if why:
+            raise CheckpointError(f"{where} {why}; the file was edited — resume from an earlier "
+                                  "checkpoint")
 
     def read(self, ckpt):
         self.rng.bit_generator.state = _get(ckpt.state, self.key)
