@@ -705,6 +705,9 @@ class GRPO(Agent):
         batch, info = self.prepare(rollout, lazy=True)
         generated = info["generated"]
         metrics = self.update(batch)
+        every = self.config.ref_model_sync_steps
+        if every and (self.num_timesteps + 1) % every == 0:  # TRL's sync_ref_model, after the step
+            llm.mix_weights(self.ref_model, self.policy, self.config.ref_model_mixup_alpha)
         token_entropy = (batch.old_entropy * generated).sum() / generated.sum().clamp(min=1)
         token_entropy = self._mean_over_processes(token_entropy)
         self.entropy_controller.update(entropy=token_entropy)

@@ -173,6 +173,11 @@ class GRPOConfig(AgentConfig):
             ``use_bias_correction_kl``, default True there; the GRPO paper's plain k3 here).
         top_entropy_quantile: train only on the highest-entropy share of each micro-batch's
             tokens (Wang et al. 2025; :func:`maxent.entropy.token.high_entropy_mask`); 1 = all.
+        ref_model_sync_steps: every this many GRPO steps the reference model moves towards the
+            policy, ref <- alpha * policy + (1 - alpha) * ref (TRL's ``sync_ref_model``, from
+            TR-DPO, Gorbatovski et al. 2024); 0 = never. Needs ``kl_coef`` > 0 and full weights
+            (no LoRA, no FSDP).
+        ref_model_mixup_alpha: that alpha (TRL's default 0.6).
     """
 
     model: str = "tiny"
@@ -252,6 +257,8 @@ class GRPOConfig(AgentConfig):
     delta: float | None = None
     kl_bias_correction: bool = False
     top_entropy_quantile: float = 1.0
+    ref_model_sync_steps: int = 0
+    ref_model_mixup_alpha: float = 0.6
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
@@ -306,6 +313,13 @@ class GRPOConfig(AgentConfig):
                              f"False), got {self.scale_rewards!r}")
         self.require(("top_k",), at_least=0)
         self.require(("sapo_temperature_pos", "sapo_temperature_neg"), above=0)
+        self.require(("ref_model_sync_steps",), at_least=0)
+        if not 0 <= self.ref_model_mixup_alpha <= 1:
+            raise ValueError(f"GRPOConfig.ref_model_mixup_alpha must be in [0, 1], got "
+                             f"{self.ref_model_mixup_alpha}")
+        if self.ref_model_sync_steps and (self.kl_coef == 0 or self.lora_rank > 0 or self.fsdp):
+            raise ValueError("GRPOConfig.ref_model_sync_steps needs a reference model of full "
+                             "weights: kl_coef > 0, lora_rank 0 and fsdp off")
         if not 0 < self.top_entropy_quantile <= 1:
             raise ValueError(f"GRPOConfig.top_entropy_quantile must be in (0, 1], got "
                              f"{self.top_entropy_quantile}")

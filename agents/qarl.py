@@ -34,6 +34,7 @@ from maxent.training.saved import (
     NumpyRNG,
     Optimizer,
     Value,
+    check_replay,
     write_entries,
 )
 from maxent.entropy import sample_squashed_gaussian
@@ -528,6 +529,8 @@ class QARL(Agent):
         saved_kind = ckpt.state["curriculum"]["kind"]
         if saved_kind == "LinearCurriculum" and self.config.curriculum == "linear":
             self.curriculum = LinearCurriculum(device=self.device)
+        for name, player in self._players():
+            check_replay(ckpt, player.buffer, prefix=f"{name}_")
         super()._restore(ckpt, path)
         if ckpt.arrays is not None:
             for name, player in self._players():

@@ -214,10 +214,10 @@ def test_sac_and_bandit_checkpoints_keep_the_names_older_ones_were_written_with(
         "rng.torch", "temperature.exp_avg", "temperature.exp_avg_sq", "temperature.log_alpha",
         "temperature.step"]
     assert state == [
-        "action_shape", "env_id", "episode_length", "episode_lengths", "episode_replayable",
+        "action_shape", "env_description", "env_id", "episode_length", "episode_lengths", "episode_replayable",
         "episode_return", "episode_returns", "episode_seeds", "in_flight", "n_updates",
         "num_timesteps", "observation_shape", "optimizer", "rng_numpy", "seed", "temperature",
         "vector_steps"]
     tensors, state = _names(UCB1("maxent/HomeostaticBandit-v0").learn(20).save(tmp_path / "ucb"))
     assert tensors == ["arm_counts", "reward_sq_sums", "reward_sums"]
-    assert state == ["env_id", "episode_returns", "n_arms", "num_timesteps", "rng_numpy", "seed"]
+    assert state == ["env_description", "env_id", "episode_returns", "n_arms", "num_timesteps", "rng_numpy", "seed"]

@@ -105,8 +105,10 @@ def test_unknown_and_unsupported_fields_are_named():
         GRPOConfig(push_to_hub=True)
     with pytest.raises(UnsupportedTRLField, match=r"loss_type='vespo'"):
         GRPOConfig(loss_type="vespo")
-    with pytest.raises(UnsupportedTRLField, match=r"sync_ref_model=True"):
-        GRPOConfig(sync_ref_model=True)
+    with pytest.raises(UnsupportedTRLField, match=r"off_policy_mask_threshold=0.5 \(not implemented"):
+        GRPOConfig(off_policy_mask_threshold=0.5)
+    synced = GRPOConfig(sync_ref_model=True, ref_model_sync_steps=3, beta=0.1).maxent_overrides()
+    assert synced["ref_model_sync_steps"] == 3 and synced["ref_model_mixup_alpha"] == 0.6
     with pytest.warns(UserWarning, match="run_name='x' has no effect"):
         GRPOConfig(run_name="x")
     assert not set(HONOURED) & set(NO_EFFECT)

@@ -263,3 +263,18 @@ def test_new_loss_options_train():
         assert math.isfinite(agent.train_step()["train/loss"]), options
     with pytest.raises(ValueError, match="delta must be > 1 \\+ clip_high"):
         GRPOConfig(**TINY, delta=1.1)
+
+
+def test_reference_model_sync_mixes_the_policy_in_every_n_steps():
+    agent = GRPO("tiny", ROWS, GRPOConfig(**TINY, kl_coef=0.05, ref_model_sync_steps=2,
+                                          ref_model_mixup_alpha=0.6), reward_funcs=[length_reward])
+    initial = {k: v.clone() for k, v in agent.ref_model.named_parameters()}
+    agent.train_step()
+    for k, v in agent.ref_model.named_parameters():  # step 1: not yet
+        torch.testing.assert_close(v, initial[k], rtol=0, atol=0)
+    agent.train_step()
+    policy = dict(agent.policy.named_parameters())
+    for k, v in agent.ref_model.named_parameters():
+        torch.testing.assert_close(v, 0.6 * policy[k].detach() + 0.4 * initial[k])
+    with pytest.raises(ValueError, match="ref_model_sync_steps needs a reference model"):
+        GRPOConfig(**TINY, ref_model_sync_steps=2)

@@ -385,6 +385,17 @@ def plain_config(config):
     return config
 
 
+@torch.no_grad()
+def mix_weights(target, source, alpha: float) -> None:
+    """target <- alpha * source + (1 - alpha) * target, parameter by parameter (a reference model
+    pulled towards the policy, as TR-DPO and TRL's ``sync_ref_model``)."""
+    theirs = dict(source.named_parameters())
+    for name, param in target.named_parameters():
+        if name not in theirs or theirs[name].shape != param.shape:
+            raise ValueError(f"cannot mix weights: the models differ at {name!r}")
+        param.mul_(1.0 - alpha).add_(theirs[name].detach().to(param.dtype), alpha=alpha)
+
+
 def save_pretrained(model, tokenizer, out: str | Path) -> Path:
     """Write ``model`` (LoRA merged) and ``tokenizer`` (with its chat template) as a Hugging Face
     folder that transformers' ``from_pretrained`` and vLLM load unchanged."""

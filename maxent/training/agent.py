@@ -43,7 +43,8 @@ from maxent.training.checkpoint import Checkpoint, CheckpointError, load_checkpo
 from maxent.training.config import AgentConfig, ConfigError
 from maxent.training.env_identity import describe_env, difference, rebuild_factory
 from maxent.training.limits import check_config_device
-from maxent.training.saved import Check, Entry, NumpyRNG, Tensor, Value, restore_entries, write_entries
+from maxent.training.saved import (Check, Entry, NumpyRNG, Tensor, Value, check_common_state,
+                                   restore_entries, write_entries)
 from maxent.training.threads import apply_torch_threads
 from maxent.training.vector import check_real, env_factory, make_env, make_vector_env
 
@@ -368,6 +369,7 @@ class Agent(abc.ABC):
             except (TypeError, ValueError) as err:
                 raise CheckpointError(f"cannot load {ckpt.path}: the overrides {sorted(overrides)} "
                                       f"make an invalid {cls.checkpoint_kind()} config: {err}") from None
+        check_common_state(ckpt)
         if env is None:
             env = cls._saved_env(ckpt)
         agent = cls._rebuild(ckpt, env, config, log_dir, **arguments)

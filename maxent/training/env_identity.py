@@ -72,9 +72,10 @@ def _describe_spec(spec: gym.envs.registration.EnvSpec) -> dict[str, Any]:
             raise _Unknown(f"its wrapper {wrapper.name} does not record its arguments (derive it "
                            "from gymnasium.utils.RecordConstructorArgs)")
         wrappers.append({"name": wrapper.name, "entry_point": _entry_point(wrapper.entry_point),
-                         "kwargs": _plain(wrapper.kwargs, f"the argument of wrapper {wrapper.name}")})
+                         "kwargs": {k: _plain(v, f"argument {k} of wrapper {wrapper.name}")
+                                    for k, v in wrapper.kwargs.items()}})
     return {"id": spec.id, "entry_point": _entry_point(spec.entry_point),
-            "kwargs": _plain(spec.kwargs, f"gymnasium.make's keyword of {spec.id}"),
+            "kwargs": {k: _plain(v, f"gymnasium.make's keyword {k}") for k, v in spec.kwargs.items()},
             "max_episode_steps": spec.max_episode_steps, "order_enforce": spec.order_enforce,
             "disable_env_checker": spec.disable_env_checker, "wrappers": wrappers}
 

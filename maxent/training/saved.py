@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from maxent.training.checkpoint import (
+    _TENSOR_REF,
     REPLAY_FILE,
     STATE_FILE,
     WEIGHTS_FILE,
@@ -34,7 +35,8 @@ from maxent.training.checkpoint import (
 
 __all__ = [
     "Array", "Check", "Controller", "Entry", "Generator", "Module", "NumpyRNG", "Optimizer",
-    "Tensor", "Value", "restore_entries", "write_entries",
+    "Tensor", "Value", "check_common_state", "check_replay", "like", "restore_entries",
+    "write_entries",
 ]
 
 Key = str | tuple[str, ...]  # a key of state.json, or a path of keys into nested dicts
@@ -324,7 +326,8 @@ class Optimizer(Entry):
                         raise CheckpointError(f"{tensor_where} has dtype {t.dtype}, expected a floating "
                                               f"point optimizer state; {fix}")
                     if t.dim() == 0 and name == "step":
-                        if float(t) < 0 or float(t) != int(float(t)) if torch.isfinite(t) else True:
+                        steps = float(t)
+                        if not (math.isfinite(steps) and steps >= 0 and steps == int(steps)):
                             raise CheckpointError(f"{tensor_where} is {float(t)}, expected a "
                                                   f"whole number of steps >= 0; {fix}")
                     elif shapes and (tuple(t.shape) != tuple(param.shape) or t.dtype != param.dtype):
@@ -386,7 +389,7 @@ class Controller(Entry):
                                   f"expected the {self.name!r} controller's state; {self.fix}")
         if self.kind and saved.get("kind") != expected:
             raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(key)} holds a "
-                                  f"{saved.get('kind')!r:.60}, but this agent has a {expected}; {self.fix}")
+                                  f"{str(saved.get('kind'))[:60]}, but this agent has a {expected}; {self.fix}")
         scalars = {k: v for k, v in saved.items() if k != "kind"}
         template = {}
         prefix = self.name + "."
@@ -467,14 +470,13 @@ class NumpyRNG(Entry):
     def validate(self, ckpt):
         saved = _get(ckpt.state, self.key)
         where = f"{ckpt.path / STATE_FILE} field {_field(self.key)}"
-        why = like(saved, self.rng.bit_generator.state)
-        if why is None:
-            scratch = type(self.rng.bit_generator)()
-            try:
-                scratch.state = saved
-                why = None if scratch.state == saved else "is not a state numpy keeps as given"
-            except (ValueError, TypeError, KeyError, OverflowError) as err:
-                why = f"is not a valid {type(scratch).__name__} state ({err})"
+        scratch = type(self.rng.bit_generator)()
+        try:
+            scratch.state = saved
+            kept = _plain(scratch.state) == saved
+            why = None if kept else "is not a state numpy keeps as given"
+        except (ValueError, TypeError, KeyError, OverflowError, IndexError) as err:
+            why = f"is not a valid {type(scratch).__name__} state ({str(err)[:80]})"
         if why:
             raise CheckpointError(f"{where} {why}; the file was edited — resume from an earlier "
                                   "checkpoint")
@@ -483,15 +485,24 @@ class NumpyRNG(Entry):
         self.rng.bit_generator.state = _get(ckpt.state, self.key)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars as the lists and numbers JSON reads back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+
+
 @dataclass
 class Tensor(Entry):
     """The tensor or numpy array ``owner.attr`` (``owner[attr]`` for an int) as the tensor
-    ``name``; restored with the same type, shape and dtype, which must match."""
+    ``name``; restored with the same type, shape and dtype, which must match, and finite.
+    Integer tensors are counts, never negative, unless ``nonnegative=False``."""
 
     name: str
     owner: Any
     attr: str | int
     fix: str = "load it with the env and config it was trained with"
+    nonnegative: bool = True
 
     def write(self, tensors, state, arrays):
         value = _read(self.owner, self.attr)
@@ -501,6 +512,7 @@ class Tensor(Entry):
         value = _read(self.owner, self.attr)
         dtype = torch.from_numpy(value[:0]).dtype if isinstance(value, np.ndarray) else value.dtype
         _check_tensor(ckpt, self.name, ckpt.tensors[self.name], value.shape, dtype, self.fix)
+        _check_values(ckpt, self.name, ckpt.tensors[self.name], nonnegative=self.nonnegative)
 
     def read(self, ckpt):
         saved = ckpt.tensors[self.name]
@@ -514,7 +526,9 @@ class Tensor(Entry):
 @dataclass
 class Value(Entry):
     """A JSON value (a counter, a list) ``owner.attr`` at ``key`` in state.json; ``load`` converts
-    the saved value back (e.g. ``int``); ``default`` is used when an older checkpoint lacks it."""
+    the saved value back (e.g. ``int``); ``default`` is used when an older checkpoint lacks it.
+    The saved value must be :func:`like` what this agent writes (integers are counters, numbers
+    finite), or one of ``choices`` where given."""
 
     key: Key
     owner: Any
@@ -522,10 +536,24 @@ class Value(Entry):
     load: Callable[[Any], Any] | None = None
     save: Callable[[Any], Any] | None = None
     default: Callable[[Checkpoint], Any] | None = None
+    choices: Sequence[Any] | None = None
 
     def write(self, tensors, state, arrays):
         value = getattr(self.owner, self.attr)
         _put(state, self.key, self.save(value) if self.save else value)
+
+    def validate(self, ckpt):
+        if self.default is not None and not _has(ckpt.state, self.key):
+            return
+        saved = _get(ckpt.state, self.key)
+        if self.choices is not None:
+            if not any(type(saved) is type(c) and saved == c for c in self.choices):
+                raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(self.key)} is "
+                                      f"{saved!r:.60}, expected one of {list(self.choices)}; the file "
+                                      "was edited — resume from an earlier checkpoint")
+            return
+        value = getattr(self.owner, self.attr)
+        _check_like(ckpt, self.key, saved, self.save(value) if self.save else value)
 
     def read(self, ckpt):
         if self.default is not None and not _has(ckpt.state, self.key):
@@ -539,13 +567,15 @@ class Value(Entry):
 class Array(Entry):
     """``owner.attr`` (a list or an array) as the array ``name`` of replay.npz with ``dtype``.
     Restored as a list unless the attribute is an array; skipped when replay.npz was not read,
-    unless ``required``."""
+    unless ``required``. Floating values must be finite (``finite``; by default, unless the fresh
+    agent's own array holds NaN, its marker for "not measured yet")."""
 
     name: str
     owner: Any
     attr: str
     dtype: Any = np.float64
     required: bool = False
+    finite: bool | None = None
 
     def write(self, tensors, state, arrays):
         arrays[self.name] = np.asarray(getattr(self.owner, self.attr), dtype=self.dtype)
@@ -566,6 +596,19 @@ class Array(Entry):
             raise CheckpointError(f"{ckpt.path / REPLAY_FILE} field {self.name!r} has shape "
                                   f"{saved.shape}, this agent expects {current.shape}; load it "
                                   "with the env and config it was trained with")
+        if not isinstance(current, np.ndarray) and saved.ndim != 1:
+            raise CheckpointError(f"{ckpt.path / REPLAY_FILE} field {self.name!r} has shape "
+                                  f"{saved.shape}, this agent expects a list (1-D); the checkpoint "
+                                  "was written by another program")
+        finite = self.finite
+        if finite is None:  # NaN in a fresh agent's own array marks "not measured yet"
+            finite = not (isinstance(current, np.ndarray) and current.dtype.kind == "f"
+                          and np.isnan(current).any())
+        bad = ~np.isfinite(saved) if saved.dtype.kind in "fc" else None
+        if bad is not None and (bad.any() if finite else np.isinf(saved).any()):
+            raise CheckpointError(f"{ckpt.path / REPLAY_FILE} field {self.name!r} holds "
+                                  f"{'NaN/inf' if finite else 'inf'}; the file was edited or the run "
+                                  "diverged — resume from an earlier checkpoint")
 
     def read(self, ckpt):
         if ckpt.arrays is None:
@@ -612,6 +655,61 @@ class Check(Entry):
 
 
 # --------------------------------------------------------------------------- writing and reading
+
+
+def check_replay(ckpt: Checkpoint, buffer: Any, prefix: str = "") -> None:
+    """Refuse a replay buffer in ``ckpt.arrays`` (arrays ``{prefix}data``, ``pos``, ``capacity``,
+    as :meth:`maxent.training.replay.ReplayBuffer.to_arrays` writes them) that ``buffer`` cannot
+    take exactly: float32 rows of its width, no more than it holds, finite; a capacity and ring
+    position that the rows make possible."""
+    if ckpt.arrays is None:
+        return
+    where = ckpt.path / REPLAY_FILE
+    names = {f"{prefix}{k}" for k in ("data", "pos", "capacity")}
+    present = {k for k in ckpt.arrays if k.startswith(prefix)} if prefix else set(ckpt.arrays)
+    if present != names:
+        odd = sorted(present ^ names)[0]
+        raise CheckpointError(f"{where} {'has no field' if odd in names else 'has an unexpected field'} "
+                              f"{odd!r}; it does not hold this agent's replay buffer — resume from an "
+                              "earlier checkpoint")
+    data, pos, capacity = (ckpt.arrays[f"{prefix}{k}"] for k in ("data", "pos", "capacity"))
+    fix = "the file was edited or written by another program — resume from an earlier checkpoint"
+    for name, value in ((f"{prefix}pos", pos), (f"{prefix}capacity", capacity)):
+        if value.shape != () or value.dtype != np.int64:
+            raise CheckpointError(f"{where} field {name!r} has shape {value.shape} and dtype "
+                                  f"{value.dtype}, expected one int64; {fix}")
+    if data.dtype != np.float32 or data.ndim != 2 or data.shape[1] != buffer.width:
+        raise CheckpointError(f"{where} field {prefix + 'data'!r} has shape {data.shape} and dtype "
+                              f"{data.dtype}, this agent's buffer holds float32 rows of width "
+                              f"{buffer.width}; load it with the env it was trained on")
+    rows, cap, at = data.shape[0], int(capacity), int(pos)
+    if not rows <= cap <= MAX_COUNT or cap < 1:
+        raise CheckpointError(f"{where} field {prefix + 'capacity'!r} is {cap}, expected at least the "
+                              f"{rows} rows saved (and at least 1); {fix}")
+    if rows > buffer.capacity or (rows == cap and cap != buffer.capacity):
+        raise CheckpointError(f"{where} field {prefix + 'data'!r} holds {rows} rows of a buffer of "
+                              f"capacity {cap}, this agent's holds {buffer.capacity}; keep buffer_size "
+                              "equal when resuming")
+    if not (0 <= at < cap if rows == cap else at == rows):
+        expected = f"in [0, {cap})" if rows == cap else f"{rows} (the rows of a ring not yet full)"
+        raise CheckpointError(f"{where} field {prefix + 'pos'!r} is {at}, expected {expected}; {fix}")
+    if not np.isfinite(data).all():
+        raise CheckpointError(f"{where} field {prefix + 'data'!r} holds NaN/inf; {fix}")
+
+
+def check_common_state(ckpt: Checkpoint) -> None:
+    """Refuse a checkpoint whose common state (what :meth:`Agent.save` writes for every agent:
+    ``env_id``, ``seed``, ``num_timesteps``) is out of range, before the agent is built from it."""
+    env_id = ckpt.state["env_id"]
+    if env_id is not None and (not isinstance(env_id, str) or not env_id):
+        raise CheckpointError(f"{ckpt.path / STATE_FILE} field ['env_id'] is {env_id!r:.60}, expected "
+                              "an env id or null; the file was edited — resume from an earlier checkpoint")
+    seed = ckpt.state["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise CheckpointError(f"{ckpt.path / STATE_FILE} field ['seed'] is {seed!r:.60}, expected an "
+                              "integer in [0, 2**63); the file was edited — resume from an earlier "
+                              "checkpoint")
+    _check_like(ckpt, "num_timesteps", ckpt.state["num_timesteps"], 0)
 
 
 def write_entries(entries: Sequence[Entry]) -> tuple[dict[str, torch.Tensor], dict[str, Any],

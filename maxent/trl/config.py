@@ -166,6 +166,8 @@ class GRPOConfig:
             "log_completions_every": self.logging_steps if self.log_completions else 0,
             "reward_failures": "raise",
             "share_prompt_pass": False,  # TRL runs every row's whole sequence
+            "ref_model_sync_steps": self.ref_model_sync_steps if self.sync_ref_model else 0,
+            "ref_model_mixup_alpha": self.ref_model_mixup_alpha,
         }
         if self.use_cpu:
             out["device"] = "cpu"

@@ -264,6 +264,9 @@ HONOURED: dict[str, str] = {
     "generation_batch_size": "None or per_device_train_batch_size * gradient_accumulation_steps * processes",
     "shuffle_dataset": "True: prompts are drawn at random",
     "disable_dropout": "every torch Dropout of the policy set to p=0",
+    "sync_ref_model": "ref_model_sync_steps (0 when False)",
+    "ref_model_sync_steps": "ref_model_sync_steps",
+    "ref_model_mixup_alpha": "ref_model_mixup_alpha",
     "remove_unused_columns": "False: every column reaches the reward functions (True is refused)",
 }
 
@@ -314,7 +317,6 @@ _GROUPS = (
     (("use_adaptive_entropy", "entropy_coef_min", "entropy_coef_max", "entropy_coef_delta", "entropy_target"),
      "TRL's adaptive entropy is a step controller; maxent's is GRPOConfig.entropy_target with its own controller"),
     (("vespo_", "off_policy_mask_threshold"), "not implemented in maxent's token loss"),
-    (("sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps"), "the reference model stays the initial policy"),
 )
 
 # Absent fields with a reason of their own.
