@@ -91,8 +91,9 @@ class _Bandit(ArmsAgent):
 
     def _saved(self):
         """Config, statistics (each subclass adds its own), bookkeeping and RNG state."""
-        return [*super()._saved(), Array("rewards", self, "rewards"),
-                Array("expected_rewards", self, "expected_rewards")]
+        return [*super()._saved(), Array("rewards", self, "rewards", length="num_timesteps"),
+                Array("expected_rewards", self, "expected_rewards", length="num_timesteps",
+                      or_empty=True)]
 
     def _checkpoint(self):
         """The declared contents and the subclass's own state. The episode in flight is not

@@ -184,7 +184,8 @@ class GRPO(Agent):
         log_dir: TensorBoard events and ``progress.csv``; ``None`` writes nothing.
         tokenizer: the tokenizer of a model object.
         reward_fn: ``fn(completion, target) -> float`` instead of ``env.task.reward``; a call that
-            raises or returns NaN/inf skips that completion (counted, warned).
+            returns NaN/inf skips that completion (counted, warned); one that raises stops the
+            run naming the sample, or skips it with ``reward_failures="skip"``.
         reward_funcs: reward functions in TRL's convention (:mod:`maxent.envs.prompts`): with a
             dataset as ``env`` they are required; with a text task they replace its reward and
             receive its ``target`` column.
@@ -478,6 +479,10 @@ class GRPO(Agent):
         cfg = self.config
         if cfg.intervention != "seed":
             if cfg.reward_scaling == "batch" or cfg.multi_objective_aggregation != "sum_then_normalize":
+                if self.world_size > 1:  # their batch statistics would be one process's share
+                    raise ValueError("scale_rewards='batch' and multi_objective_aggregation="
+                                     "'normalize_then_sum' run on one process; use 'group' and "
+                                     "'sum_then_normalize' under several")
                 from maxent.agents.grpo_advantages import advantages_from_rewards
 
                 return advantages_from_rewards(

@@ -54,8 +54,9 @@ class GRPOConfig(AgentConfig):
             completions (same numbers, a third of the arithmetic with chat prompts; see
             :func:`maxent.llm.forward.completion_logits`); ``False`` runs every row's whole
             sequence, as TRL does.
-        scale_rewards: divide advantages by the group's reward std + 1e-6 (GRPO); ``False`` keeps
-            r - mean (Dr.GRPO).
+        scale_rewards: TRL's names: ``"group"`` divides advantages by the group's reward std,
+            ``"batch"`` by the whole batch's, ``"none"`` keeps r - mean (Dr.GRPO); ``True`` and
+            ``False`` mean "group" and "none". The std gets + 1e-6 (TRL adds 1e-4).
         aggregation: how token losses become one number: ``"token-mean"`` (DAPO, TRL "dapo"),
             ``"seq-mean-token-mean"`` (TRL "grpo"), ``"seq-mean-token-sum"`` or
             ``"seq-mean-token-sum-norm"`` (Dr.GRPO, divides by batch * max_new_tokens).
@@ -147,9 +148,6 @@ class GRPOConfig(AgentConfig):
             the function, the sample and the cause; ``"skip"`` leaves the samples it failed on out
             of the update (counted, ``rollout/skipped_fraction`` logged) and a step where every
             sample is skipped stops the run.
-        scale_rewards: TRL's names: ``"group"`` divides advantages by the group's reward std,
-            ``"batch"`` by the whole batch's, ``"none"`` keeps r - mean (Dr.GRPO); ``True`` and
-            ``False`` mean "group" and "none". The std gets + 1e-6 (TRL adds 1e-4).
         multi_objective_aggregation: several reward functions: ``"sum_then_normalize"`` (weighted
             sum, then group advantages) or ``"normalize_then_sum"`` (each function's rewards
             normalised in its group, weighted sum, then normalised over the batch: GDPO), TRL's.
@@ -173,6 +171,9 @@ class GRPOConfig(AgentConfig):
             ``use_bias_correction_kl``, default True there; the GRPO paper's plain k3 here).
         top_entropy_quantile: train only on the highest-entropy share of each micro-batch's
             tokens (Wang et al. 2025; :func:`maxent.entropy.token.high_entropy_mask`); 1 = all.
+        entropy_aggregation: how the entropy bonus is aggregated (one of ``AGGREGATIONS``);
+            ``None`` = as the loss (verl). TRL takes the micro-batch's token mean whatever its loss
+            type ("token-mean" here; equal to TRL's with one micro-batch per step).
         ref_model_sync_steps: every this many GRPO steps the reference model moves towards the
             policy, ref <- alpha * policy + (1 - alpha) * ref (TRL's ``sync_ref_model``, from
             TR-DPO, Gorbatovski et al. 2024); 0 = never. Needs ``kl_coef`` > 0 and full weights
@@ -257,6 +258,7 @@ class GRPOConfig(AgentConfig):
     delta: float | None = None
     kl_bias_correction: bool = False
     top_entropy_quantile: float = 1.0
+    entropy_aggregation: str | None = None
     ref_model_sync_steps: int = 0
     ref_model_mixup_alpha: float = 0.6
 
@@ -317,6 +319,9 @@ class GRPOConfig(AgentConfig):
         if not 0 <= self.ref_model_mixup_alpha <= 1:
             raise ValueError(f"GRPOConfig.ref_model_mixup_alpha must be in [0, 1], got "
                              f"{self.ref_model_mixup_alpha}")
+        if self.entropy_aggregation not in (None, *AGGREGATIONS):
+            raise ValueError(f"GRPOConfig.entropy_aggregation must be None or one of "
+                             f"{list(AGGREGATIONS)}, got {self.entropy_aggregation!r}")
         if self.ref_model_sync_steps and (self.kl_coef == 0 or self.lora_rank > 0 or self.fsdp):
             raise ValueError("GRPOConfig.ref_model_sync_steps needs a reference model of full "
                              "weights: kl_coef > 0, lora_rank 0 and fsdp off")
@@ -383,7 +388,8 @@ class GRPOConfig(AgentConfig):
             kl_importance_correction=self.kl_bias_correction, surrogate=self.surrogate,
             importance_sampling_level=self.importance_sampling_level,
             sapo_temperature_pos=self.sapo_temperature_pos,
-            sapo_temperature_neg=self.sapo_temperature_neg)
+            sapo_temperature_neg=self.sapo_temperature_neg,
+            entropy_aggregation=self.entropy_aggregation)
 
 
 def vllm_dtype(config: GRPOConfig, device: torch.device) -> torch.dtype:

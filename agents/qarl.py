@@ -487,6 +487,7 @@ class QARL(Agent):
 
     def _saved(self):
         deque100 = lambda v: deque(v, maxlen=100)  # noqa: E731
+        per_phase = self.config.episodes_per_phase
         entries = [Check(["observation_shape", "action_shape", "adversary_action_shape"],
                          [list(self.observation_space.shape), list(self.action_space.shape),
                           list(self.adversary_action_space.shape)],
@@ -505,10 +506,14 @@ class QARL(Agent):
             Value("n_updates", self, "_updates"),
             Value("linear_planned", self, "_linear_planned"),
             Value("iteration", self, "iteration"),
-            Value("phase", self, "phase"),
-            Value("phase_episode", self, "phase_episode"),
+            Value("phase", self, "phase", choices=("adversary", "protagonist")),
+            Value("phase_episode", self, "phase_episode",
+                  check=lambda v: None if v < per_phase else f"is {v}, expected < episodes_per_phase"),
+            # An iteration samples one alpha per episode of a phase; none before the first.
             Value("iteration_alphas", self, "iteration_alphas", save=np.ndarray.tolist,
-                  load=lambda v: np.asarray(v, dtype=np.float64)),
+                  load=lambda v: np.asarray(v, dtype=np.float64),
+                  check=lambda v: None if len(v) in (0, per_phase) else
+                  f"has {len(v)} alphas, expected {per_phase} (episodes_per_phase) or none"),
             Value("episode_returns", self, "episode_returns", save=list, load=deque100),
             Value("episode_lengths", self, "episode_lengths", save=list, load=deque100),
             Value("alpha_history", self, "alpha_history", save=lambda h: h[-10_000:],

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -52,6 +53,7 @@ from maxent.training.replay import ReplayBuffer
 from maxent.entropy.soft import polyak_update, soft_bellman_target, soft_policy_loss, soft_q_loss
 from maxent.entropy.temperature import AutoTemperature, FixedTemperature
 from maxent.training.vector import check_finite, require_box
+from maxent.agents.sac_family import SACFamily, SACFamilyFields
 
 # Longest in-flight episode whose actions a checkpoint keeps for an exact resume.
 MAX_REPLAY_STEPS = 100_000
@@ -93,8 +95,9 @@ def _check_in_flight(ckpt: Any, action_dim: int) -> None:
         i = int(i) if i.isdigit() else -1
         if not 0 <= i < n or not state["episode_replayable"][i] or \
                 tuple(t.shape) != (state["episode_length"][i], action_dim) or t.dtype != torch.float32:
-            expected = (f"float32 of shape ({state['episode_length'][i]}, {action_dim}), the actions of "
-                        "a replayable episode" if 0 <= i < n else f"an env copy below {n}")
+            expected = (f"float32 of shape ({state['episode_length'][i]}, {action_dim}): one action per "
+                        "step of a replayable episode as state.json field ['episode_length'] and "
+                        "['episode_replayable'] say" if 0 <= i < n else f"an env copy below {n}")
             raise CheckpointError(f"{ckpt.path / 'weights.safetensors'} field {name!r} has shape "
                                   f"{tuple(t.shape)} and dtype {t.dtype}, expected {expected}; {fix}")
     for i in range(n):
@@ -105,8 +108,10 @@ def _check_in_flight(ckpt: Any, action_dim: int) -> None:
 
 
 @dataclass
-class SACConfig(AgentConfig):
-    """Every SAC setting, with Stable-Baselines3's defaults unless noted.
+class SACConfig(SACFamilyFields, AgentConfig):
+    """Every SAC setting, with Stable-Baselines3's defaults unless noted. The family's options
+    (CrossQ, TQC, DroQ, REDQ, SimBa presets and their fields) are documented in
+    :class:`~maxent.agents.sac_family.SACFamilyFields`.
 
     Attributes:
         learning_rate: Adam step size of the actor (and of the critics unless ``critic_lr``).
@@ -181,6 +186,7 @@ class SACConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.apply_family()
         positive = ("learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps",
                     "n_critics", "n_envs", "log_interval", "alpha")
         self.require(positive, above=0)
@@ -411,15 +417,7 @@ class SAC(Agent):
                  log_dir: str | Path | None = None, **overrides: Any):
         super().__init__(env, config, seed, log_dir, **overrides)
         cfg = self.config
-        action_space = require_box(self.envs.single_action_space, "action", "SAC")
-        obs_space = require_box(self.envs.single_observation_space, "observation", "SAC")
-        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
-            raise ValueError(f"SAC needs a bounded action space to squash into, got {action_space}")
-        self.action_space, self.observation_space = action_space, obs_space
-        self.obs_dim = int(np.prod(obs_space.shape))
-        self.action_dim = int(np.prod(action_space.shape))
-        self._action_low = action_space.low.astype(np.float32).reshape(-1)
-        self._action_scale = ((action_space.high - action_space.low) / 2).astype(np.float32).reshape(-1)
+        self._setup_spaces()
 
         # One torch generator drives sampling noise and replay indices; the numpy generator
         # (np_rng) drives warm-up actions and episode seeds. Both are checkpointed, so resumed
@@ -427,12 +425,18 @@ class SAC(Agent):
         torch.manual_seed(self.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
 
-        self.objective, self.optimizer = build_actor_critic(
-            self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics, cfg.log_std_min,
-            cfg.log_std_max, cfg.learning_rate, cfg.critic_lr or cfg.learning_rate, cfg.gamma, self.device)
+        # A family config (sac_family.py) or a subclass's learner brings its own networks and
+        # eager update; vanilla SAC builds its own and may compile the update.
+        self._family = self._build_family()
+        if self._family is None:
+            self.objective, self.optimizer = build_actor_critic(
+                self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics, cfg.log_std_min,
+                cfg.log_std_max, cfg.learning_rate, cfg.critic_lr or cfg.learning_rate, cfg.gamma, self.device)
+        else:
+            self.objective, self.optimizer = self._family, self._family.optimizer
         self.actor, self.critic = self.objective.actor, self.objective.critic
         self.critic_target = self.objective.critic_target
-        target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
+        target_entropy = self._default_target_entropy() if cfg.target_entropy is None else cfg.target_entropy
         if cfg.auto_alpha:
             self.temperature = AutoTemperature(target_entropy, initial_alpha=cfg.alpha,
                                                lr=cfg.alpha_lr or cfg.learning_rate, device=self.device)
@@ -446,16 +450,17 @@ class SAC(Agent):
         self.precision = resolve_precision(cfg.precision, self.device)
         # The compiled update is a pure function of the tensors it reads and writes (see
         # maxent.training.fastpath): the networks' structure comes from this parameterless template.
-        with torch.device("meta"):
-            self._template = SACObjective(
-                Actor(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max),
-                StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics),
-                StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics), cfg.gamma)
-        self._step_tensors = self._collect_step_tensors()
+        if self._family is None:
+            with torch.device("meta"):
+                self._template = SACObjective(
+                    Actor(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max),
+                    StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics),
+                    StackedCritics(self.obs_dim, self.action_dim, cfg.hidden_sizes, cfg.n_critics), cfg.gamma)
+            self._step_tensors = self._collect_step_tensors()
         self._compiled_step = (torch.compile(self._pure_step, **prepare_compile(self.device))
-                               if cfg.compile is True else None)
+                               if cfg.compile is True and self._family is None else None)
         self._compile_job: BackgroundCompile | None = None
-        self._compile_tried = False
+        self._compile_tried = self._family is not None  # the family's update is eager only
         self._denormals_were_flushed: bool | None = None  # set during learn (flush_denormals)
 
         self.n_updates = 0
@@ -468,6 +473,35 @@ class SAC(Agent):
         self._episode_actions: list[list[np.ndarray] | None] = [[] for _ in range(self.n_envs)]
         self._episode_return = np.zeros(self.n_envs)
         self._episode_length = np.zeros(self.n_envs, dtype=np.int64)
+
+    def _setup_spaces(self) -> None:
+        """Check the env's spaces and set the shapes the networks and the replay buffer use."""
+        if isinstance(self.envs.single_action_space, gym.spaces.Discrete):
+            raise ValueError(f"SAC supports Box action spaces only, got {self.envs.single_action_space}; "
+                             "for discrete actions use SACDiscrete (maxent.agents.sac_discrete) or "
+                             "`maxent train sac-discrete`")
+        action_space = require_box(self.envs.single_action_space, "action", "SAC")
+        obs_space = require_box(self.envs.single_observation_space, "observation", "SAC")
+        if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+            raise ValueError(f"SAC needs a bounded action space to squash into, got {action_space}")
+        self.action_space, self.observation_space = action_space, obs_space
+        self.obs_dim = int(np.prod(obs_space.shape))
+        self.action_dim = int(np.prod(action_space.shape))
+        self._action_low = action_space.low.astype(np.float32).reshape(-1)
+        self._action_scale = ((action_space.high - action_space.low) / 2).astype(np.float32).reshape(-1)
+
+    def _build_family(self) -> SACFamily | None:
+        """The learner of a family config (networks, optimiser, eager update), else ``None``."""
+        if not self.config.uses_family:
+            return None
+        return SACFamily(self.config, self.obs_dim, self.action_dim, self.device, self.generator)
+
+    def _default_target_entropy(self) -> float:
+        return -float(self.action_dim)  # SAC's heuristic -dim(A)
+
+    def _random_actions(self) -> np.ndarray:
+        """Uniform warm-up actions before ``learning_starts``, as the replay buffer stores them."""
+        return self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
 
     # ----------------------------------------------------------------------- acting
 
@@ -505,6 +539,9 @@ class SAC(Agent):
         # agent's generator outside any compiled graph, so compiled and eager runs draw alike.
         noise = torch.randn((2, rows.shape[0], self.action_dim), generator=self.generator,
                             device=self.device)
+        if self._family is not None:
+            return self._family.update(self.buffer.split(rows), noise, self.temperature, self.config.tau,
+                                       self.n_updates)
         if self._compile_job is not None:
             if (os.cpu_count() or 1) < BACKGROUND_MIN_CORES:
                 self._compile_job.wait()
@@ -629,7 +666,7 @@ class SAC(Agent):
         cfg = self.config
         step = self.num_timesteps + 1  # 1-based, for error messages
         if self.num_timesteps < cfg.learning_starts:
-            squashed = self.np_rng.uniform(-1.0, 1.0, (self.n_envs, self.action_dim)).astype(np.float32)
+            squashed = self._random_actions()
         else:
             squashed = self._policy_action(self._obs, deterministic=False)
             check_finite(squashed, "action from the policy", step, source="policy")
@@ -638,6 +675,8 @@ class SAC(Agent):
         next_obs = np.asarray(next_obs, dtype=np.float32).reshape(self.n_envs, -1)
         check_finite(next_obs, "observation", step)
         check_finite(reward, "reward", step)
+        if self._family is not None:  # the observations acted on (SimBa's running statistics)
+            self._family.observe(torch.as_tensor(self._obs, device=self.device))
         self.buffer.add(self._obs, squashed, reward, next_obs, terminated)
         for i, history in enumerate(self._episode_actions):
             if history is not None:
@@ -683,8 +722,10 @@ class SAC(Agent):
             Check(["observation_shape", "action_shape"],
                   [list(self.observation_space.shape), list(self.action_space.shape)],
                   "observations and actions of shapes"),
-            *(Module(name, module, changed="hidden_sizes or n_critics") for name, module in
-              (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target))),
+            *(Module(name, module, changed="hidden_sizes, n_critics or the family's fields") for name, module in
+              (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target))
+              if module is not None),
+            *([] if self._family is None else self._family.saved_values()),
             Optimizer("optimizer", self.optimizer),
             Controller("temperature", self.temperature,
                        fix="was auto_alpha changed? Load it with the config it was saved with"),
@@ -751,7 +792,8 @@ class SAC(Agent):
                 replayable = np.asarray(state["episode_replayable"], dtype=bool)
                 self._episode_return[:] = np.where(replayable, state["episode_return"], 0.0)
                 self._episode_length[:] = np.where(replayable, state["episode_length"], 0)
-        self._step_tensors = self._collect_step_tensors()  # the loaded optimizer state is new
+        if self._family is None:
+            self._step_tensors = self._collect_step_tensors()  # the loaded optimizer state is new
 
     def _replay_episodes(self, seeds: np.ndarray, actions: list[np.ndarray]) -> None:
         """Bring the envs back to where the saved run was: reset each with its episode seed and

@@ -7,13 +7,19 @@ The dataset is a ``datasets.Dataset``, a list of dicts, or a local file (``.json
 ``{"role", "content"}`` messages). Every other column is passed to the reward functions by name.
 Each reward function is called once per batch as TRL calls it::
 
-    fn(prompts=[...], completions=[...], completion_ids=[...], trainer_state=..., **columns)
+    fn(prompts=[...], completions=[...], completion_ids=[...], trainer_state=...,
+       log_metric=..., log_extra=..., **columns)
 
-and returns one float (or ``None``: no reward from this function for that sample) per completion;
-for conversational prompts a completion is ``[{"role": "assistant", "content": text}]``. A
-sample's reward is the weighted sum over functions of the rewards given (``None`` skipped, as
-TRL's ``nansum``); a sample no function rewards is left out of the update and counted. Async
-reward functions run concurrently.
+and returns one reward per completion: a float, a bool, a tensor element, or ``None`` (no
+reward from this function for that sample; NaN likewise), or a tensor of them; for
+conversational prompts a completion is ``[{"role": "assistant", "content": text}]``. A sample's
+reward is the weighted sum over functions of the rewards given (``None`` skipped, as TRL's
+``nansum``); a sample no function rewards is left out of the update and counted. Async reward
+functions run concurrently. ``trainer_state`` has the fields of transformers' ``TrainerState``
+that reward functions read; ``log_metric(name, value)`` adds a scalar to the step's log row and
+``log_extra(column, values)`` a column to the completions table, as in TRL. A function that
+raises stops the run naming it, the sample and the cause, unless failures are to be skipped
+(``on_failure="skip"``). Reward models stand in for functions (:mod:`maxent.envs.reward_models`).
 
 :class:`PromptDataset` is the same protocol as :class:`maxent.envs.text.TextTaskEnv`
 (``sample_prompts``, ``score``), not a Gymnasium env: its observations may be conversations, which

@@ -29,13 +29,14 @@ def run_one(args: tuple[str, int, int, str]) -> tuple[str, int, np.ndarray, floa
     """One (algorithm, seed) run; returns the per-step expected rewards and the wall time."""
     import torch
 
+    import maxent.agents
     from maxent.agents import lsd
     from maxent.envs.lsd import LSDBandit
 
     torch.set_num_threads(1)
     name, seed, horizon, oracle = args
     env = LSDBandit.reference(form="recharging", horizon=horizon)
-    cls = getattr(lsd, name)
+    cls = getattr(maxent.agents, name)  # UCB1 is a K-armed agent, the rest LSD learners
     config = lsd.CombUCBConfig(oracle=oracle) if name in ("ISICombUCB1", "CombUCB1") else None
     start = time.perf_counter()
     agent = cls(env, config=config, seed=seed).learn(horizon)

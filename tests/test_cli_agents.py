@@ -15,7 +15,7 @@ from maxent.training.checkpoint import read_checkpoint_header
 from maxent.cli.main import main
 from maxent.cli.algorithms import ALGORITHMS
 
-COMMON = ["--no-progress-bar", "--eval-episodes", "1"]
+COMMON = ["--no-progress-bar"]
 # Small settings per agent so that each test trains in a second or two.
 SMALL = {
     "ucb1": [], "thompson": [], "boltzmann": [], "greedy-oracle": [], "exact-planner": [],
@@ -37,10 +37,15 @@ def test_every_new_algorithm_has_small_settings():
     assert sorted(SMALL) == NEW
 
 
+def _flags(algo: str) -> list[str]:
+    episodes = ["--eval-episodes", "1"] if ALGORITHMS[algo].eval_episodes is not None else []
+    return [*COMMON, *episodes, *SMALL[algo]]
+
+
 def _steps_and_summary(out: str, algo: str) -> int:
-    kind = ALGORITHMS[algo].agent.rsplit(":", 1)[1]
-    match = re.search(rf"{kind} .*?: (\d+) steps, [\d.]+ s, \d+ steps/s, eval (return|accuracy) "
-                      r"(-?[\d.]+) ± [\d.]+", out)
+    algorithm = ALGORITHMS[algo]
+    match = re.search(rf"{algorithm.kind} .*?: (\d+) steps, [\d.]+ s, \d+ steps/s, eval "
+                      rf"{algorithm.metric} (-?[\d.]+)( ± [\d.]+)? over \d+ {algorithm.eval_unit}", out)
     assert match, out
     return int(match.group(1))
 
@@ -48,18 +53,19 @@ def _steps_and_summary(out: str, algo: str) -> int:
 @pytest.mark.parametrize("algo", NEW)
 def test_train_eval_resume(algo, tmp_path, capsys):
     run = tmp_path / "run"
-    flags = ["train", algo, "--run-dir", str(run), *COMMON, *SMALL[algo],
-             "--checkpoint-every", "4"]
+    flags = ["train", algo, "--run-dir", str(run), *_flags(algo), "--checkpoint-every", "4"]
     assert main([*flags, "--total-steps", "8"]) == 0
     assert _steps_and_summary(capsys.readouterr().out, algo) == 8
     header = read_checkpoint_header(run / "model")
     assert header["kind"] == ALGORITHMS[algo].agent.rsplit(":", 1)[1]
     rows = list(csv.DictReader((run / "progress.csv").read_text().splitlines()))
-    assert rows and int(rows[-1]["step"]) == 8 and "eval/mean_return" in rows[-1]
+    column = "eval/mean_return" if ALGORITHMS[algo].metric == "return" else "eval/accuracy"
+    assert rows and int(rows[-1]["step"]) == 8 and column in rows[-1]
     assert list(run.glob("events.out.tfevents.*"))
 
     assert main(["eval", str(run), "--episodes", "1"]) == 0
-    assert re.search(r"(return|accuracy) -?[\d.]+ ± [\d.]+ over .*trained 8 steps", capsys.readouterr().out)
+    assert re.search(rf"{ALGORITHMS[algo].metric} -?[\d.]+( ± [\d.]+)? over .*trained 8 steps",
+                     capsys.readouterr().out)
 
     assert main([*flags, "--total-steps", "12"]) == 0
     out = capsys.readouterr().out
@@ -70,7 +76,8 @@ def test_train_eval_resume(algo, tmp_path, capsys):
 
 
 def test_resume_refuses_a_changed_setting(tmp_path):
-    flags = ["train", "boltzmann", "--run-dir", str(tmp_path), *COMMON, "--total-steps", "5"]
+    flags = ["train", "boltzmann", "--run-dir", str(tmp_path), *_flags("boltzmann"),
+             "--total-steps", "5"]
     assert main(flags) == 0
     with pytest.raises(SystemExit, match="alpha"):
         main([*flags, "--config.alpha", "0.5", "--total-steps", "10"])

@@ -5,6 +5,7 @@ one line, usage errors with exit status 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -144,9 +145,10 @@ def test_help_names_constants_by_their_values(capsys, monkeypatch):
 
 
 def test_stream_run_and_its_bar_have_the_streams_length(tmp_path, capsys):
+    from maxent.cli.train import StreamArgs
     from maxent.envs.continual import PermutedTaskStream
 
-    length = PermutedTaskStream(n_tasks=2).total_batches()
+    length = PermutedTaskStream(**dataclasses.asdict(StreamArgs(n_tasks=2))).total_batches()
     assert main(["train", "rehearsal", "--run-dir", str(tmp_path / "run"), "--stream.n-tasks", "2",
                  "--config.hidden-sizes", "16"]) == 0
     captured = capsys.readouterr()

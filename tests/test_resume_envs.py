@@ -20,7 +20,7 @@ from maxent.training.vector import make_env, make_vector_env
 
 SMALL = dict(hidden_sizes=(16, 16), batch_size=16, buffer_size=500, learning_starts=20,
              compile=False, log_interval=1000)
-HALF = 45  # not a multiple of the 30-step time limit: the save cuts an episode
+HALF = 46  # even (two copies step together), not a multiple of the time limit (30): cuts episodes
 
 
 def pendulum30() -> gym.Env:
@@ -152,6 +152,14 @@ def test_an_env_without_a_spec_is_said_to_be_incomparable(tmp_path):
 def test_a_wrapper_without_recorded_arguments_is_named(tmp_path):
     message = saved_then_loaded(tmp_path, lambda: Unrecorded(pendulum30()), lambda: Unrecorded(pendulum30()))
     assert "its wrapper Unrecorded does not record its arguments" in message
+
+
+def test_a_wrapper_with_statistics_across_episodes_is_named(tmp_path):
+    def build():
+        return gym.wrappers.NormalizeObservation(pendulum30())
+
+    message = saved_then_loaded(tmp_path, build, build)
+    assert "its wrapper NormalizeObservation keeps running statistics across episodes" in message
 
 
 def test_an_argument_a_checkpoint_cannot_record_is_named(tmp_path):

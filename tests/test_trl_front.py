@@ -8,7 +8,6 @@ import importlib.util
 import math
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -81,10 +80,19 @@ def test_trls_defaults_are_the_fronts():
     assert native["max_new_tokens"] == 512 and native["group_size"] == 8
     assert native["aggregation"] == "token-mean" and native["kl_bias_correction"] is True  # dapo
     assert native["scale_rewards"] == "group" and native["autocast"] is True  # bf16 None -> on
+    from maxent.agents.grpo_config import GRPOConfig as Native
+
+    settings = Native(**GRPOConfig(entropy_coef=0.1, beta=0.04, loss_type="grpo").maxent_overrides()
+                      ).loss_settings()  # what test_trl_equivalence checks against TRL's loss
+    assert (settings.entropy_aggregation, settings.aggregation, settings.kl_importance_correction,
+            settings.clip_high, settings.max_length) == ("token-mean", "seq-mean-token-mean", True, 0.2, 512)
 
 
 def test_every_trl_field_is_classified_and_documented():
+    from maxent.trl.fields import markdown_table
+
     docs = (REPO / "docs" / "trl.md").read_text()
+    assert markdown_table() in docs  # regenerate the table from maxent.trl.fields when this fails
     for name in TRL_DEFAULTS:
         assert f"`{name}`" in docs, name
     trl = pytest.importorskip("trl")
@@ -220,3 +228,44 @@ def test_exported_tiny_tokenizer_round_trips_through_autotokenizer(tiny_folder):
         assert loaded.decode(ids) == text
         assert ids == ours(text, add_special_tokens=False)["input_ids"]
     assert loaded.eos_token_id == ours.eos_token_id and loaded.pad_token_id == ours.pad_token_id
+
+
+def test_resume_from_the_latest_checkpoint_keeps_the_schedule(tiny_folder, tmp_path):
+    from transformers import TrainerCallback
+
+    class Rates(TrainerCallback):
+        def __init__(self):
+            self.rates = {}
+
+        def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+            self.rates[state.global_step] = optimizer.param_groups[0]["lr"]
+
+    args = GRPOConfig(str(tmp_path), **{**SMALL, "max_steps": 4, "save_strategy": "steps", "save_steps": 2,
+                                        "learning_rate": 1e-3, "lr_scheduler_type": "linear"})
+    first_rates, resumed_rates = Rates(), Rates()
+    GRPOTrainer(tiny_folder, reward_len, args, train_dataset=prompts(), callbacks=[first_rates]).train()
+    assert first_rates.rates[3] == pytest.approx(1e-3 * (1 - 3 / 4))  # the rate for step 4
+    again = GRPOTrainer(tiny_folder, reward_len, args, train_dataset=prompts())
+    out = again.train(resume_from_checkpoint=True)  # checkpoint-4: nothing left to train
+    assert out.global_step == 4 and again.agent.num_timesteps == 4
+    resumed = GRPOTrainer(tiny_folder, reward_len, args, train_dataset=prompts(), callbacks=[resumed_rates])
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert resumed.agent.num_timesteps == 4 and sorted(resumed_rates.rates) == [3, 4]
+    assert resumed_rates.rates == pytest.approx({k: first_rates.rates[k] for k in (3, 4)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["trl_quickstart", "trl_reward_functions"])
+def test_the_examples_run_on_trl_itself_with_the_import_switched_back(name, tmp_path):
+    """The other half of "only the import changed": the same file trains on TRL."""
+    pytest.importorskip("trl")
+    import subprocess
+
+    text = (REPO / "examples" / f"{name}.py").read_text().replace(
+        "from maxent.trl import GRPOConfig, GRPOTrainer", "from trl import GRPOConfig, GRPOTrainer")
+    script = tmp_path / f"{name}_on_trl.py"
+    script.write_text(text)
+    done = subprocess.run([sys.executable, str(script), "--max-steps", "1", "--output-dir",
+                           str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]

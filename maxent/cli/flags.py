@@ -6,6 +6,7 @@ of the config docstrings it is made from rendered, module constants shown by the
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import re
@@ -18,7 +19,7 @@ import tyro
 
 from maxent.training.run import UsageError
 
-__all__ = ["clean_help", "one_line_error", "parse"]
+__all__ = ["OneLineArgumentParser", "clean_help", "one_line_error", "parse"]
 
 # :class:`~a.b.C`, :func:`f`, :mod:`m`... -> the target (its last part with ~).
 _ROLE = re.compile(r":(?:py:)?(?:class|mod|func|meth|attr|data|obj|exc|const|ref|doc|term):"
@@ -149,3 +150,11 @@ class _Capture(io.StringIO):
             return bool(self._like.isatty())
         except (AttributeError, ValueError):
             return False
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one :class:`UsageError` line, as tyro's are here
+    (argparse itself prints the whole usage block before its message)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["polyak_update", "soft_bellman_target", "soft_policy_loss", "soft_q_loss"]
+__all__ = ["discrete_soft_policy_loss", "discrete_soft_value", "polyak_update", "quantile_huber_loss",
+           "soft_bellman_target", "soft_policy_loss", "soft_q_loss", "truncated_quantile_target"]
 
 
 def _same_shape(names: tuple[str, ...], tensors: tuple[Tensor, ...]) -> None:
@@ -128,3 +129,91 @@ def polyak_update(target_params: Iterable[Tensor], params: Iterable[Tensor], tau
         return
     with torch.no_grad():
         torch._foreach_lerp_(target_params, params, tau)
+
+
+def truncated_quantile_target(
+    reward: Tensor,
+    terminated: Tensor,
+    next_quantiles: Tensor,
+    next_log_prob: Tensor,
+    alpha: Tensor | float,
+    gamma: float,
+    drop_per_critic: int,
+) -> Tensor:
+    """TQC's soft target atoms (Kuznetsov et al. 2020, Eq. 10): pool the N critics' M quantiles of
+    Z(s', a'), sort them, drop the largest ``drop_per_critic * N``, and back up each kept atom
+    y_k = r + gamma (1 - d) (z_(k) - alpha log pi(a'|s')). Call under ``torch.no_grad()``.
+
+    Args:
+        reward, terminated, next_log_prob: shape (batch,), as in :func:`soft_bellman_target`.
+        next_quantiles: the target critics' quantiles at (s', a'), shape (N, batch, M).
+        drop_per_critic: d, 0 <= d < M (TQC's MuJoCo default is 2 of 25).
+
+    Returns:
+        The target atoms, shape (batch, N * (M - d)), sorted ascending.
+    """
+    if next_quantiles.ndim != 3:
+        raise ValueError(f"next_quantiles must be (n_critics, batch, n_quantiles), got "
+                         f"{tuple(next_quantiles.shape)}")
+    n, batch, m = next_quantiles.shape
+    if not 0 <= drop_per_critic < m:
+        raise ValueError(f"drop_per_critic must be in [0, {m}) for {m} quantiles, got {drop_per_critic}")
+    _same_shape(("reward", "terminated", "next_log_prob"), (reward, terminated, next_log_prob))
+    if reward.shape != (batch,):
+        raise ValueError(f"reward must be (batch,) = ({batch},), got {tuple(reward.shape)}")
+    pooled = next_quantiles.permute(1, 0, 2).reshape(batch, n * m)
+    kept = pooled.sort(dim=-1).values[:, : n * (m - drop_per_critic)]
+    soft = kept - (alpha * next_log_prob).unsqueeze(-1)
+    not_done = (~terminated if terminated.dtype == torch.bool else 1.0 - terminated).to(soft.dtype)
+    return reward.unsqueeze(-1) + gamma * not_done.unsqueeze(-1) * soft
+
+
+def quantile_huber_loss(quantiles: Tensor, target: Tensor, kappa: float = 1.0) -> Tensor:
+    """Quantile Huber loss of QR-DQN/TQC (Dabney et al. 2018, Eq. 10): for every critic's quantile
+    theta_m at level tau_m = (m + 1/2) / M and every target atom y_k,
+    |tau_m - 1{y_k < theta_m}| * Huber_kappa(y_k - theta_m) / kappa, averaged over all of them
+    (as the TQC authors' code does). ``target`` is treated as a constant.
+
+    Args:
+        quantiles: (N, batch, M).
+        target: atoms, (batch, K).
+    """
+    if quantiles.ndim != 3 or target.ndim != 2 or target.shape[0] != quantiles.shape[1]:
+        raise ValueError(f"quantiles must be (n_critics, batch, n_quantiles) and target (batch, atoms), "
+                         f"got {tuple(quantiles.shape)} and {tuple(target.shape)}")
+    m = quantiles.shape[-1]
+    delta = target.detach()[None, :, None, :] - quantiles[..., None]          # (N, batch, M, K)
+    huber = F.huber_loss(quantiles[..., None].expand_as(delta), target.detach()[None, :, None, :]
+                         .expand_as(delta), reduction="none", delta=kappa) / kappa
+    tau = (torch.arange(m, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / m
+    weight = (tau[:, None] - (delta < 0).to(quantiles.dtype)).abs()
+    return (weight * huber).mean()
+
+
+def discrete_soft_value(probs: Tensor, log_probs: Tensor, q_values: Tensor, alpha: Tensor | float) -> Tensor:
+    """Soft state value with the exact expectation over a finite action set (Christodoulou 2019,
+    Eq. 10): V(s) = sum_a pi(a|s) (Q(s, a) - alpha log pi(a|s)).
+
+    Args:
+        probs, log_probs: pi(.|s) and log pi(.|s), shape (batch, n_actions).
+        q_values: Q(s, .), shape (batch, n_actions).
+
+    Returns:
+        V(s), shape (batch,).
+    """
+    _same_shape(("probs", "log_probs", "q_values"), (probs, log_probs, q_values))
+    return (probs * (q_values - alpha * log_probs)).sum(-1)
+
+
+def discrete_soft_policy_loss(probs: Tensor, log_probs: Tensor, q_values: Tensor,
+                              alpha: Tensor | float) -> Tensor:
+    """Policy loss of discrete SAC (Christodoulou 2019, Eq. 12):
+    mean_batch sum_a pi(a|s) (alpha log pi(a|s) - Q(s, a)), exact over the actions, so no
+    reparameterisation is needed; ``q_values`` is treated as a constant.
+
+    Args:
+        probs, log_probs: pi(.|s) and log pi(.|s), shape (batch, n_actions).
+        q_values: Q(s, .) (e.g. the minimum over critics), shape (batch, n_actions).
+    """
+    _same_shape(("probs", "log_probs", "q_values"), (probs, log_probs, q_values))
+    return (probs * (alpha * log_probs - q_values.detach())).sum(-1).mean()

@@ -42,7 +42,7 @@ from maxent.training import runlock
 from maxent.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from maxent.training.config import AgentConfig, ConfigError
 from maxent.training.env_identity import describe_env, difference, rebuild_factory
-from maxent.training.limits import check_config_device
+from maxent.training.limits import OutOfMemoryError, check_config_device
 from maxent.training.saved import (Check, Entry, NumpyRNG, Tensor, Value, check_common_state,
                                    restore_entries, write_entries)
 from maxent.training.threads import apply_torch_threads
@@ -369,10 +369,14 @@ class Agent(abc.ABC):
             except (TypeError, ValueError) as err:
                 raise CheckpointError(f"cannot load {ckpt.path}: the overrides {sorted(overrides)} "
                                       f"make an invalid {cls.checkpoint_kind()} config: {err}") from None
-        check_common_state(ckpt)
+        check_common_state(ckpt, rebuild_env=env is None)
         if env is None:
             env = cls._saved_env(ckpt)
-        agent = cls._rebuild(ckpt, env, config, log_dir, **arguments)
+        try:
+            agent = cls._rebuild(ckpt, env, config, log_dir, **arguments)
+        except OutOfMemoryError as err:  # refused by its estimate, before allocating
+            raise CheckpointError(f"{ckpt.path}/config.json asks for more memory than this machine "
+                                  f"has: {err} (pass it to load, e.g. buffer_size=...)") from None
         agent._restore(ckpt, ckpt.path)
         agent.num_timesteps = int(ckpt.state["num_timesteps"])
         return agent

@@ -688,7 +688,8 @@ def _load(reader: _DirReader, kind: str | None, load_arrays: bool, device: str) 
     header = _read_header(reader)
     if kind is not None and header["kind"] != kind:
         raise CheckpointError(
-            f"{directory} holds a {header['kind']} checkpoint, not {kind}; load it with the "
+            f"{directory} holds a {header['kind']} checkpoint, not {kind} ({CONFIG_FILE} field "
+            f"'kind'); load it with the "
             f"{header['kind']} agent or pick a {kind} checkpoint"
         )
     files = {name: digest for name, digest in header["files"].items()

@@ -13,7 +13,7 @@ cannot be compared, and the comparison says so rather than guessing.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +24,10 @@ __all__ = ["InexactResumeWarning", "describe_env", "difference", "hint", "not_re
 # The agent's own per-copy check wrapper (maxent.training.vector.CheckedEnv) takes no arguments and
 # changes no step, so an env with it and the same env without it (a user's vector env) are one env.
 _TRANSPARENT_WRAPPERS = frozenset({"maxent.training.vector:CheckedEnv"})
+# Wrappers whose statistics run across episodes: replaying the episodes in flight does not bring
+# them back, so an env with one cannot be resumed exactly however it is described.
+_ACROSS_EPISODES = frozenset({"gymnasium.wrappers.stateful_observation:NormalizeObservation",
+                              "gymnasium.wrappers.stateful_reward:NormalizeReward"})
 _SPEC_FIELDS = ("id", "entry_point", "kwargs", "max_episode_steps", "order_enforce",
                 "disable_env_checker", "wrappers")
 
@@ -43,6 +47,8 @@ def _plain(value: Any, where: str) -> Any:
     :class:`_Unknown` naming ``where`` when it is something else (an object, a function)."""
     if value is None or isinstance(value, (str, bool)):
         return value
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
@@ -68,6 +74,9 @@ def _describe_spec(spec: gym.envs.registration.EnvSpec) -> dict[str, Any]:
     for wrapper in spec.additional_wrappers:
         if wrapper.entry_point in _TRANSPARENT_WRAPPERS:
             continue
+        if _entry_point(wrapper.entry_point) in _ACROSS_EPISODES:
+            raise _Unknown(f"its wrapper {wrapper.name} keeps running statistics across episodes, "
+                           "which a checkpoint does not hold")
         if wrapper.kwargs is None:
             raise _Unknown(f"its wrapper {wrapper.name} does not record its arguments (derive it "
                            "from gymnasium.utils.RecordConstructorArgs)")
@@ -185,9 +194,10 @@ def hint(saved: Mapping[str, Any] | None) -> str:
     if rebuild_factory(saved) is not None:
         return ("load it with env=None (the env is rebuilt from the checkpoint's description) or "
                 "an env built the same way, and the n_envs it was saved with")
-    return ("load it with the env it was saved with, given so that it can be compared: built by "
-            "gymnasium.make (register a custom class with gymnasium.register) and wrapped only "
-            "in wrappers that record their arguments (gymnasium.utils.RecordConstructorArgs)")
+    return ("train and load it on an env that can be compared: built by gymnasium.make (register "
+            "a custom class with gymnasium.register) and wrapped only in wrappers that record "
+            "their arguments (gymnasium.utils.RecordConstructorArgs) and keep no statistics "
+            "across episodes")
 
 
 def not_replayed(path: Any, why: str, saved: Mapping[str, Any] | None) -> str:

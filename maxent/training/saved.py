@@ -32,6 +32,7 @@ from maxent.training.checkpoint import (
     optimizer_state_to_tensors,
     state_dict_to_tensors,
 )
+from maxent.training.vector import check_env_id
 
 __all__ = [
     "Array", "Check", "Controller", "Entry", "Generator", "Module", "NumpyRNG", "Optimizer",
@@ -140,7 +141,7 @@ def _numbers(value: Any) -> bool:
 def like(value: Any, template: Any) -> str | None:
     """Why the JSON ``value`` cannot stand where this agent has ``template`` (the value a freshly
     built agent writes), or None if it can. Integers are counters in ``[0, MAX_COUNT]``, numbers
-    are finite, lists hold what the template's first element is (numbers when it is empty), and
+    are finite (unless the template is not), lists hold what the template's first element is (numbers when it is empty), and
     objects have the template's keys; a None template accepts any finite scalar."""
     if template is None:
         if value is None or isinstance(value, (bool, str)) or _numbers(value):
@@ -153,6 +154,9 @@ def like(value: Any, template: Any) -> str | None:
             return f"is {_kind(value)}, expected an integer"
         return None if 0 <= value <= MAX_COUNT else f"is {value}, expected a count in [0, 2**62]"
     if isinstance(template, float):
+        if not math.isfinite(template):  # a bound that is infinite by design: any number but NaN
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return None if number and not math.isnan(value) else f"is {value!r:.40}, expected a number"
         return None if _numbers(value) and not isinstance(value, list) \
             else f"is {value!r:.40}, expected a finite number"
     if isinstance(template, str):
@@ -299,9 +303,16 @@ class Optimizer(Entry):
                 bad = [k for k, v in saved.items() if _numbers(v) and not isinstance(v, bool)
                        and any(x < 0 for x in (v if isinstance(v, list) else [v]))]
                 why = f"[{bad[0]!r}] is negative" if bad else None
+            if why is None:  # unset flags (foreach, fused) are null or a boolean, nothing else
+                bad = [k for k, v in current.items() if v is None and not (saved[k] is None
+                                                                           or isinstance(saved[k], bool))]
+                why = f"[{bad[0]!r}] is {_kind(saved[bad[0]])}, expected null or a boolean" if bad else None
             if why:
                 raise CheckpointError(f"{field} {why}; {fix}")
-        seen = set()
+        if shapes and meta["state"] and len(meta["state"]) != len(params):
+            raise CheckpointError(f"{where}['state'] holds the state of {len(meta['state'])} of the "
+                                  f"{len(params)} parameters; it steps all of them; {fix}")
+        seen, keys = set(), None
         for n, item in enumerate(meta["state"]):
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
                     and not isinstance(item[0], bool) and 0 <= item[0] < len(params)
@@ -311,6 +322,16 @@ class Optimizer(Entry):
             idx, entry = item
             seen.add(idx)
             param = params[idx]
+            # One optimiser keeps the same entries, of the same kinds, for every parameter (Adam: the
+            # tensors step, exp_avg, exp_avg_sq).
+            signature = {k: _kind(v) for k, v in entry.items()}
+            if keys is not None and signature != keys:
+                odd = sorted(k for k in set(signature) | set(keys)
+                             if signature.get(k) != keys.get(k))[0]
+                raise CheckpointError(f"{where}['state'][{n}][{odd!r}] is {signature.get(odd, 'missing')}"
+                                      f", but {keys.get(odd, 'absent')} in the other parameters' "
+                                      f"states; {fix}")
+            keys = signature
             for name, value in entry.items():
                 field = f"{where}['state'][{n}][{name!r}]"
                 if isinstance(value, dict):
@@ -401,8 +422,12 @@ class Controller(Entry):
                 if name not in ckpt.tensors:
                     raise CheckpointError(f"{ckpt.path / WEIGHTS_FILE} has no field {name!r} for the "
                                           f"{self.name!r} controller; {self.fix}")
-                shape = (1,) if self.one_dim and v.dim() == 0 else v.shape
-                _check_tensor(ckpt, name, ckpt.tensors[name], shape, v.dtype, self.fix)
+                shape = (1,) if self.one_dim and v.dim() == 0 else tuple(v.shape)
+                saved = ckpt.tensors[name]
+                # A dimension empty in a fresh controller is a history that grows as it learns.
+                if len(saved.shape) == len(shape):
+                    shape = tuple(n if want == 0 else want for n, want in zip(saved.shape, shape))
+                _check_tensor(ckpt, name, saved, shape, v.dtype, self.fix)
                 _check_values(ckpt, name, ckpt.tensors[name])
             else:
                 template[k] = v
@@ -471,18 +496,34 @@ class NumpyRNG(Entry):
         saved = _get(ckpt.state, self.key)
         where = f"{ckpt.path / STATE_FILE} field {_field(self.key)}"
         scratch = type(self.rng.bit_generator)()
-        try:
-            scratch.state = saved
-            kept = _plain(scratch.state) == saved
-            why = None if kept else "is not a state numpy keeps as given"
-        except (ValueError, TypeError, KeyError, OverflowError, IndexError) as err:
-            why = f"is not a valid {type(scratch).__name__} state ({str(err)[:80]})"
+        why = None if _no_bools(saved) else "holds a boolean where numpy keeps integers"
+        if why is None and isinstance(saved, dict):
+            # numpy keeps these as given, unchecked: a buffered half-word flag and 32-bit word.
+            if saved.get("has_uint32", 0) not in (0, 1) or isinstance(saved.get("has_uint32"), bool):
+                why = f"['has_uint32'] is {saved.get('has_uint32')!r:.40}, expected 0 or 1"
+            word = saved.get("uinteger", 0)
+            if not isinstance(word, int) or isinstance(word, bool) or not 0 <= word < 2**32:
+                why = f"['uinteger'] is {word!r:.40}, expected an integer in [0, 2**32)"
+        if why is None:
+            try:
+                scratch.state = saved
+                why = None if _plain(scratch.state) == saved else "is not a state numpy keeps as given"
+            except (ValueError, TypeError, KeyError, OverflowError, IndexError) as err:
+                why = f"is not a valid {type(scratch).__name__} state ({str(err)[:80]})"
         if why:
             raise CheckpointError(f"{where} {why}; the file was edited — resume from an earlier "
                                   "checkpoint")
 
     def read(self, ckpt):
         self.rng.bit_generator.state = _get(ckpt.state, self.key)
+
+
+def _no_bools(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_no_bools(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_no_bools(v) for v in value)
+    return not isinstance(value, bool)
 
 
 def _plain(value: Any) -> Any:
@@ -528,7 +569,8 @@ class Value(Entry):
     """A JSON value (a counter, a list) ``owner.attr`` at ``key`` in state.json; ``load`` converts
     the saved value back (e.g. ``int``); ``default`` is used when an older checkpoint lacks it.
     The saved value must be :func:`like` what this agent writes (integers are counters, numbers
-    finite), or one of ``choices`` where given."""
+    finite), or one of ``choices`` where given; ``check`` returns why a saved value that is like
+    it still cannot be (e.g. a length the config fixes), or None."""
 
     key: Key
     owner: Any
@@ -537,6 +579,7 @@ class Value(Entry):
     save: Callable[[Any], Any] | None = None
     default: Callable[[Checkpoint], Any] | None = None
     choices: Sequence[Any] | None = None
+    check: Callable[[Any], str | None] | None = None
 
     def write(self, tensors, state, arrays):
         value = getattr(self.owner, self.attr)
@@ -554,6 +597,10 @@ class Value(Entry):
             return
         value = getattr(self.owner, self.attr)
         _check_like(ckpt, self.key, saved, self.save(value) if self.save else value)
+        why = self.check(saved) if self.check is not None else None
+        if why:
+            raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(self.key)} {why}; the file "
+                                  "was edited — resume from an earlier checkpoint")
 
     def read(self, ckpt):
         if self.default is not None and not _has(ckpt.state, self.key):
@@ -568,7 +615,8 @@ class Array(Entry):
     """``owner.attr`` (a list or an array) as the array ``name`` of replay.npz with ``dtype``.
     Restored as a list unless the attribute is an array; skipped when replay.npz was not read,
     unless ``required``. Floating values must be finite (``finite``; by default, unless the fresh
-    agent's own array holds NaN, its marker for "not measured yet")."""
+    agent's own array holds NaN, its marker for "not measured yet"); ``length``: the key of the
+    (already checked) counter in state.json its length must equal (``or_empty``: or be empty)."""
 
     name: str
     owner: Any
@@ -576,6 +624,8 @@ class Array(Entry):
     dtype: Any = np.float64
     required: bool = False
     finite: bool | None = None
+    length: Key | None = None
+    or_empty: bool = False
 
     def write(self, tensors, state, arrays):
         arrays[self.name] = np.asarray(getattr(self.owner, self.attr), dtype=self.dtype)
@@ -600,6 +650,13 @@ class Array(Entry):
             raise CheckpointError(f"{ckpt.path / REPLAY_FILE} field {self.name!r} has shape "
                                   f"{saved.shape}, this agent expects a list (1-D); the checkpoint "
                                   "was written by another program")
+        if self.length is not None:
+            n = _get(ckpt.state, self.length)
+            if len(saved) != n and not (self.or_empty and len(saved) == 0):
+                raise CheckpointError(f"{ckpt.path / REPLAY_FILE} field {self.name!r} holds {len(saved)} "
+                                      f"values, expected one per {_field(self.length)} of {STATE_FILE} "
+                                      f"({n}){' or none' if self.or_empty else ''}; the file was "
+                                      "edited — resume from an earlier checkpoint")
         finite = self.finite
         if finite is None:  # NaN in a fresh agent's own array marks "not measured yet"
             finite = not (isinstance(current, np.ndarray) and current.dtype.kind == "f"
@@ -647,8 +704,9 @@ class Check(Entry):
         if saved != current:
             if not isinstance(self.key, list):
                 saved, current = saved[0], current[0]
-            raise CheckpointError(f"the agent in {ckpt.path} was trained with {self.what} {saved}, "
-                                  f"but this one has {current}; {self.fix}")
+            fields = ", ".join(_field(k) for k, _ in pairs)
+            raise CheckpointError(f"{ckpt.path / STATE_FILE} field {fields}: the agent was trained "
+                                  f"with {self.what} {saved}, but this one has {current}; {self.fix}")
 
     def read(self, ckpt):
         pass
@@ -697,13 +755,20 @@ def check_replay(ckpt: Checkpoint, buffer: Any, prefix: str = "") -> None:
         raise CheckpointError(f"{where} field {prefix + 'data'!r} holds NaN/inf; {fix}")
 
 
-def check_common_state(ckpt: Checkpoint) -> None:
+def check_common_state(ckpt: Checkpoint, rebuild_env: bool = False) -> None:
     """Refuse a checkpoint whose common state (what :meth:`Agent.save` writes for every agent:
-    ``env_id``, ``seed``, ``num_timesteps``) is out of range, before the agent is built from it."""
+    ``env_id``, ``seed``, ``num_timesteps``) is out of range, before the agent is built from it;
+    ``rebuild_env``: the env will be built from the saved id, which must then be registered."""
     env_id = ckpt.state["env_id"]
     if env_id is not None and (not isinstance(env_id, str) or not env_id):
         raise CheckpointError(f"{ckpt.path / STATE_FILE} field ['env_id'] is {env_id!r:.60}, expected "
                               "an env id or null; the file was edited — resume from an earlier checkpoint")
+    if rebuild_env and env_id is not None:
+        try:
+            check_env_id(env_id)
+        except ValueError as err:
+            raise CheckpointError(f"{ckpt.path / STATE_FILE} field ['env_id']: {err} Or pass env=... "
+                                  "to load") from None
     seed = ckpt.state["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise CheckpointError(f"{ckpt.path / STATE_FILE} field ['seed'] is {seed!r:.60}, expected an "

@@ -155,7 +155,7 @@ class GRPOConfig:
             "multi_objective_aggregation": self.multi_objective_aggregation,
             "mask_truncated": bool(self.mask_truncated_completions),
             "top_entropy_quantile": self.top_entropy_quantile,
-            "entropy_coef": self.entropy_coef,
+            "entropy_coef": self.entropy_coef, "entropy_aggregation": "token-mean",
             "sampler": "vllm" if self.use_vllm else "hf",
             "vllm_importance_sampling": bool(self.vllm_importance_sampling_correction),
             "vllm_importance_sampling_mode": self.vllm_importance_sampling_mode,

@@ -5,7 +5,7 @@ not have, said when set), or absent (refused unless left at TRL's default, with 
 
 from __future__ import annotations
 
-__all__ = ["ABSENT", "HONOURED", "NO_EFFECT", "TRL_DEFAULTS", "absent_reason"]
+__all__ = ["ABSENT", "HONOURED", "NO_EFFECT", "TRL_DEFAULTS", "absent_reason", "markdown_table"]
 
 # TRL 1.16's GRPOConfig defaults (facts read from its dataclass; the front uses these).
 TRL_DEFAULTS: dict[str, object] = {
@@ -255,7 +255,7 @@ HONOURED: dict[str, str] = {
     "loss_type": "aggregation (grpo, bnpo, dapo, dr_grpo) and surrogate (cispo, sapo)",
     "mask_truncated_completions": "mask_truncated",
     "top_entropy_quantile": "top_entropy_quantile",
-    "entropy_coef": "entropy_coef",
+    "entropy_coef": "entropy_coef with entropy_aggregation='token-mean' (TRL's bonus; exact with gradient_accumulation_steps=1)",
     "vllm_importance_sampling_correction": "vllm_importance_sampling",
     "vllm_importance_sampling_mode": "vllm_importance_sampling_mode",
     "vllm_importance_sampling_clip_max": "vllm_importance_sampling_clip_max",
@@ -363,3 +363,18 @@ def absent_reason(name: str) -> str:
         if any(name == p or name.startswith(p) for p in prefixes):
             return reason
     return "a TRL/Trainer setting maxent's GRPO has no counterpart for"
+
+
+def markdown_table() -> str:
+    """The field table of ``docs/trl.md``: each TRL field, its default and what maxent does."""
+    rows = ["| TRL field | TRL default | maxent |", "|---|---|---|"]
+    for name, default in TRL_DEFAULTS.items():
+        if name in HONOURED:
+            what = f"honoured: {HONOURED[name]}"
+        elif name in NO_EFFECT:
+            what = f"accepted, no effect (warns when set): {NO_EFFECT[name]}"
+        else:
+            what = f"absent: {absent_reason(name)}"
+        shown = repr(default).replace("|", "\\|")
+        rows.append(f"| `{name}` | `{shown}` | {what} |")
+    return "\n".join(rows) + "\n"

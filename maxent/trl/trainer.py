@@ -72,11 +72,19 @@ class _Schedule(Callback):
     def on_training_start(self, agent: GRPO) -> None:
         from transformers import get_scheduler
 
+        # From the base rate, then forward to this step: a resumed or continued run keeps its place.
+        for group in agent._torch_optimizer.param_groups:
+            group["lr"] = self.args.learning_rate
+            group.pop("initial_lr", None)
         warmup = self.args.warmup_steps
         warmup = math.ceil(warmup * self.total) if isinstance(warmup, float) and warmup < 1 else int(warmup)
         self.scheduler = get_scheduler(self.args.lr_scheduler_type, agent._torch_optimizer,
                                        num_warmup_steps=warmup, num_training_steps=self.total,
                                        scheduler_specific_kwargs=self.args.lr_scheduler_kwargs or {})
+        for _ in range(agent.num_timesteps):
+            self.scheduler.step()
+        for group in agent._torch_optimizer.param_groups:  # the scheduler keeps its base rates;
+            group.pop("initial_lr", None)                  # checkpoints hold torch's own keys only
 
     def on_step(self, agent: GRPO) -> bool:
         self.scheduler.step()
@@ -212,8 +220,15 @@ class GRPOTrainer:
 
     def train(self, resume_from_checkpoint: str | None = None) -> TrainOutput:
         """Train for ``max_steps`` (or ``num_train_epochs``) as TRL would; ``resume_from_checkpoint``
-        is a ``checkpoint-N`` folder this trainer saved."""
-        if resume_from_checkpoint is not None:
+        is a ``checkpoint-N`` folder this trainer saved, or ``True`` for the latest in output_dir."""
+        if resume_from_checkpoint is True:
+            saved = sorted(Path(self.args.output_dir).glob("checkpoint-*"),
+                           key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+            if not saved:
+                raise ValueError(f"resume_from_checkpoint=True but {self.args.output_dir} holds no "
+                                 "checkpoint-N folder")
+            resume_from_checkpoint = str(saved[-1])
+        if resume_from_checkpoint not in (None, False):
             self.agent = GRPO.load(resume_from_checkpoint, env=self.train_data,
                                    log_dir=self.agent.log_dir)
             self.agent.trainer_args = self.args
@@ -223,7 +238,7 @@ class GRPOTrainer:
         if remaining > 0:
             internal = [_Schedule(self.args, total), _Periodic(self)]
             self.agent.learn(remaining, callback=[*internal, *self.callbacks],
-                             progress_bar=self.args.disable_tqdm is False)
+                             progress_bar=not self.args.disable_tqdm)
         history = self.state.log_history
         losses = [row["train/loss"] for row in history if "train/loss" in row]
         return TrainOutput(self.agent.num_timesteps, float(np.mean(losses)) if losses else float("nan"),

@@ -73,7 +73,9 @@ def _parse_value(text: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from maxent.cli.flags import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(
         prog="maxent sweep",
         description="Train methods x seeds x tasks x budgets as resumable run directories (Ray "
                     "tasks, or sequentially without Ray), score them on an uncertainty mesh and "
