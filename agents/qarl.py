@@ -35,6 +35,7 @@ from maxent.training.saved import (
     Optimizer,
     Value,
     check_replay,
+    episodes_check,
     write_entries,
 )
 from maxent.entropy import sample_squashed_gaussian
@@ -508,14 +509,16 @@ class QARL(Agent):
             Value("iteration", self, "iteration"),
             Value("phase", self, "phase", choices=("adversary", "protagonist")),
             Value("phase_episode", self, "phase_episode",
-                  check=lambda v: None if v < per_phase else f"is {v}, expected < episodes_per_phase"),
-            # An iteration samples one alpha per episode of a phase; none before the first.
+                  check=lambda v, _: None if v < per_phase else f"is {v}, expected < episodes_per_phase"),
+            # An iteration samples one alpha per episode of a phase; none before the first episode.
             Value("iteration_alphas", self, "iteration_alphas", save=np.ndarray.tolist,
                   load=lambda v: np.asarray(v, dtype=np.float64),
-                  check=lambda v: None if len(v) in (0, per_phase) else
-                  f"has {len(v)} alphas, expected {per_phase} (episodes_per_phase) or none"),
-            Value("episode_returns", self, "episode_returns", save=list, load=deque100),
-            Value("episode_lengths", self, "episode_lengths", save=list, load=deque100),
+                  check=lambda v, ckpt: None if len(v) == per_phase or not (v or ckpt.state["alpha_history"])
+                  else f"has {len(v)} alphas, expected {per_phase} (episodes_per_phase)"),
+            Value("episode_returns", self, "episode_returns", save=list, load=deque100,
+                  check=episodes_check("episode_lengths", 100)),
+            Value("episode_lengths", self, "episode_lengths", save=list, load=deque100,
+                  check=episodes_check("episode_returns", 100, counts=True)),
             Value("alpha_history", self, "alpha_history", save=lambda h: h[-10_000:],
                   load=lambda v: [tuple(row) for row in v]),
         ]

@@ -36,6 +36,7 @@ from maxent.training.saved import (
     Optimizer,
     Value,
     check_replay,
+    episodes_check,
     like,
     write_entries,
 )
@@ -735,8 +736,10 @@ class SAC(Agent):
             # Older checkpoints lack vector_steps; with n_envs copies it is num_timesteps / n_envs.
             Value("vector_steps", self, "_vector_steps", load=int,
                   default=lambda ckpt: ckpt.state["num_timesteps"] // max(self.n_envs, 1)),
-            Value("episode_returns", self, "episode_returns", save=list, load=deque100),
-            Value("episode_lengths", self, "episode_lengths", save=list, load=deque100),
+            Value("episode_returns", self, "episode_returns", save=list, load=deque100,
+                  check=episodes_check("episode_lengths", 100)),
+            Value("episode_lengths", self, "episode_lengths", save=list, load=deque100,
+                  check=episodes_check("episode_returns", 100, counts=True)),
         ]
 
     def _checkpoint(self, include_replay_buffer: bool = True):

@@ -178,6 +178,9 @@ USAGE_ERRORS = [
     (["eval"], "maxent eval"),
     (["eval", "somewhere", "--episodes", "0"], "--episodes must be positive"),
     (["robustness", "somewhere", "--episodes", "x"], "--episodes"),
+    (["robustness", "somewhere", "--grid", "mass=3:9"], "grid spec 'mass=3:9' does not parse"),
+    (["sweep", "--bogus"], "unrecognized arguments: --bogus"),
+    (["export"], "maxent export"),
 ]
 
 

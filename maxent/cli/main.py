@@ -148,11 +148,15 @@ def _robustness(argv: list[str]) -> int:
                          f"got {args.points_per_dim}")
     from maxent.cli.robustness import parse_grid, run_benchmark
 
-    grid = parse_grid(args.grid) if args.grid else None  # a bad spec fails before any run loads
-    if args.uncertainty is not None:
-        from maxent.envs.uncertainty import uncertainty_set
+    # A bad spec or set name is a usage error, found before any run loads.
+    try:
+        grid = parse_grid(args.grid) if args.grid else None
+        if args.uncertainty is not None:
+            from maxent.envs.uncertainty import uncertainty_set
 
-        uncertainty_set(args.uncertainty)  # an unknown name fails before any run loads
+            uncertainty_set(args.uncertainty)
+    except ValueError as err:
+        raise UsageError(f"maxent robustness: {err}") from None
     start = time.perf_counter()
     result = run_benchmark(args.run_dirs, grid, episodes=args.episodes, out_dir=args.out,
                            seed=args.seed, max_episode_steps=args.max_episode_steps,

@@ -36,7 +36,7 @@ from maxent.training.vector import check_env_id
 
 __all__ = [
     "Array", "Check", "Controller", "Entry", "Generator", "Module", "NumpyRNG", "Optimizer",
-    "Tensor", "Value", "check_common_state", "check_replay", "like", "restore_entries",
+    "Tensor", "Value", "check_common_state", "check_replay", "episodes_check", "like", "restore_entries",
     "write_entries",
 ]
 
@@ -569,8 +569,8 @@ class Value(Entry):
     """A JSON value (a counter, a list) ``owner.attr`` at ``key`` in state.json; ``load`` converts
     the saved value back (e.g. ``int``); ``default`` is used when an older checkpoint lacks it.
     The saved value must be :func:`like` what this agent writes (integers are counters, numbers
-    finite), or one of ``choices`` where given; ``check`` returns why a saved value that is like
-    it still cannot be (e.g. a length the config fixes), or None."""
+    finite), or one of ``choices`` where given; ``check(saved, ckpt)`` returns why a saved value
+    that is like it still cannot be (a length the config or another field fixes), or None."""
 
     key: Key
     owner: Any
@@ -579,7 +579,7 @@ class Value(Entry):
     save: Callable[[Any], Any] | None = None
     default: Callable[[Checkpoint], Any] | None = None
     choices: Sequence[Any] | None = None
-    check: Callable[[Any], str | None] | None = None
+    check: Callable[[Any, Checkpoint], str | None] | None = None
 
     def write(self, tensors, state, arrays):
         value = getattr(self.owner, self.attr)
@@ -597,7 +597,7 @@ class Value(Entry):
             return
         value = getattr(self.owner, self.attr)
         _check_like(ckpt, self.key, saved, self.save(value) if self.save else value)
-        why = self.check(saved) if self.check is not None else None
+        why = self.check(saved, ckpt) if self.check is not None else None
         if why:
             raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(self.key)} {why}; the file "
                                   "was edited — resume from an earlier checkpoint")
@@ -753,6 +753,26 @@ def check_replay(ckpt: Checkpoint, buffer: Any, prefix: str = "") -> None:
         raise CheckpointError(f"{where} field {prefix + 'pos'!r} is {at}, expected {expected}; {fix}")
     if not np.isfinite(data).all():
         raise CheckpointError(f"{where} field {prefix + 'data'!r} holds NaN/inf; {fix}")
+
+
+def episodes_check(other: Key, window: int | None = None,
+                   counts: bool = False) -> Callable[[Any, Checkpoint], str | None]:
+    """A ``Value.check`` for a list of per-episode figures: as long as the list at ``other`` (the
+    returns and lengths of the same episodes), no longer than the ``window`` kept, and of counts
+    (lengths) where ``counts``."""
+    def check(saved: Any, ckpt: Checkpoint) -> str | None:
+        if counts:
+            why = like(saved, [0])
+            if why:
+                return why
+        paired = _get(ckpt.state, other)
+        if not isinstance(paired, list) or len(paired) != len(saved):
+            return f"has {len(saved)} episodes, but {_field(other)} has " \
+                   f"{len(paired) if isinstance(paired, list) else _kind(paired)}"
+        if window is not None and len(saved) > window:
+            return f"has {len(saved)} episodes, more than the {window} kept"
+        return None
+    return check
 
 
 def check_common_state(ckpt: Checkpoint, rebuild_env: bool = False) -> None:
