@@ -28,8 +28,8 @@ class HomeostaticRunHooks(RunHooks):
 
         target = env if env is not None else agent.env_id
         if target is None:
-            raise ValueError(f"{type(agent).__name__} was built on an env instance: pass env=... to "
-                             "evaluate it")
+            raise ValueError(f"{type(agent).__name__} was built on an env instance: pass env=... "
+                             "to evaluate it")
         made = gymnasium.make(target) if isinstance(target, str) else None
         task = made if made is not None else target
         try:

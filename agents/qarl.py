@@ -534,7 +534,8 @@ class QARL(Agent):
 
     def _restore(self, ckpt: Any, path: Path) -> None:
         # The linear curriculum's length is planned at the first learn call; a saved one brings it.
-        saved_kind = ckpt.state["curriculum"]["kind"]
+        curriculum = ckpt.state["curriculum"]  # checked with the other entries below
+        saved_kind = curriculum.get("kind") if isinstance(curriculum, dict) else None
         if saved_kind == "LinearCurriculum" and self.config.curriculum == "linear":
             self.curriculum = LinearCurriculum(device=self.device)
         for name, player in self._players():

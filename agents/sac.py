@@ -85,7 +85,8 @@ def _check_in_flight(ckpt: Any, action_dim: int) -> None:
     for key, template in fields.items():
         why = like(state[key], template)
         if why is None and key != "in_flight" and len(state[key]) != len(state["episode_seeds"]):
-            why = f"has {len(state[key])} elements, one per env copy ({len(state['episode_seeds'])})"
+            why = (f"has {len(state[key])} elements, but ['episode_seeds'] has "
+                   f"{len(state['episode_seeds'])}: one per env copy in both")
         if why:
             raise CheckpointError(f"{ckpt.path / 'state.json'} field [{key!r}] {why}; {fix}")
     n = len(state["episode_seeds"])
@@ -776,8 +777,7 @@ class SAC(Agent):
         # and the warning says why. n_envs changed: fresh episodes too.
         why = self._env_difference(ckpt) if state["in_flight"] else None
         if why is None and state["in_flight"] and len(state["episode_seeds"]) != self.n_envs:
-            why = (f"the checkpoint ran {len(state['episode_seeds'])} env copies, this agent has "
-                   f"{self.n_envs} (n_envs)")
+            why = f"n_envs (env copies) is {len(state['episode_seeds'])} there, {self.n_envs} here"
         if why is not None:
             warnings.warn(not_replayed(path, why, state.get("env_description")), InexactResumeWarning,
                           stacklevel=4)

@@ -177,3 +177,11 @@ class SACDiscrete(SAC):
 
     def _to_env_action(self, squashed: np.ndarray) -> np.ndarray:
         return np.rint(squashed).astype(np.int64).reshape(-1, 1) + self._action_start
+
+    def _checkpoint(self, include_replay_buffer: bool = True):
+        """SAC's checkpoint, the in-flight episodes' actions as (steps, 1) columns like the
+        replay buffer's (the env takes scalar indices)."""
+        tensors, state, arrays = super()._checkpoint(include_replay_buffer)
+        for key in [k for k in tensors if k.startswith("episode.actions.")]:
+            tensors[key] = tensors[key].reshape(-1, 1)
+        return tensors, state, arrays

@@ -123,6 +123,29 @@ def _saved(kind: str) -> Path:
     return root / "ckpt"
 
 
+@cache
+def _fresh_state(kind: str) -> dict:
+    """state.json of a freshly built agent of ``kind``: where it holds an empty list, the list is
+    a history that grows as the agent learns."""
+    root = Path(tempfile.mkdtemp(prefix=f"trust-fresh-{kind}-"))
+    agent = _agent_class(kind).load(_saved(kind))
+    fresh = type(agent)(agent.env_id, config=agent.config, seed=agent.seed)
+    fresh.save(root / "ckpt")
+    fresh.close()
+    agent.close()
+    return json.loads((root / "ckpt" / "state.json").read_text())
+
+
+def _is_history(kind: str, path: tuple) -> bool:
+    value = _fresh_state(kind)
+    for k in path:
+        if not isinstance(value, (dict, list)) or (isinstance(value, dict) and k not in value) \
+                or (isinstance(value, list) and not -len(value) <= k < len(value)):
+            return False
+        value = value[k]
+    return value == []
+
+
 def _agent_class(kind: str):
     from maxent.agents import SAC, UCB1
     from maxent.agents.qarl import QARL
@@ -264,7 +287,8 @@ def test_a_config_whose_buffer_would_need_terabytes_is_refused_before_allocating
              "config.json", "buffer_size")
 
 
-@pytest.mark.parametrize("key,value", [("episode_seeds", [-1]), ("episode_return", [math.nan]),
+@pytest.mark.parametrize("key,value", [("episode_returns", [-3.0]), ("episode_lengths", [1.5]),
+                                       ("episode_seeds", [-1]), ("episode_return", [math.nan]),
                                        ("episode_length", [3]), ("in_flight", 1),
                                        ("episode_replayable", [True, True])])
 def test_episodes_in_flight_that_no_save_could_write_are_refused(key, value):
@@ -304,9 +328,11 @@ def _fields(raw: dict) -> list[tuple[str, tuple]]:
     return [f for f in out if f[1]]
 
 
-def _json_edits(value, path=()) -> list:
+def _json_edits(value, path=(), history=False) -> list:
     """Values that no field holding ``value`` can validly hold instead (or the same value). Null
-    is a valid env id (the agent was trained on an env instance), so it is no edit there."""
+    is a valid env id (the agent was trained on an env instance), so it is no edit there; a
+    history one entry shorter or longer is another valid history unless another field fixes its
+    length, so ``history`` lists get no length edits."""
     common = ["delete", "x", {}, DEEP] + ([] if path == ("env_id",) else [None])
     if isinstance(value, bool):
         return common + [0, 1, "true", []]
@@ -317,10 +343,16 @@ def _json_edits(value, path=()) -> list:
     if isinstance(value, str):
         return common + [5, [], True]
     if isinstance(value, list):
-        return common + ["drop last", "repeat last", 3.5]
+        return common + ([] if history else ["drop last", "repeat last"]) + [3.5]
     if isinstance(value, dict):
         return common + ["add key", [], 3.5]
     return common + [0, []]
+
+
+def _history(kind: str, file: str, path: tuple) -> bool:
+    # SAC and QARL pair their episode returns with lengths, which fixes those lists' lengths.
+    paired = kind in ("SAC", "QARL") and path in (("episode_returns",), ("episode_lengths",))
+    return file == "state.json" and not paired and _is_history(kind, path)
 
 
 def _tensor_edits(t: torch.Tensor) -> list:
@@ -387,7 +419,7 @@ def _edits(draw, kind):
     value = raw[file]
     for k in path:
         value = value[k]
-    return file, path, draw(st.sampled_from(_json_edits(value, path)))
+    return file, path, draw(st.sampled_from(_json_edits(value, path, _history(kind, file, path))))
 
 
 def _check_edit(kind, file, path, edit):
@@ -398,6 +430,10 @@ def _check_edit(kind, file, path, edit):
             _apply_json(raw, file, path, edit)
     err, original, again = _load_edited(kind, apply)
     if err is None:
+        if file == "config.json" and path[0] == "config":
+            # A valid config (checked by its class) with its checksum recomputed is what a user
+            # asking for that config gets: the agent follows it (a buffer_size, say).
+            return
         assert _same(original, again), f"{kind}: {file} {path} edited ({edit!r}) loaded a different agent"
         return
     message = str(err)
@@ -448,7 +484,7 @@ def test_every_field_of_every_file_under_every_edit(kind):
             value = raw[file]
             for k in path:
                 value = value[k]
-            edits = _json_edits(value, path)
+            edits = _json_edits(value, path, _history(kind, file, path))
         for edit in edits:
             _check_edit(kind, file, path, edit)
 

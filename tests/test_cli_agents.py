@@ -24,6 +24,8 @@ SMALL = {
     "homeostatic": ["--config.hidden", "16", "16"],
     "rehearsal": ["--stream.n-tasks", "2", "--config.hidden-sizes", "32"],
     "ewc": ["--stream.n-tasks", "2", "--config.hidden-sizes", "32"],
+    "sac-discrete": ["--config.hidden-sizes", "16", "16", "--config.batch-size", "16",
+                     "--config.learning-starts", "4", "--config.buffer-size", "1000"],
     "ads": ["--config.hidden", "32", "--config.n-layers", "1", "--config.sample-steps", "3",
             "--config.n-particles", "2", "--env", "maxent/MeasurementAcquisition-v0"],
     "llm-agent": ["--config.n-samples", "2", "--config.tiny-hidden-size", "16",
@@ -45,7 +47,8 @@ def _flags(algo: str) -> list[str]:
 def _steps_and_summary(out: str, algo: str) -> int:
     algorithm = ALGORITHMS[algo]
     match = re.search(rf"{algorithm.kind} .*?: (\d+) steps, [\d.]+ s, \d+ steps/s, eval "
-                      rf"{algorithm.metric} (-?[\d.]+)( ± [\d.]+)? over \d+ {algorithm.eval_unit}", out)
+                      rf"{algorithm.metric} (-?[\d.]+)( ± [\d.]+)? over \d+ "
+                      rf"{algorithm.eval_unit}", out)
     assert match, out
     return int(match.group(1))
 

@@ -6,6 +6,7 @@ one line, usage errors with exit status 2."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import subprocess
 import sys
@@ -30,6 +31,8 @@ SMALL = {
     "grpo": ["--warmup-steps", "0", "--eval-prompts", "4", "--config.tiny-hidden-size", "16",
              "--config.tiny-layers", "1", "--config.tiny-heads", "2", "--config.prompts-per-step",
              "2", "--config.group-size", "2", "--config.max-new-tokens", "3"],
+    "sac-discrete": ["--config.hidden-sizes", "16", "16", "--config.batch-size", "16",
+                     "--config.learning-starts", "4", "--config.buffer-size", "1000"],
     "lp-planner": ["--config.n-samples", "4"],
     "homeostatic": ["--config.hidden", "16", "16"],
     "rehearsal": ["--stream.n-tasks", "2", "--config.hidden-sizes", "32"],
@@ -83,7 +86,8 @@ def test_summary_and_eval_report_the_same_measure(algo, tmp_path, capsys):
     evaluated = capsys.readouterr().out
     if algo == "grpo":
         # The summary gives held-out accuracy before -> after training; eval the after.
-        after = re.search(rf"held-out greedy accuracy [\d.]+ -> ([\d.]+) \({count} prompts", summary)
+        after = re.search(rf"held-out greedy accuracy [\d.]+ -> ([\d.]+) \({count} prompts",
+                          summary)
         assert after, summary
         assert f"held-out greedy accuracy {after.group(1)} over {count} prompts" in evaluated
         return
@@ -130,7 +134,10 @@ def test_help_shows_the_algorithms_own_defaults_in_plain_text(algo, capsys, monk
                          rf"\(default: {algorithm.total_steps}\)", text, re.IGNORECASE), text
     assert re.search(rf"--checkpoint-every INT .*?\(default: {algorithm.checkpoint_every}\)", text)
     assert ("--eval-episodes" in text) == (algorithm.eval_episodes is not None)
-    assert ("--save-replay-buffer" in text) == (algo in ("sac", "qarl", "rarl"))
+    replay = "include_replay_buffer" in inspect.signature(algorithm.agent_class().save).parameters
+    assert ("--save-replay-buffer" in text) == replay  # shown only where a replay buffer is saved
+    if algo in ("sac", "qarl", "rarl", "ucb1", "grpo", "rehearsal"):
+        assert replay == (algo in ("sac", "qarl", "rarl"))
     for markup in ("``", ":class:", ":mod:", ":func:", ":meth:", ":attr:", ":data:"):
         assert markup not in text, markup
 
@@ -211,3 +218,20 @@ def test_runtime_refusals_are_one_line_with_status_1(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "maxent train sac: unrecognized options: --nope (see `maxent train sac --help`)"]
+
+
+# --------------------------------------------------------------------------- GRPO from Python
+
+
+def test_grpo_from_python_needs_the_documented_warmup():
+    """A fresh tiny model answers in no format, so GRPO alone scores 0.0; `maxent train grpo`
+    warms it up first, and the Python API's docstring says to call `warmup` as it does."""
+    from maxent.agents.grpo import GRPO
+
+    assert "warmup" in GRPO.__doc__ and "0.0" in GRPO.__doc__
+    agent = GRPO("tiny", "maxent/TextArithmetic-v0", seed=0)
+    assert agent.evaluate_accuracy(32) == 0.0
+    history = agent.warmup(600, stop_accuracy=0.1)
+    assert history[-1][1] >= 0.1 and agent.warmed_up
+    assert agent.evaluate_accuracy(64) > 0.0
+    agent.close()

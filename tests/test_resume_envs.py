@@ -184,7 +184,7 @@ def test_another_env_is_named_with_what_differs_and_what_to_pass(tmp_path, given
 
 def test_other_n_envs_is_named(tmp_path):
     message = saved_then_loaded(tmp_path, "Pendulum-v1", "Pendulum-v1", n_envs=2)
-    assert "the checkpoint ran 1 env copies, this agent has 2 (n_envs)" in message
+    assert "because n_envs (env copies) is 1 there, 2 here" in message
 
 
 def test_an_exact_resume_can_be_required(tmp_path):
@@ -219,3 +219,25 @@ def test_descriptions_compare_the_make_keywords_and_wrappers():
     assert difference(plain, describe_env(gym.make("MountainCarContinuous-v0"))).startswith(
         "id is 'Pendulum-v1' there, 'MountainCarContinuous-v0' here")
     assert describe_env(object()) is None
+
+
+def test_a_vector_wrapper_is_named_and_wrapping_after_building_changes_nothing():
+    agent = SAC("Pendulum-v1", **SMALL)
+    built = agent._env_description()
+    wrapped = gym.vector.VectorWrapper(agent.envs)  # as a front's step recorder wraps them
+    assert describe_env(wrapped) == {"copies": [{"unknown": "it is wrapped in the vector wrapper "
+                                                 "VectorWrapper, which records neither its arguments "
+                                                 "nor its state"}]}
+    agent.envs = wrapped
+    assert agent._env_description() == built == describe_env(gym.make("Pendulum-v1"))
+
+
+@pytest.mark.parametrize("saved", [{}, {"copies": []}, {"copies": ["x"]}, {"copies": [{"id": 1}]},
+                                   {"copies": [{**describe_env(gym.make("Pendulum-v1"))["copies"][0],
+                                                "wrappers": [{"name": "W"}]}]}])
+def test_a_malformed_description_is_neither_compared_nor_rebuilt(saved):
+    from maxent.training.env_identity import rebuild_factory
+
+    assert difference(saved, describe_env(gym.make("Pendulum-v1"))) == (
+        "the checkpoint's description of its env is malformed")
+    assert rebuild_factory(saved) is None

@@ -99,7 +99,8 @@ def one_line_error(text: str, prog: str) -> str:
     if not blocks:
         blocks = [[title or "bad command line"]]
     message = " ".join(blocks[0])
-    message = message.split(" Got errors:")[0]  # a union's per-type failures: the first line says it
+    # A union's per-type failures follow "Got errors:"; the sentence before says what failed.
+    message = message.split(" Got errors:")[0]
     if message.startswith("Error parsing "):
         message = message[len("Error parsing "):]
     suggestions = []

@@ -84,7 +84,7 @@ def _eval(argv: list[str]) -> int:
     except CheckpointError as err:
         runs = runs_under(args.run_dir) or runs_under(Path("runs"))
         hint = ("; runs found: " + ", ".join(str(r) for r in runs)) if runs else ""
-        raise SystemExit(f"maxent eval: {err}{hint}") from None
+        raise SystemExit(f"maxent eval: {str(err).rstrip('.')}{hint}") from None
     algorithm = algorithm_for_kind(header["kind"], header["config"])
     hooks = _eval_hooks(algorithm, args.run_dir)
     agent = algorithm.agent_class().load(path, env=args.env)

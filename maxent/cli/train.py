@@ -129,7 +129,7 @@ class StreamHooks(RunHooks):
         return self._stream
 
     def planned_steps(self, total_steps: int | None) -> int:
-        """The stream's batches (a learner stops at its end), or fewer if ``total_steps`` says so."""
+        """The stream's batches (a learner stops at its end), or ``total_steps`` if fewer."""
         length = self._make_stream().total_batches()
         return length if total_steps is None else min(total_steps, length)
 

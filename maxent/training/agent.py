@@ -139,6 +139,9 @@ class Agent(abc.ABC):
         elif self.env_kind == "vector":
             self.envs = make_vector_env(env, cfg.n_envs, cfg.vectorization)
             self.n_envs = self.envs.num_envs
+        # Described as built, before anything wraps it (a front's step recorder): what a
+        # checkpoint records and a load compares (maxent.training.env_identity).
+        self._env_described = self._describe_own_env()
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.logger = None
         self.num_timesteps = 0
@@ -369,7 +372,8 @@ class Agent(abc.ABC):
             except (TypeError, ValueError) as err:
                 raise CheckpointError(f"cannot load {ckpt.path}: the overrides {sorted(overrides)} "
                                       f"make an invalid {cls.checkpoint_kind()} config: {err}") from None
-        check_common_state(ckpt, rebuild_env=env is None)
+        from_checkpoint = env is None
+        check_common_state(ckpt, rebuild_env=from_checkpoint)
         if env is None:
             env = cls._saved_env(ckpt)
         try:
@@ -377,6 +381,12 @@ class Agent(abc.ABC):
         except OutOfMemoryError as err:  # refused by its estimate, before allocating
             raise CheckpointError(f"{ckpt.path}/config.json asks for more memory than this machine "
                                   f"has: {err} (pass it to load, e.g. buffer_size=...)") from None
+        except (ValueError, TypeError, OverflowError, RuntimeError) as err:
+            if not from_checkpoint or isinstance(err, CheckpointError):
+                raise
+            # Built from the checkpoint alone (its config.json and env): the fault is in its files.
+            raise CheckpointError(f"{ckpt.path}/config.json and its env cannot build a "
+                                  f"{cls.checkpoint_kind()}: {str(err).splitlines()[0]}") from err
         agent._restore(ckpt, ckpt.path)
         agent.num_timesteps = int(ckpt.state["num_timesteps"])
         return agent
@@ -392,12 +402,15 @@ class Agent(abc.ABC):
                              "env=... to load it")
         return build if cls.env_kind == "vector" else build()
 
+    def _describe_own_env(self) -> dict[str, Any] | None:
+        target = {"vector": "envs", "single": "env"}.get(self.env_kind)
+        return describe_env(getattr(self, target, None)) if target else None
+
     def _env_description(self) -> dict[str, Any] | None:
         """How this agent's env was built (:func:`maxent.training.env_identity.describe_env`),
-        computed once: it does not change over the agent's life."""
+        taken when it was built: it does not change over the agent's life."""
         if not hasattr(self, "_env_described"):
-            target = {"vector": "envs", "single": "env"}.get(self.env_kind)
-            self._env_described = describe_env(getattr(self, target, None)) if target else None
+            self._env_described = self._describe_own_env()
         return self._env_described
 
     def _env_difference(self, ckpt: Checkpoint) -> str | None:

@@ -103,6 +103,10 @@ def describe_env(env: Any) -> dict[str, Any] | None:
     """``{"copies": [...]}``: one description per copy of ``env`` (a ``gymnasium.Env`` or a vector
     env), each the spec's fields or ``{"unknown": why}``. ``None`` for anything else (an agent
     without an env, a task stream)."""
+    if isinstance(env, gym.vector.VectorWrapper):
+        why = (f"it is wrapped in the vector wrapper {type(env).__name__}, which records neither "
+               "its arguments nor its state")
+        return {"copies": [{"unknown": why}] * env.num_envs}
     if isinstance(env, gym.vector.SyncVectorEnv):
         copies = [_describe_copy(e, e.spec) for e in env.envs]
     elif isinstance(env, gym.vector.VectorEnv):
@@ -142,16 +146,37 @@ def _spec_difference(saved: Mapping[str, Any], given: Mapping[str, Any]) -> str 
     return None
 
 
+def _well_formed(description: Any) -> bool:
+    """Whether ``description`` has the shape :func:`describe_env` gives (a checkpoint's state.json
+    is read back, so it is checked before it is trusted)."""
+    copies = description.get("copies") if isinstance(description, Mapping) else None
+    if not isinstance(copies, list) or not copies:
+        return False
+    for copy in copies:
+        if not isinstance(copy, Mapping):
+            return False
+        if "unknown" in copy:
+            continue
+        if set(copy) != set(_SPEC_FIELDS) or not isinstance(copy["kwargs"], Mapping) \
+                or not isinstance(copy["wrappers"], list) or not all(
+                    isinstance(w, Mapping) and {"name", "entry_point", "kwargs"} <= set(w)
+                    and isinstance(w["kwargs"], Mapping) for w in copy["wrappers"]):
+            return False
+    return True
+
+
 def difference(saved: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> str | None:
     """Why the env described by ``given`` may not be the one described by ``saved`` (both from
     :func:`describe_env`), or ``None`` when they are the same env."""
     if saved is None:
         return "the checkpoint does not describe its env (saved by an older maxent)"
+    if not _well_formed(saved):
+        return "the checkpoint's description of its env is malformed"
     if given is None:
         return "the env given has no description"
     was, now = list(saved["copies"]), list(given["copies"])
     if len(was) != len(now):
-        return f"the checkpoint ran {len(was)} env copies, this agent has {len(now)} (n_envs)"
+        return f"n_envs (env copies) is {len(was)} there, {len(now)} here"
     for i, (a, b) in enumerate(zip(was, now)):
         copy = f" (copy {i})" if len(was) > 1 else ""
         if "unknown" in a:
@@ -168,7 +193,7 @@ def rebuild_factory(saved: Mapping[str, Any] | None) -> Callable[[], gym.Env] | 
     """A constructor of the env ``saved`` describes (``gymnasium.make`` of its id with its
     keywords, time limit and wrappers), or ``None`` when the description is incomplete, its copies
     differ or its id is not registered in this process."""
-    if saved is None or not saved.get("copies"):
+    if not _well_formed(saved):
         return None
     first = saved["copies"][0]
     if "unknown" in first or any(c != first for c in saved["copies"]) or first["id"] not in gym.registry:

@@ -4,13 +4,14 @@ training with periodic checkpoints, the Ctrl-C message, and the final evaluation
 last log row.
 
 What differs between algorithms (how an agent is built, a warm-up before learning, what the final
-evaluation measures) comes in as :class:`RunHooks`; this module knows no agent, env or command.
+evaluation measures) comes in as :class:`RunHooks`; this module knows no agent, env or flag parser.
 
 Layout of a run directory::
 
     <run_dir>/model/            the last complete checkpoint (replaced atomically on every save)
     <run_dir>/.model.old-*      left only by a save killed between its two renames; loads as model/
     <run_dir>/progress.csv, events.out.tfevents.*   the logs
+    <run_dir>/evaluation.json   the last final evaluation and the flags of the command that ran it
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def runs_under(root: str | Path, limit: int = 20) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.parent for p in root.glob(f"**/{MODEL_SUBDIR}/config.json"))[:limit]
+    return sorted(p.parent.parent for p in root.glob(f"**/{MODEL_SUBDIR}/config.json"))[:limit]
 
 
 # --------------------------------------------------------------------------- what a run is
@@ -257,7 +258,7 @@ class RunHooks:
         """After build-or-resume, before ``learn`` (also when nothing is left to train)."""
 
     def eval_seed(self, seed: int) -> int:
-        """The first seed of the final evaluation of a run seeded ``seed``: apart from training's."""
+        """The final evaluation's first seed for a run seeded ``seed`` (not one training uses)."""
         return 10_000 + seed
 
     def final_evaluation(self, agent: Any, seed: int, count: int | None = None, env: Any = None,

@@ -11,6 +11,7 @@ module existed, so their older checkpoints load unchanged.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -434,8 +435,19 @@ class Controller(Entry):
         why = like(scalars, template)
         if why:
             raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(key)} {why}; {self.fix}")
+        # The controller's own checks (a bound above another, say) run on a copy, so that a
+        # refusal leaves the live one as it was.
+        try:
+            copy.deepcopy(self.controller).load_state_dict(self._state(ckpt))
+        except (ValueError, TypeError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(key)} does not fit the "
+                                  f"{self.name!r} controller: {str(err).splitlines()[0]}; "
+                                  f"{self.fix}") from None
 
     def read(self, ckpt):
+        self.controller.load_state_dict(self._state(ckpt))
+
+    def _state(self, ckpt: Checkpoint) -> dict:
         saved = {k: v for k, v in _get(ckpt.state, self.key or self.name).items() if k != "kind"}
         current = self.controller.state_dict()
         prefix = self.name + "."
@@ -447,7 +459,7 @@ class Controller(Entry):
                     if self.one_dim and live.dim() == 0:
                         v = v.reshape(())
                 saved[k[len(prefix):]] = v
-        self.controller.load_state_dict(saved)
+        return saved
 
 
 @dataclass
