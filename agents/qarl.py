@@ -504,7 +504,7 @@ class QARL(Agent):
                        fix="was curriculum changed? Load it with the curriculum it was saved with"),
             Generator("rng.torch", self.generator),
             NumpyRNG("rng_numpy", self.np_rng),
-            Value("n_updates", self, "_updates"),
+            Value("n_updates", self, "_updates", save=tuple),  # a pair: its length is checked
             Value("linear_planned", self, "_linear_planned"),
             Value("iteration", self, "iteration"),
             Value("phase", self, "phase", choices=("adversary", "protagonist")),

@@ -157,7 +157,8 @@ class SACFamily(nn.Module):
     update changes in place outside its parameters, and dropout masks and REDQ's subsets are drawn
     from the agent's generator; SAC's compiled step (a pure function of parameters, optimiser
     state and α) carries none of these, so family configs run this update whatever ``compile``
-    says. Every draw comes from ``generator`` in a fixed order, so resumes are bit-exact.
+    says. Every draw comes from ``generator`` in a fixed order, so resumes are bit-exact. It runs
+    in float32 (``precision`` applies to vanilla SAC's update only).
     """
 
     def __init__(self, cfg: Any, obs_dim: int, action_dim: int, device: torch.device,

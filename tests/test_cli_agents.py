@@ -48,7 +48,7 @@ def _steps_and_summary(out: str, algo: str) -> int:
     algorithm = ALGORITHMS[algo]
     match = re.search(rf"{algorithm.kind} .*?: (\d+) steps, [\d.]+ s, \d+ steps/s, eval "
                       rf"{algorithm.metric} (-?[\d.]+)( ± [\d.]+)? over \d+ "
-                      rf"{algorithm.eval_unit}", out)
+                      rf"{algorithm.eval_unit.rstrip('s')}", out)
     assert match, out
     return int(match.group(1))
 

@@ -241,3 +241,13 @@ def test_a_malformed_description_is_neither_compared_nor_rebuilt(saved):
     assert difference(saved, describe_env(gym.make("Pendulum-v1"))) == (
         "the checkpoint's description of its env is malformed")
     assert rebuild_factory(saved) is None
+
+
+def test_a_description_imports_and_calls_nothing_but_loaded_wrapper_classes():
+    from maxent.training.env_identity import rebuild_factory
+
+    saved = describe_env(gym.wrappers.ClipReward(gym.make("Pendulum-v1"), -1.0, 0.0))
+    assert rebuild_factory(saved)().spec.additional_wrappers[0].name == "ClipReward"
+    for entry_point in ("os:system", "builtins:exec", "not_imported_module:Wrapper"):
+        wrapper = {**saved["copies"][0]["wrappers"][0], "entry_point": entry_point}
+        assert rebuild_factory({"copies": [{**saved["copies"][0], "wrappers": [wrapper]}]}) is None

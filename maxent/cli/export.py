@@ -40,9 +40,9 @@ def export_main(argv: list[str]) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"maxent export: {args.out} exists and is not empty; choose a new folder")
     start = time.perf_counter()
-    import json
+    from maxent.training.checkpoint import read_checkpoint_state
 
-    state = json.loads((Path(path) / "state.json").read_text())
+    state = read_checkpoint_state(path)[1]
     agent = grpo.agent_class().load(path, env=state.get("env_id") or PLACEHOLDER_ENV)
     try:
         out = agent.save_pretrained(args.out)

@@ -9,6 +9,12 @@ The checksums catch corruption, truncation and accidental edits (a changed ``gam
 ``config.json`` no longer loads silently). They are not a signature: someone who edits a file on
 purpose can recompute them, so load checkpoints only from sources you trust to *train* for you
 (loading still runs no code: safetensors, JSON and pickle-free npz only).
+
+A load sees one save whole, the old or the new, even while another process saves to the same path
+(see "Loading" below); every field is checked before anything is allocated from it (here the
+files, their sizes and nesting; :mod:`maxent.training.saved` the agent's fields). A save that
+cannot be written (a full disk) raises :class:`CheckpointWriteError` and leaves the previous
+checkpoint intact.
 """
 
 import errno
@@ -35,7 +41,9 @@ import torch
 import maxent
 from maxent.training import runlock
 from maxent.training.limits import check_memory, format_bytes
-# 2: config.json also holds the SHA-256 of the agent's config ("config_sha256"). Format 1 reads.
+
+# 2: config.json also holds the SHA-256 of the agent's config ("config_sha256"). Format 1 is read
+# only from the maxent releases that wrote it (0.1.x), see _check_format_1.
 FORMAT_VERSION = 2
 FORMAT_MARKER = "maxent-checkpoint"
 
@@ -614,6 +622,19 @@ def read_checkpoint_header(path: str | os.PathLike) -> dict:
         ``config`` and ``files`` (file name -> sha256 hex).
     """
     return _read_consistently(Path(path), lambda reader: _read_header(reader))
+
+
+def read_checkpoint_state(path: str | os.PathLike) -> tuple[dict, dict]:
+    """``(header, state)``: the validated ``config.json`` and the verified ``state.json`` of one
+    save, without reading tensors or arrays (e.g. the env id to load an agent on)."""
+    def read(reader: _DirReader) -> tuple[dict, dict]:
+        header = _read_header(reader)
+        file = reader.directory / STATE_FILE
+        with reader.open(STATE_FILE, f"{file} is missing although {CONFIG_FILE} lists it; the "
+                                     "checkpoint is incomplete — resume from an earlier one") as f:
+            data = _verify(f, file, header["files"][STATE_FILE], keep=True)
+        return header, _load_state(data, file)
+    return _read_consistently(Path(path), read)
 
 
 def _read_consistently(path: Path, read: Any) -> Any:

@@ -12,12 +12,16 @@ cannot be compared, and the comparison says so rather than guessing.
 
 from __future__ import annotations
 
+import functools
 import numbers
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from maxent.training.vector import make_env
 
 __all__ = ["InexactResumeWarning", "describe_env", "difference", "hint", "not_replayed", "rebuild_factory"]
 
@@ -157,12 +161,28 @@ def _well_formed(description: Any) -> bool:
             return False
         if "unknown" in copy:
             continue
-        if set(copy) != set(_SPEC_FIELDS) or not isinstance(copy["kwargs"], Mapping) \
+        if set(copy) != set(_SPEC_FIELDS) or not isinstance(copy["id"], str) \
+                or not isinstance(copy["entry_point"], str) or not isinstance(copy["kwargs"], Mapping) \
+                or not isinstance(copy["max_episode_steps"], (int, type(None))) \
+                or not isinstance(copy["order_enforce"], bool) \
+                or not isinstance(copy["disable_env_checker"], bool) \
                 or not isinstance(copy["wrappers"], list) or not all(
-                    isinstance(w, Mapping) and {"name", "entry_point", "kwargs"} <= set(w)
-                    and isinstance(w["kwargs"], Mapping) for w in copy["wrappers"]):
+                    isinstance(w, Mapping) and isinstance(w.get("name"), str)
+                    and isinstance(w.get("entry_point"), str) and isinstance(w.get("kwargs"), Mapping)
+                    for w in copy["wrappers"]):
             return False
     return True
+
+
+def _loaded_wrapper(entry_point: str) -> type | None:
+    """The wrapper class ``entry_point`` names if its module is already imported and it is a
+    ``gymnasium.Wrapper``; else ``None``. A checkpoint's files are data: loading one imports no
+    module and calls nothing but a wrapper class this process already has."""
+    module, _, name = entry_point.partition(":")
+    target = sys.modules.get(module)
+    for part in name.split(".") if target is not None else ():
+        target = getattr(target, part, None)
+    return target if isinstance(target, type) and issubclass(target, gym.Wrapper) else None
 
 
 def difference(saved: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> str | None:
@@ -192,7 +212,7 @@ def difference(saved: Mapping[str, Any] | None, given: Mapping[str, Any] | None)
 def rebuild_factory(saved: Mapping[str, Any] | None) -> Callable[[], gym.Env] | None:
     """A constructor of the env ``saved`` describes (``gymnasium.make`` of its id with its
     keywords, time limit and wrappers), or ``None`` when the description is incomplete, its copies
-    differ or its id is not registered in this process."""
+    differ, its id is not registered in this process or a wrapper is not a loaded wrapper class."""
     if not _well_formed(saved):
         return None
     first = saved["copies"][0]
@@ -201,17 +221,21 @@ def rebuild_factory(saved: Mapping[str, Any] | None) -> Callable[[], gym.Env] | 
     spec = gym.spec(first["id"])
     if _entry_point(spec.entry_point) != first["entry_point"]:
         return None  # the id names another env in this process
+    wrappers = [(_loaded_wrapper(w["entry_point"]), dict(w["kwargs"])) for w in first["wrappers"]]
+    if any(cls is None for cls, _ in wrappers):
+        return None
+    limit = first["max_episode_steps"]
+    return functools.partial(_build, first["id"], -1 if limit is None else limit,  # -1: no limit
+                             first["disable_env_checker"], dict(first["kwargs"]), wrappers)
 
-    def build() -> gym.Env:
-        from maxent.training.vector import make_env
-        limit = first["max_episode_steps"]
-        env = make_env(first["id"], max_episode_steps=-1 if limit is None else limit,  # -1: none
-                       disable_env_checker=first["disable_env_checker"], **first["kwargs"])
-        for wrapper in first["wrappers"]:
-            env = gym.envs.registration.load_env_creator(wrapper["entry_point"])(env, **wrapper["kwargs"])
-        return env
 
-    return build
+def _build(env_id: str, max_episode_steps: int, disable_env_checker: bool, kwargs: dict[str, Any],
+           wrappers: list[tuple[type, dict[str, Any]]]) -> gym.Env:
+    env = make_env(env_id, max_episode_steps=max_episode_steps, disable_env_checker=disable_env_checker,
+                   **kwargs)
+    for cls, arguments in wrappers:
+        env = cls(env, **arguments)
+    return env
 
 
 def hint(saved: Mapping[str, Any] | None) -> str:

@@ -169,7 +169,8 @@ class Evaluation:
         test images``."""
         d = self.digits
         spread = "" if self.std is None else f" ± {self.std:.{d}f}"
-        return f"{self.metric} {self.mean:.{d}f}{spread} over {self.count} {self.unit}"
+        unit = self.unit[:-1] if self.count == 1 and self.unit.endswith("s") else self.unit
+        return f"{self.metric} {self.mean:.{d}f}{spread} over {self.count} {unit}"
 
     @classmethod
     def of_scores(cls, scores: Any, metric: str, unit: str, seed: int | None) -> Evaluation:

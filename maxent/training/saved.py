@@ -141,9 +141,11 @@ def _numbers(value: Any) -> bool:
 
 def like(value: Any, template: Any) -> str | None:
     """Why the JSON ``value`` cannot stand where this agent has ``template`` (the value a freshly
-    built agent writes), or None if it can. Integers are counters in ``[0, MAX_COUNT]``, numbers
-    are finite (unless the template is not), lists hold what the template's first element is (numbers when it is empty), and
-    objects have the template's keys; a None template accepts any finite scalar."""
+    built agent writes), or None if it can. Integers are counters in ``[0, MAX_COUNT]``; numbers
+    are finite (unless the template is not); lists hold what the template's first element is
+    (tuples: as many elements as it has); an empty list template is a history, numbers or rows of
+    numbers of one length; objects have the template's keys; a None template accepts any finite
+    scalar."""
     if template is None:
         if value is None or isinstance(value, (bool, str)) or _numbers(value):
             return None
@@ -167,8 +169,14 @@ def like(value: Any, template: Any) -> str | None:
             return f"is {_kind(value)}, expected a list"
         if isinstance(template, tuple) and len(value) != len(template):
             return f"has {len(value)} elements, expected {len(template)}"
-        if not template:
-            return None if _numbers(value) else "holds a value that is not a finite number"
+        if not template:  # a history: numbers, or rows of numbers of one length
+            if not _numbers(value):
+                return "holds a value that is not a finite number"
+            rows = {len(v) if isinstance(v, list) else -1 for v in value}
+            if len(rows) > 1 or 0 in rows or any(isinstance(x, list) for v in value
+                                                 if isinstance(v, list) for x in v):
+                return "mixes numbers and rows of numbers of different lengths"
+            return None
         first = next(iter(template))
         for i, v in enumerate(value):
             why = like(v, template[i] if isinstance(template, tuple) else first)
