@@ -9,6 +9,7 @@ import torch
 
 from maxent.entropy.token import LossSettings
 from maxent.training.agent import AgentConfig
+from maxent.training.config import ConfigError
 
 __all__ = ["AGGREGATIONS", "INTERVENTIONS", "GRPOConfig", "vllm_dtype"]
 
@@ -264,7 +265,7 @@ class GRPOConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
-            raise ValueError(f"GRPOConfig.group_size must be >= 2 (advantages compare completions "
+            raise ConfigError(f"GRPOConfig.group_size must be >= 2 (advantages compare completions "
                              f"of the same prompt), got {self.group_size}")
         self.require(("prompts_per_step", "max_new_tokens", "max_prompt_tokens", "num_epochs",
                       "log_interval", "tiny_hidden_size", "tiny_layers", "tiny_heads"), at_least=1)
@@ -272,26 +273,26 @@ class GRPOConfig(AgentConfig):
         self.require(("max_turns", "max_episode_tokens"), at_least=1)
         self.require(("max_tool_calls",), at_least=0)
         if self.turn_credit not in ("episode", "process"):
-            raise ValueError(f"GRPOConfig.turn_credit must be 'episode' or 'process', got "
+            raise ConfigError(f"GRPOConfig.turn_credit must be 'episode' or 'process', got "
                              f"{self.turn_credit!r}")
         if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+            raise ConfigError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not self.lora_alpha > 0 or not self.vllm_importance_sampling_clip_max >= 1:
-            raise ValueError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_clip_max "
+            raise ConfigError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_clip_max "
                              f">= 1, got {self.lora_alpha} and {self.vllm_importance_sampling_clip_max}")
         if not self.lora_target_modules:
-            raise ValueError("GRPOConfig.lora_target_modules must name at least one module")
+            raise ConfigError("GRPOConfig.lora_target_modules must name at least one module")
         self.require(("micro_batch_size", "torch_threads"), at_least=1, allow_none=True)
         self.require(("learning_rate", "max_grad_norm", "entropy_target"), above=0, allow_none=True)
         self.require(("temperature", "cov_ratio", "entropy_lr", "entropy_max_coef"), above=0)
         self.require(("weight_decay", "kl_coef", "entropy_coef", "clip_low", "clip_high",
                       "kl_cov_coef"), at_least=0)
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"GRPOConfig.top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"GRPOConfig.top_p must be in (0, 1], got {self.top_p}")
         if self.clip_low >= 1:
-            raise ValueError(f"GRPOConfig.clip_low must be < 1 (ratios are positive), got {self.clip_low}")
+            raise ConfigError(f"GRPOConfig.clip_low must be < 1 (ratios are positive), got {self.clip_low}")
         if self.cov_lower >= self.cov_upper:
-            raise ValueError(f"GRPOConfig.cov_lower ({self.cov_lower}) must be below cov_upper "
+            raise ConfigError(f"GRPOConfig.cov_lower ({self.cov_lower}) must be below cov_upper "
                              f"({self.cov_upper})")
         from maxent.entropy.token import SAMPLING_CORRECTIONS
         from maxent.llm.vllm_sampler import WEIGHT_SYNCS
@@ -308,50 +309,50 @@ class GRPOConfig(AgentConfig):
                    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"GRPOConfig.{name} must be one of {list(allowed)}, got "
+                raise ConfigError(f"GRPOConfig.{name} must be one of {list(allowed)}, got "
                                  f"{getattr(self, name)!r}")
         if self.scale_rewards not in (True, False, "group", "batch", "none"):
-            raise ValueError(f"GRPOConfig.scale_rewards must be 'group', 'batch', 'none' (or True / "
+            raise ConfigError(f"GRPOConfig.scale_rewards must be 'group', 'batch', 'none' (or True / "
                              f"False), got {self.scale_rewards!r}")
         self.require(("top_k",), at_least=0)
         self.require(("sapo_temperature_pos", "sapo_temperature_neg"), above=0)
         self.require(("ref_model_sync_steps",), at_least=0)
         if not 0 <= self.ref_model_mixup_alpha <= 1:
-            raise ValueError(f"GRPOConfig.ref_model_mixup_alpha must be in [0, 1], got "
+            raise ConfigError(f"GRPOConfig.ref_model_mixup_alpha must be in [0, 1], got "
                              f"{self.ref_model_mixup_alpha}")
         if self.entropy_aggregation not in (None, *AGGREGATIONS):
-            raise ValueError(f"GRPOConfig.entropy_aggregation must be None or one of "
+            raise ConfigError(f"GRPOConfig.entropy_aggregation must be None or one of "
                              f"{list(AGGREGATIONS)}, got {self.entropy_aggregation!r}")
         if self.ref_model_sync_steps and (self.kl_coef == 0 or self.lora_rank > 0 or self.fsdp):
-            raise ValueError("GRPOConfig.ref_model_sync_steps needs a reference model of full "
+            raise ConfigError("GRPOConfig.ref_model_sync_steps needs a reference model of full "
                              "weights: kl_coef > 0, lora_rank 0 and fsdp off")
         if not 0 < self.top_entropy_quantile <= 1:
-            raise ValueError(f"GRPOConfig.top_entropy_quantile must be in (0, 1], got "
+            raise ConfigError(f"GRPOConfig.top_entropy_quantile must be in (0, 1], got "
                              f"{self.top_entropy_quantile}")
         if self.delta is not None and not self.delta > 1 + self.clip_high:
-            raise ValueError(f"GRPOConfig.delta must be > 1 + clip_high ({1 + self.clip_high}) or "
+            raise ConfigError(f"GRPOConfig.delta must be > 1 + clip_high ({1 + self.clip_high}) or "
                              f"None, got {self.delta}")
         if self.surrogate != "clip" and self.intervention in ("clip_cov", "kl_cov"):
-            raise ValueError(f"GRPOConfig.intervention {self.intervention!r} acts on the clipped "
+            raise ConfigError(f"GRPOConfig.intervention {self.intervention!r} acts on the clipped "
                              f"surrogate; use surrogate='clip' with it, not {self.surrogate!r}")
         self.require(("repetition_penalty",), above=0)
         if self.min_p is not None and not 0 <= self.min_p <= 1:
-            raise ValueError(f"GRPOConfig.min_p must be in [0, 1] or None, got {self.min_p}")
+            raise ConfigError(f"GRPOConfig.min_p must be in [0, 1] or None, got {self.min_p}")
         if self.generation_kwargs is not None and not isinstance(self.generation_kwargs, dict):
-            raise ValueError(f"GRPOConfig.generation_kwargs must be a dict, got "
+            raise ConfigError(f"GRPOConfig.generation_kwargs must be a dict, got "
                              f"{type(self.generation_kwargs).__name__}")
         if self.sampler != "hf":
             for name, default in (("top_k", 0), ("min_p", None), ("repetition_penalty", 1.0),
                                   ("generation_kwargs", None)):
                 if getattr(self, name) != default:
-                    raise ValueError(f"GRPOConfig.{name}={getattr(self, name)!r} is honoured by "
+                    raise ConfigError(f"GRPOConfig.{name}={getattr(self, name)!r} is honoured by "
                                      f"sampler='hf' only, not sampler={self.sampler!r}; use "
                                      f"sampler='hf' or leave {name} at {default!r}")
         if self.device != "auto":
             try:
                 torch.device(self.device)
             except RuntimeError as err:
-                raise ValueError(f"GRPOConfig.device {self.device!r} is not a torch device: {err}") from None
+                raise ConfigError(f"GRPOConfig.device {self.device!r} is not a torch device: {err}") from None
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import typing
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from maxent.training import runlock
@@ -134,8 +136,11 @@ def test_every_agent_config_checks_types():
     checked = 0
     for algorithm in ALGORITHMS.values():
         cls = algorithm.config_class()
+        hints = typing.get_type_hints(cls)
         for field in cls.__dataclass_fields__:
-            wrong = 3 if isinstance(getattr(cls(), field), str) else "x"
+            # A wrong value of the wrong type: a number where strings are accepted, else a string.
+            takes_str = str in (typing.get_args(hints[field]) or (hints[field],))
+            wrong = 3 if takes_str or isinstance(getattr(cls(), field), str) else "x"
             with pytest.raises(ConfigError, match=f"{cls.__name__}.{field} must be"):
                 cls(**{field: wrong})
             checked += 1

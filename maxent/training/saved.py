@@ -302,6 +302,7 @@ class Optimizer(Entry):
         for i, (saved, current) in enumerate(zip(meta["param_groups"], groups)):
             template = {k: (list(range(first, first + len(v))) if k == "params" else v)
                         for k, v in current.items()}
+            unset = {k for k, v in current.items() if v is None}  # flags such as foreach
             first += len(current["params"])
             field = f"{where}['param_groups'][{i}]"
             why = like(saved, {k: v for k, v in template.items() if k != "params"} | {"params": []}) \
@@ -312,9 +313,8 @@ class Optimizer(Entry):
                 bad = [k for k, v in saved.items() if _numbers(v) and not isinstance(v, bool)
                        and any(x < 0 for x in (v if isinstance(v, list) else [v]))]
                 why = f"[{bad[0]!r}] is negative" if bad else None
-            if why is None:  # unset flags (foreach, fused) are null or a boolean, nothing else
-                bad = [k for k, v in current.items() if v is None and not (saved[k] is None
-                                                                           or isinstance(saved[k], bool))]
+            if why is None:
+                bad = [k for k in sorted(unset) if not (saved[k] is None or isinstance(saved[k], bool))]
                 why = f"[{bad[0]!r}] is {_kind(saved[bad[0]])}, expected null or a boolean" if bad else None
             if why:
                 raise CheckpointError(f"{field} {why}; {fix}")
