@@ -17,6 +17,7 @@ _configure_openmp()
 import argparse
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import tyro
 
 from maxent import __version__
 from maxent.cli.train import parse_count  # noqa: F401  (the step-count parser, imported from here too)
+from maxent.training.env_identity import InexactResumeWarning
 from maxent.training.run import UsageError
 
 
@@ -87,7 +89,10 @@ def _eval(argv: list[str]) -> int:
         raise SystemExit(f"maxent eval: {str(err).rstrip('.')}{hint}") from None
     algorithm = algorithm_for_kind(header["kind"], header["config"])
     hooks = _eval_hooks(algorithm, args.run_dir)
-    agent = algorithm.agent_class().load(path, env=args.env)
+    with warnings.catch_warnings():
+        # An evaluation continues no episode: that a resume on this env would not be exact is noise.
+        warnings.simplefilter("ignore", InexactResumeWarning)
+        agent = algorithm.agent_class().load(path, env=args.env)
     try:
         seed = hooks.eval_seed(agent.seed) if args.seed is None else args.seed
         evaluation = hooks.final_evaluation(agent, seed, args.episodes, env=args.env,

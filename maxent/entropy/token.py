@@ -16,6 +16,10 @@ Micro-batching: pass ``normalizer`` (see ``aggregate``) so that the losses of th
 one training batch sum to the full-batch loss, and select Clip-Cov/KL-Cov tokens with
 ``select_tokens`` ONCE on the whole batch (selection per micro-batch is a known flaw of the
 reference implementation: top-k of a micro-batch is not top-k of the batch).
+
+The importance weights that correct for a sampling engine (vLLM) other than the trainer are in
+:mod:`.sampler_correction`, the shared input checks in :mod:`.token_checks`; both are importable
+from here.
 """
 
 from __future__ import annotations
@@ -27,6 +31,23 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+# The vLLM mismatch correction lives in sampler_correction.py; importing it from here keeps working.
+from maxent.entropy.sampler_correction import (  # noqa: F401  (re-exported)
+    SAMPLING_CORRECTIONS,
+    _weigh_samples,
+    masked_fraction,
+    sampler_importance_weights,
+)
+from maxent.entropy.token_checks import (
+    _LOG_RATIO_CLAMP,
+    _bool_mask,
+    _check_2d,
+    _check_finite_advantages,
+    _check_name,
+    _check_no_nan,
+    _expand_advantages,
+)
 
 __all__ = [
     "AGGREGATIONS",
@@ -57,79 +78,8 @@ STEER_MODES = ("exponential", "linear")
 _STEER_PROB_EPS = 1e-8
 _STEER_OMEGA_FLOOR = 0.02
 
-# Every log-ratio that goes through exp (log pi - log pi_old in the PPO ratio, log pi_ref - log pi
-# in the k3 KL) is clamped to [-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP] first, as verl does
-# (core_algos.compute_policy_loss and kl_penalty "low_var_kl" clamp to [-20, 20]): exp(20) ~ 4.9e8
-# is far outside any clip range, while exp of a float32 log-ratio above ~88.7 is inf. Log-ratios
-# in the range are unchanged, so the loss equals TRL's (which does not clamp) on them; outside it
-# the value is held at the bound and the gradient through exp is 0. (verl also clamps the k3
-# value to [-10, 10]; we do not, as that changes it from |log-ratio| ~ 2.6 on, unlike TRL.)
-_LOG_RATIO_CLAMP = 20.0
 
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _check_name(value: str, valid: tuple[str, ...], what: str) -> str:
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid names are {', '.join(map(repr, valid))}")
-    return value
-
-
-def _check_2d(name: str, t: Tensor, shape: torch.Size | None = None) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, T), got {type(t).__name__}")
-    if t.ndim != 2:
-        raise ValueError(f"{name} must have shape (B, T), got shape {tuple(t.shape)}")
-    if shape is not None and t.shape != shape:
-        raise ValueError(
-            f"{name} has shape {tuple(t.shape)} but log_probs has shape {tuple(shape)}; "
-            "all per-token tensors (log-probs, mask, entropies) must share one (B, T) shape"
-        )
-
-
-def _bool_mask(mask: Tensor, shape: torch.Size) -> Tensor:
-    _check_2d("mask", mask, shape)
-    return mask if mask.dtype == torch.bool else mask != 0
-
-
-def _expand_advantages(advantages: Tensor, shape: torch.Size) -> Tensor:
-    """(B,), (B, 1) or (B, T) advantages -> (B, T), detached."""
-    if not isinstance(advantages, Tensor):
-        raise TypeError(f"advantages must be a torch.Tensor, got {type(advantages).__name__}")
-    a = advantages.detach()
-    if a.ndim == 1:
-        a = a.unsqueeze(1)
-    if a.ndim != 2 or a.shape[0] != shape[0] or a.shape[1] not in (1, shape[1]):
-        raise ValueError(
-            f"advantages must have shape (B,), (B, 1) or (B, T) = ({shape[0]}, {shape[1]}), "
-            f"got {tuple(advantages.shape)}"
-        )
-    return a.expand(shape)
-
-
-def _check_no_nan(name: str, t: Tensor, mask: Tensor) -> None:
-    # One host sync per tensor: a NaN here silently turns the whole loss into NaN otherwise.
-    if bool(torch.isnan(t.detach()).logical_and(mask).any()):
-        raise ValueError(
-            f"{name} contains NaN at valid (mask != 0) tokens; check the forward pass "
-            "(e.g. fp16 overflow) or mask those tokens out"
-        )
-
-
-def _check_finite_advantages(a: Tensor, mask: Tensor) -> None:
-    # One host sync: an inf advantage makes the loss +-inf (and its gradient inf or NaN), a NaN
-    # one makes it NaN; neither is an error torch would raise.
-    bad = ~torch.isfinite(a.detach()) & mask
-    if bool(bad.any()):
-        b, t = (int(i) for i in torch.nonzero(bad)[0])
-        value = float(a[b, t])
-        raise ValueError(
-            f"advantages must be finite at valid (mask != 0) tokens, got {value} at "
-            f"(sequence {b}, token {t}) (in {a.dtype}); an inf or NaN reward, or a division by a "
-            "zero reward std without eps, gives this: replace non-finite rewards before computing "
-            "advantages, normalise with (r - mean) / (std + eps), or mask those tokens out"
-        )
+# --------------------------------------------------------------------------- selection and STEER checks
 
 
 def _check_ratio(ratio: float) -> float:
@@ -523,59 +473,6 @@ def _masked_mean(x: Tensor, m: Tensor) -> Tensor:
     return torch.where(m, x, 0.0).sum() / m.sum().clamp(min=1)
 
 
-SAMPLING_CORRECTIONS = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
-
-
-def sampler_importance_weights(old_log_probs: Tensor, sampler_log_probs: Tensor, mask: Tensor, *,
-                               mode: str = "sequence_mask", clip_max: float | None = 3.0,
-                               clip_min: float | None = None) -> Tensor:
-    """Importance weights pi_rollout / pi_sampler for completions sampled by an inference engine
-    (vLLM) whose probabilities differ slightly from the trainer's (kernels, dtype): truncated
-    importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings you
-    off-policy RL training"; verl's TIS), with TRL's four modes.
-
-    ``*token*`` modes weight each token by exp(log pi_old,t - log pi_sampler,t), ``sequence*``
-    modes each completion by exp(sum over its tokens); ``*truncate`` clamps the weight to
-    [clip_min, clip_max], ``*mask`` zeroes weights outside it. NaN sampler log-probs count as
-    equal (weight 1). Returns (B, T) or (B, 1), no grad.
-
-    Args:
-        old_log_probs: (B, T) the trainer's log-probs of the sampled tokens under the rollout
-            policy.
-        sampler_log_probs: (B, T) the engine's log-probs of the same tokens.
-        mask: (B, T) 1 on generated tokens.
-        mode: one of ``SAMPLING_CORRECTIONS`` (TRL's default ``"sequence_mask"``).
-        clip_max, clip_min: the bounds C (TRL's defaults 3.0 and none).
-    """
-    _check_name(mode, SAMPLING_CORRECTIONS, "mode")
-    _check_2d("sampler_log_probs", sampler_log_probs, old_log_probs.shape)
-    m = _bool_mask(mask, old_log_probs.shape)
-    with torch.no_grad():
-        diff = torch.where(m, old_log_probs.detach() - sampler_log_probs.to(old_log_probs.dtype), 0.0)
-        diff = torch.nan_to_num(diff, nan=0.0)
-        if mode.startswith("sequence"):
-            diff = diff.sum(dim=-1, keepdim=True)
-        weights = torch.exp(diff.clamp(max=_LOG_RATIO_CLAMP))
-        low = -math.inf if clip_min is None else clip_min
-        high = math.inf if clip_max is None else clip_max
-        if mode.endswith("truncate"):
-            weights = weights.clamp(min=None if clip_min is None else clip_min,
-                                    max=None if clip_max is None else clip_max)
-        else:
-            weights = weights.masked_fill((weights < low) | (weights > high), 0.0)
-    return weights
-
-
-def masked_fraction(weights: Tensor, mask: Tensor) -> Tensor:
-    """Share of the completions (``sequence*`` weights, (B, 1)) or generated tokens (``token*``,
-    (B, T)) that :func:`sampler_importance_weights` zeroed, i.e. that do not train."""
-    zeroed = weights == 0
-    if weights.shape[-1] == 1:
-        return zeroed.float().mean()
-    m = _bool_mask(mask, weights.shape)
-    return (zeroed & m).sum() / m.sum().clamp(min=1)
-
-
 @dataclass(frozen=True)
 class LossSettings:
     """The settings of :func:`policy_loss` that stay fixed over a run (GRPO builds one from its
@@ -718,17 +615,6 @@ def _kl_term(s: LossSettings, per_token: Tensor, ratio: Tensor, log_probs: Tenso
         kl_term = kl * ratio if s.kl_importance_correction else kl
         per_token = per_token + s.kl_coef * kl_term
     return per_token, _masked_mean(kl, m)
-
-
-def _weigh_samples(per_token: Tensor, sampling_weights: Tensor | None) -> Tensor:
-    if sampling_weights is None:
-        return per_token
-    shape = per_token.shape
-    if sampling_weights.dim() != 2 or sampling_weights.shape[0] != shape[0] or \
-            sampling_weights.shape[1] not in (1, shape[1]):
-        raise ValueError(f"sampling_weights must have shape {tuple(shape)} or ({shape[0]}, 1), "
-                         f"got {tuple(sampling_weights.shape)}")
-    return per_token * sampling_weights.detach().to(per_token.dtype)
 
 
 def _entropy_bonus(s: LossSettings, entropy: Tensor | None, entropy_coef: float | Tensor,
