@@ -129,35 +129,6 @@ class Batch:
     sampler_log_probs: Tensor | None = None  # (B, T) the sampling engine's (vLLM) log-probs
 
 
-# --------------------------------------------------------------------------- advantages
-
-
-def group_advantages(rewards: Tensor, group_size: int, scale: bool = True) -> Tensor:
-    """GRPO's group-relative advantage (r − mean_g r) / (std_g r + 1e-6), or r − mean_g r with
-    ``scale=False`` (Dr.GRPO). Rewards that are NaN (failed scoring) are left out of the group's
-    statistics and get advantage 0; groups with fewer than two valid rewards get 0.
-
-    Args:
-        rewards: (B,) with B a multiple of ``group_size``, groups contiguous.
-        group_size: G.
-        scale: divide by the group's (unbiased, as TRL) standard deviation.
-
-    Returns:
-        (B,) advantages, float32.
-    """
-    r = rewards.reshape(-1, group_size).float()                     # (n_prompts, G)
-    valid = torch.isfinite(r)
-    n = valid.sum(-1, keepdim=True)
-    r0 = torch.where(valid, r, torch.zeros_like(r))
-    mean = r0.sum(-1, keepdim=True) / n.clamp(min=1)
-    centred = torch.where(valid, r - mean, torch.zeros_like(r))
-    if scale:
-        std = (centred.square().sum(-1, keepdim=True) / (n - 1).clamp(min=1)).sqrt()
-        centred = centred / (std + 1e-6)
-    centred = torch.where(n >= 2, centred, torch.zeros_like(centred))
-    return centred.reshape(-1)
-
-
 # --------------------------------------------------------------------------- the agent
 
 
@@ -227,41 +198,8 @@ class GRPO(Agent):
             raise ValueError(f"GRPOConfig.prompts_per_step ({cfg.prompts_per_step}) must divide by "
                              f"the number of processes ({self.world_size})")
 
-        from maxent.agents.grpo_multiturn import MultiTurn, is_multiturn_env
-        from maxent.envs.prompts import PromptDataset, RewardFunctions, TaskReward, TrainerState
-
-        self.trainer_state = TrainerState(is_world_process_zero=self.rank == 0,
-                                          logging_steps=cfg.log_interval)
-        if isinstance(env, PromptDataset):  # built by the caller (maxent.trl: reward models, splits)
-            if reward_funcs is not None or reward_fn is not None:
-                raise ValueError("a PromptDataset carries its reward functions; do not pass "
-                                 "reward_funcs or reward_fn with it")
-            self.env_id = None
-            self.env = env
-            self.rewards = env.rewards
-        elif _is_dataset(env):
-            if reward_funcs is None:
-                raise ValueError("training on a dataset needs reward_funcs=[...] (TRL's convention: "
-                                 "fn(prompts, completions, completion_ids, **columns) -> list)")
-            self.env_id = None
-            self.env = PromptDataset(env, reward_funcs, reward_weights, on_failure=cfg.reward_failures)
-            self.rewards = self.env.rewards
-        elif tools is not None or is_multiturn_env(env):  # episodes of many turns, or tool calls
-            self.env_id = env if isinstance(env, str) else None
-            self.multiturn = MultiTurn(self, env, tools, Batch,
-                                       has_rewards=reward_fn is not None or reward_funcs is not None)
-            self.env, self.rewards = self.multiturn.pool, None
-        else:
-            self.env_id = env if isinstance(env, str) else None
-            self.env = _text_env(env)
-            if reward_funcs is not None and reward_fn is not None:
-                raise ValueError("give reward_fn (one completion, target) or reward_funcs (TRL's "
-                                 "convention), not both")
-            self.reward_fn = reward_fn or self.env.task.reward
-            self.rewards = RewardFunctions(
-                reward_funcs if reward_funcs is not None else TaskReward(self.reward_fn), reward_weights,
-                on_failure=cfg.reward_failures)
-            self.rewards.check_signatures(["target"])
+        attach_env_and_rewards(self, env, reward_fn=reward_fn, reward_funcs=reward_funcs,
+                               reward_weights=reward_weights, tools=tools, batch_cls=Batch)
 
         if model is None:
             tiny = {"hidden_size": cfg.tiny_hidden_size, "num_layers": cfg.tiny_layers,
@@ -428,18 +366,7 @@ class GRPO(Agent):
                                     seed=self._step_seed(step, 1), **cfg.sampling_options())
         prompts = [p for p, _ in pairs for _ in range(cfg.group_size)]
         scored = self._score(prompts, out.texts, out.ids, out.mask, targets)
-        rewards = torch.as_tensor(scored.rewards, dtype=torch.float32)
-        skipped = int(torch.isnan(rewards).sum())
-        if skipped == len(repeated) and scored.failures:
-            raise RuntimeError(f"GRPO step {step}: every completion was skipped because the reward "
-                               f"functions failed (first: {scored.failures[0]}); fix them, training "
-                               "on no rewards learns nothing")
-        if skipped or scored.failures:
-            self.skipped_rewards += skipped
-            first = f" (first: {scored.failures[0]})" if scored.failures else ""
-            warnings.warn(f"GRPO step {step}: {skipped} of {len(repeated)} completions skipped "
-                          f"because no reward function rewarded them{first}; "
-                          f"{self.skipped_rewards} skipped so far", RuntimeWarning, stacklevel=2)
+        rewards = checked_rewards(self, step, scored, len(repeated))
         prompt_ids, prompt_mask = llm.left_pad(repeated, self.tokenizer.pad_token_id)
         return Rollout(prompt_ids, prompt_mask, out.ids, out.mask, out.truncated, rewards,
                        out.texts, targets, torch.as_tensor(scored.per_function, dtype=torch.float32),
@@ -447,25 +374,11 @@ class GRPO(Agent):
 
     def _score(self, prompts: list, texts: list[str], ids: Tensor, mask: Tensor, targets: list):
         """Rewards of a batch through the reward functions (TRL's convention)."""
-        completion_ids = [row[m].tolist() for row, m in zip(ids, mask.bool())]
-        self._update_trainer_state()
-        if hasattr(self.env, "score") and hasattr(self.env, "rewards"):  # a dataset
-            return self.env.score(prompts, texts, completion_ids, targets, self.trainer_state)
-        return self.rewards(prompts, texts, completion_ids, {"target": list(targets)},
-                            self.trainer_state)
+        return score(self, prompts, texts, ids, mask, targets)
 
     def _update_trainer_state(self) -> None:
         """Bring ``trainer_state`` (what reward functions and TRL callbacks read) up to date."""
-        state, cfg = self.trainer_state, self.config
-        state.global_step = self.num_timesteps
-        state.num_completions = self.num_completions
-        state.max_steps = max(state.max_steps, self.num_timesteps)
-        state.train_batch_size = cfg.prompts_per_step * cfg.group_size
-        prompts_per_epoch = len(self.env) if hasattr(self.env, "__len__") else None
-        if prompts_per_epoch:
-            steps_per_epoch = prompts_per_epoch / cfg.prompts_per_step
-            state.epoch = self.num_timesteps / steps_per_epoch
-            state.num_train_epochs = math.ceil(state.max_steps / steps_per_epoch)
+        update_trainer_state(self)
 
     def _on_learn_start(self, end: int) -> None:
         super()._on_learn_start(end)
@@ -490,32 +403,7 @@ class GRPO(Agent):
                     cfg.group_size, cfg.reward_scaling, cfg.multi_objective_aggregation), None
             return group_advantages(rollout.rewards, cfg.group_size,
                                     cfg.reward_scaling == "group"), None
-        from maxent.entropy.semantic import seed_advantages
-
-        G = cfg.group_size
-        rewards = rollout.rewards.reshape(-1, G).clone()
-        valid = torch.isfinite(rewards)
-        # Failed rewards take their group's mean (no signal) and are zeroed afterwards.
-        means = torch.where(valid, rewards, 0).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
-        rewards = torch.where(valid, rewards, means)
-        task = getattr(self.env, "task", None)
-        # Clusters of meaning: the task's parsed answer; for a dataset, the stripped completion.
-        parse = task.parse if task is not None else (lambda text: text.strip())
-        answers = [[parse(rollout.texts[p * G + g]) for g in range(G)]
-                   for p in range(rewards.shape[0])]
-        if cfg.reward_scaling == "batch" or cfg.multi_objective_aggregation != "sum_then_normalize":
-            raise ValueError("intervention='seed' scales group advantages: use it with "
-                             "scale_rewards 'group' or 'none' and multi_objective_aggregation "
-                             "'sum_then_normalize'")
-        kwargs: dict[str, Any] = {"mode": cfg.seed_mode, "scale_std": cfg.reward_scaling == "group"}
-        if cfg.seed_alpha is not None:
-            kwargs["alpha"] = cfg.seed_alpha
-        if cfg.seed_likelihood_weights:
-            kwargs["weights"] = sequence_log_probs.reshape(-1, G)
-            kwargs["log_weights"] = True
-        adv, semantic = seed_advantages(rewards, answers, **kwargs)
-        adv = torch.where(valid & (valid.sum(-1, keepdim=True) >= 2), adv, 0)
-        return adv.reshape(-1).float(), semantic
+        return seed_grpo_advantages(rollout, getattr(self.env, "task", None), cfg, sequence_log_probs)
 
     # ----------------------------------------------------------------------- the update
 
@@ -943,57 +831,6 @@ class GRPO(Agent):
         super()._restore(ckpt, path)
         # A sampler that holds its own copy of the weights (vLLM) must see the loaded ones.
         self._sync_sampler()
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def completions_table(rollout: Rollout, reward_names: Sequence[str], rows: int = 8,
-                      extras: dict[str, list] | None = None) -> str:
-    """A Markdown table of the first ``rows`` completions of a rollout: prompt, completion, total
-    reward, each reward function's (TRL's ``log_completions``) and the columns reward functions
-    added with ``log_extra``."""
-    def cell(value: Any) -> str:
-        text = value[-1]["content"] if isinstance(value, list) and value and isinstance(value[-1], dict) \
-            else str(value)
-        return text.replace("|", "\\|").replace("\n", "<br>")[:300]
-
-    names = list(reward_names)
-    extras = extras or {}
-    head = "| prompt | completion | reward |" + "".join(f" {n} |" for n in [*names, *extras])
-    lines = [head, "|" + "---|" * (3 + len(names) + len(extras))]
-    for i in range(min(rows, len(rollout.texts))):
-        prompt = rollout.prompts[i] if rollout.prompts is not None else ""
-        terms = "" if rollout.reward_terms is None else "".join(
-            f" {float(v):.3f} |" for v in rollout.reward_terms[i])
-        extra = "".join(f" {cell(v[i]) if i < len(v) else ''} |" for v in extras.values())
-        lines.append(f"| {cell(prompt)} | {cell(rollout.texts[i])} | {float(rollout.rewards[i]):.3f} |"
-                     + terms + extra)
-    return "\n".join(lines)
-
-
-def _is_dataset(env: Any) -> bool:
-    """A dataset of prompts (not a text task): a datasets.Dataset, a list of dicts, a data file."""
-    if isinstance(env, (str, Path)):
-        return Path(env).suffix.lower() in (".jsonl", ".json", ".parquet", ".csv")
-    if hasattr(env, "column_names") and hasattr(env, "__getitem__"):
-        return True
-    return isinstance(env, (list, tuple)) and bool(env) and isinstance(env[0], dict)
-
-
-def _text_env(env: Any):
-    """The unwrapped text task env behind an id or an instance."""
-    if isinstance(env, str):
-        import gymnasium
-
-        import maxent.envs  # noqa: F401  (registers the maxent/ ids)
-
-        env = gymnasium.make(env)
-    inner = getattr(env, "unwrapped", env)
-    if not (hasattr(inner, "sample_prompts") and hasattr(inner, "task")):
-        raise ValueError(f"GRPO needs a text task env with sample_prompts() and task (see "
-                         f"maxent.envs.text), got {type(inner).__name__}")
-    return inner
 
 
 if __name__ == "__main__":  # `accelerate launch -m maxent.agents.grpo ...`: `maxent train grpo ...`

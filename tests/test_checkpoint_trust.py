@@ -333,7 +333,8 @@ def _json_edits(value, path=(), history=False) -> list:
     is a valid env id (the agent was trained on an env instance), so it is no edit there; a
     history one entry shorter or longer is another valid history unless another field fixes its
     length, so ``history`` lists get no length edits."""
-    common = ["delete", "x", {}, DEEP] + ([] if path == ("env_id",) else [None])
+    in_history = history == "entry"  # deleting an entry of a history is a length edit too
+    common = ([] if in_history else ["delete"]) + ["x", {}, DEEP] + ([] if path == ("env_id",) else [None])
     if isinstance(value, bool):
         return common + [0, 1, "true", []]
     if isinstance(value, int):
@@ -343,16 +344,24 @@ def _json_edits(value, path=(), history=False) -> list:
     if isinstance(value, str):
         return common + [5, [], True]
     if isinstance(value, list):
-        return common + ([] if history else ["drop last", "repeat last"]) + [3.5]
+        return common + ([] if history is True else ["drop last", "repeat last"]) + [3.5]
     if isinstance(value, dict):
         return common + ["add key", [], 3.5]
     return common + [0, []]
 
 
-def _history(kind: str, file: str, path: tuple) -> bool:
+def _history(kind: str, file: str, path: tuple) -> bool | str:
+    """True for a history list, "entry" for an entry of one, else False."""
+    if file != "state.json":
+        return False
     # SAC and QARL pair their episode returns with lengths, which fixes those lists' lengths.
-    paired = kind in ("SAC", "QARL") and path in (("episode_returns",), ("episode_lengths",))
-    return file == "state.json" and not paired and _is_history(kind, path)
+    paired = kind in ("SAC", "QARL") and path[:1] in (("episode_returns",), ("episode_lengths",))
+    if paired:
+        return False
+    if _is_history(kind, path):
+        return True
+    return "entry" if len(path) > 1 and isinstance(path[-1], int) and _is_history(kind, path[:-1]) \
+        else False
 
 
 def _tensor_edits(t: torch.Tensor) -> list:

@@ -147,7 +147,8 @@ def like(value: Any, template: Any) -> str | None:
     numbers of one length; objects have the template's keys; a None template accepts any finite
     scalar."""
     if template is None:
-        if value is None or isinstance(value, (bool, str)) or _numbers(value):
+        if value is None or isinstance(value, (bool, str)) or (_numbers(value)
+                                                               and not isinstance(value, list)):
             return None
         return f"is {_kind(value)}, expected null or a finite number"
     if isinstance(template, bool):
