@@ -9,50 +9,64 @@ rollout policy's token log-probs once, and takes ``num_epochs`` optimiser steps 
 surrogate from :mod:`maxent.entropy.token`, accumulated over micro-batches. Device placement, DDP/FSDP
 wrapping and gradient all-reduce come from Hugging Face ``accelerate``: the same file runs on one
 CPU or under ``accelerate launch`` on several processes.
+
+Beside it: the step's data (:mod:`~maxent.agents.grpo_batch`), rewards and their failure contract
+(:mod:`~maxent.agents.grpo_rewards`), advantages (:mod:`~maxent.agents.grpo_advantages`), the
+supervised warm-up (:mod:`~maxent.agents.grpo_warmup`) and ``maxent train grpo``'s hooks
+(:mod:`~maxent.agents.grpo_run`); the public names of these are importable from here too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from maxent.llm import cpu_memory
 from maxent import llm
-from maxent.training import runlock
 from maxent.llm import steering
 from maxent.training import logging as mlog
 from maxent.training.agent import Agent
 from maxent.training.saved import Controller, Optimizer, Value, write_entries
-from maxent.training.run import Evaluation, RunHooks, RunSpec, UsageError
+from maxent.training.run import EVAL_ACCURACY  # noqa: F401  (a metric name of this agent)
 from maxent.training.checkpoint import CheckpointError
 from maxent.entropy.temperature import EntropyTargetController, FixedTemperature
 from maxent.llm.forward import completion_logits, token_log_probs  # noqa: F401  (re-exported)
+from maxent.agents.grpo_batch import Batch, Rollout
+from maxent.agents.grpo_advantages import (
+    advantages_from_rewards,
+    group_advantages,
+    seed_grpo_advantages,
+)
+from maxent.agents.grpo_rewards import (
+    attach_env_and_rewards,
+    checked_rewards,
+    completions_table,
+    score,
+    update_trainer_state,
+)
 
-# The settings live in grpo_config.py; importing them from here keeps working.
+# The settings live in grpo_config.py, the `maxent train grpo` hooks in grpo_run.py; importing
+# them from here keeps working.
 from maxent.agents.grpo_config import (  # noqa: F401  (re-exported)
     AGGREGATIONS,
     INTERVENTIONS,
     GRPOConfig,
     vllm_dtype,
 )
+from maxent.agents.grpo_run import GRPOFlags, GRPORunHooks  # noqa: F401  (re-exported)
 
 
 # Metric names (TensorBoard tags) of this agent.
 REWARD = mlog.REWARD
 ACCURACY = "rollout/accuracy"
-EVAL_ACCURACY = "eval/accuracy"
 COMPLETION_LENGTH = "rollout/completion_length"
 TRUNCATED = "rollout/truncated_fraction"
 SKIPPED = "rollout/skipped_rewards"
@@ -65,68 +79,6 @@ GRAD_NORM = "train/grad_norm"
 COVARIANCE = "covariance/logp_advantage"
 LAW_A, LAW_B, LAW_CEILING = "law/a", "law/b", "law/predicted_ceiling"
 STEP_TIME = "time/step_seconds"
-
-# --------------------------------------------------------------------------- rollout batch
-
-
-@dataclass
-class Rollout:
-    """One process's share of a GRPO step: ``n_prompts`` groups of ``group_size`` rows each,
-    row ``p * group_size + g`` being completion g of prompt p. B rows, P prompt and T completion
-    token positions.
-
-    Attributes:
-        prompt_ids: (B, P) left-padded prompt tokens; prompt_mask (B, P) 1 on real tokens.
-        completion_ids: (B, T) right-padded completion tokens; completion_mask (B, T) bool, True on
-            generated tokens (eos included).
-        truncated: (B,) bool, no eos within ``max_new_tokens``.
-        rewards: (B,) float32, NaN where no reward function rewarded the completion.
-        texts: decoded completions; targets: the task's target (or the dataset row) per row.
-        reward_terms: (B, F) each reward function's reward, NaN where it gave none.
-        prompts: the prompt (text or conversation) of each row.
-        sampler_log_probs: (B, T) the sampler's log-prob of each generated token (vLLM), or None.
-    """
-
-    prompt_ids: Tensor
-    prompt_mask: Tensor
-    completion_ids: Tensor
-    completion_mask: Tensor
-    truncated: Tensor
-    rewards: Tensor
-    texts: list[str]
-    targets: list[Any]
-    reward_terms: Tensor | None = None
-    prompts: list[Any] | None = None
-    sampler_log_probs: Tensor | None = None
-
-    def rows(self, start: int, stop: int) -> Rollout:
-        """Rows ``start:stop`` (keep whole groups together: advantages are per group)."""
-        def cut(x):
-            return None if x is None else x[start:stop]
-
-        return Rollout(self.prompt_ids[start:stop], self.prompt_mask[start:stop],
-                       self.completion_ids[start:stop], self.completion_mask[start:stop],
-                       self.truncated[start:stop], self.rewards[start:stop],
-                       self.texts[start:stop], self.targets[start:stop], cut(self.reward_terms),
-                       cut(self.prompts), cut(self.sampler_log_probs))
-
-
-@dataclass
-class Batch:
-    """A scored rollout ready for the update: inputs, masks and everything computed once with no
-    grad. Shapes: B rows, T completion tokens."""
-
-    input_ids: Tensor          # (B, P + T)
-    attention_mask: Tensor     # (B, P + T)
-    position_ids: Tensor       # (B, P + T)
-    loss_mask: Tensor          # (B, T) float, tokens that carry loss
-    advantages: Tensor         # (B,)
-    old_log_probs: Tensor      # (B, T)
-    old_entropy: Tensor        # (B, T)
-    ref_log_probs: Tensor | None
-    selected: Tensor | None    # (B, T) bool, Clip-Cov/KL-Cov tokens
-    token_weights: Tensor | None = None  # (B, T) STEER weights
-    sampler_log_probs: Tensor | None = None  # (B, T) the sampling engine's (vLLM) log-probs
 
 
 # --------------------------------------------------------------------------- the agent
@@ -396,8 +348,6 @@ class GRPO(Agent):
                     raise ValueError("scale_rewards='batch' and multi_objective_aggregation="
                                      "'normalize_then_sum' run on one process; use 'group' and "
                                      "'sum_then_normalize' under several")
-                from maxent.agents.grpo_advantages import advantages_from_rewards
-
                 return advantages_from_rewards(
                     rollout.rewards, rollout.reward_terms, torch.as_tensor(self.rewards.weights),
                     cfg.group_size, cfg.reward_scaling, cfg.multi_objective_aggregation), None

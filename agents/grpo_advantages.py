@@ -102,7 +102,7 @@ def group_advantages(rewards: Tensor, group_size: int, scale: bool = True) -> Te
 
 def seed_grpo_advantages(rollout: Any, task: Any, cfg: Any,
                          sequence_log_probs: Tensor | None) -> tuple[Tensor, Tensor]:
-    """SEED-GRPO's (B,) advantages of a :class:`~maxent.agents.grpo.Rollout` and the (n_prompts,)
+    """SEED-GRPO's (B,) advantages of a :class:`~maxent.agents.grpo_batch.Rollout` and the (n_prompts,)
     semantic entropies of its groups, answers clustered by ``task.parse`` (the stripped completion
     when ``task`` is None, a dataset); ``cfg`` a :class:`~maxent.agents.grpo_config.GRPOConfig`,
     ``sequence_log_probs`` (B,) the completions' log-probs (for ``seed_likelihood_weights``)."""

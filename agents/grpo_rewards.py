@@ -108,9 +108,10 @@ def update_trainer_state(agent: Any) -> None:
 
 def completions_table(rollout: Any, reward_names: Sequence[str], rows: int = 8,
                       extras: dict[str, list] | None = None) -> str:
-    """A Markdown table of the first ``rows`` completions of a :class:`~maxent.agents.grpo.Rollout`: prompt, completion, total
-    reward, each reward function's (TRL's ``log_completions``) and the columns reward functions
-    added with ``log_extra``."""
+    """A Markdown table of the first ``rows`` completions of a
+    :class:`~maxent.agents.grpo_batch.Rollout`: prompt, completion, total reward, each reward
+    function's (TRL's ``log_completions``) and the columns reward functions added with
+    ``log_extra``."""
     def cell(value: Any) -> str:
         text = value[-1]["content"] if isinstance(value, list) and value and isinstance(value[-1], dict) \
             else str(value)

@@ -255,6 +255,16 @@ class Player:
 # --------------------------------------------------------------------------- the agent
 
 
+def _check_alpha_history(rows: list, ckpt: Any) -> str | None:
+    """Why saved ``alpha_history`` rows (step an episode started, its alpha, the curriculum's
+    value) cannot be this run's, or None."""
+    for i, row in enumerate(rows):
+        if not (len(row) == 3 and isinstance(row[0], int) and 0 <= row[0] <= ckpt.state["num_timesteps"]
+                and row[1] >= 0 and row[2] >= 0):
+            return f"[{i}] is {row!r:.60}, expected [step <= num_timesteps, alpha >= 0, value >= 0]"
+    return None if len(rows) <= 10_000 else f"has {len(rows)} rows, more than the 10000 kept"
+
+
 class QARL(Agent):
     """Protagonist SAC trained against a SAC adversary whose temperature follows a curriculum.
 
@@ -520,7 +530,7 @@ class QARL(Agent):
             Value("episode_lengths", self, "episode_lengths", save=list, load=deque100,
                   check=episodes_check("episode_returns", 100, counts=True)),
             Value("alpha_history", self, "alpha_history", save=lambda h: h[-10_000:],
-                  load=lambda v: [tuple(row) for row in v]),
+                  load=lambda v: [tuple(row) for row in v], check=_check_alpha_history),
         ]
 
     def _checkpoint(self, include_replay_buffer: bool = True):
@@ -538,9 +548,9 @@ class QARL(Agent):
         saved_kind = curriculum.get("kind") if isinstance(curriculum, dict) else None
         if saved_kind == "LinearCurriculum" and self.config.curriculum == "linear":
             self.curriculum = LinearCurriculum(device=self.device)
+        super()._restore(ckpt, path)
         for name, player in self._players():
             check_replay(ckpt, player.buffer, prefix=f"{name}_")
-        super()._restore(ckpt, path)
         if ckpt.arrays is not None:
             for name, player in self._players():
                 prefix = f"{name}_"

@@ -103,7 +103,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               "GRPO for language models on verifiable text tasks or your dataset", "maxent/TextArithmetic-v0",
               200, unit="GRPO steps", eval_episodes=None, metric="held-out greedy accuracy",
               eval_unit="prompts", checkpoint_every=10,
-              hooks="maxent.agents.grpo:GRPORunHooks"),
+              hooks="maxent.agents.grpo_run:GRPORunHooks"),
     Algorithm("ucb1", "maxent.agents.bandits:UCB1", "maxent.agents.bandits:UCB1Config",
               "UCB1 on any discrete-action env as a K-armed bandit", _BANDIT, 5_000),
     Algorithm("thompson", "maxent.agents.bandits:Thompson", "maxent.agents.bandits:ThompsonConfig",

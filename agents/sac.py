@@ -761,9 +761,9 @@ class SAC(Agent):
         return tensors, state, arrays
 
     def _restore(self, ckpt: Any, path: Path) -> None:
+        super()._restore(ckpt, path)  # validates the declared entries (shapes first) before reading
         _check_in_flight(ckpt, self.action_dim)
         check_replay(ckpt, self.buffer)
-        super()._restore(ckpt, path)
         tensors, state = ckpt.tensors, ckpt.state
         if ckpt.arrays is not None:
             try:
