@@ -35,9 +35,9 @@ from maxent.training.saved import (
     NumpyRNG,
     Optimizer,
     Value,
+    check_in_flight,
     check_replay,
     episodes_check,
-    like,
     write_entries,
 )
 from maxent.entropy import sample_squashed_gaussian
@@ -74,39 +74,6 @@ _UPDATE_METRICS = (mlog.CRITIC_LOSS, mlog.ACTOR_LOSS, mlog.POLICY_ENTROPY, mlog.
 
 class _ReplayDiverged(RuntimeError):
     """The env did not reproduce a saved episode while it was replayed at load."""
-
-
-def _check_in_flight(ckpt: Any, action_dim: int) -> None:
-    """Refuse saved in-flight episodes (seeds, returns, lengths, actions so far) that no save
-    could have written, before anything is restored."""
-    state, fix = ckpt.state, "the file was edited — resume from an earlier checkpoint"
-    fields = {"in_flight": False, "episode_seeds": [0], "episode_replayable": [True],
-              "episode_return": [0.0], "episode_length": [0]}
-    for key, template in fields.items():
-        why = like(state[key], template)
-        if why is None and key != "in_flight" and len(state[key]) != len(state["episode_seeds"]):
-            why = (f"has {len(state[key])} elements, but ['episode_seeds'] has "
-                   f"{len(state['episode_seeds'])}: one per env copy in both")
-        if why:
-            raise CheckpointError(f"{ckpt.path / 'state.json'} field [{key!r}] {why}; {fix}")
-    n = len(state["episode_seeds"])
-    for name, t in ckpt.tensors.items():
-        if not name.startswith("episode.actions."):
-            continue
-        i = name[len("episode.actions."):]
-        i = int(i) if i.isdigit() else -1
-        if not 0 <= i < n or not state["episode_replayable"][i] or \
-                tuple(t.shape) != (state["episode_length"][i], action_dim) or t.dtype != torch.float32:
-            expected = (f"float32 of shape ({state['episode_length'][i]}, {action_dim}): one action per "
-                        "step of a replayable episode as state.json field ['episode_length'] and "
-                        "['episode_replayable'] say" if 0 <= i < n else f"an env copy below {n}")
-            raise CheckpointError(f"{ckpt.path / 'weights.safetensors'} field {name!r} has shape "
-                                  f"{tuple(t.shape)} and dtype {t.dtype}, expected {expected}; {fix}")
-    for i in range(n):
-        if state["in_flight"] and state["episode_replayable"][i] and state["episode_length"][i] \
-                and f"episode.actions.{i}" not in ckpt.tensors:
-            raise CheckpointError(f"{ckpt.path / 'weights.safetensors'} has no field "
-                                  f"'episode.actions.{i}' for the episode in flight; {fix}")
 
 
 @dataclass
@@ -762,7 +729,7 @@ class SAC(Agent):
 
     def _restore(self, ckpt: Any, path: Path) -> None:
         super()._restore(ckpt, path)  # validates the declared entries (shapes first) before reading
-        _check_in_flight(ckpt, self.action_dim)
+        check_in_flight(ckpt, self.action_dim)
         check_replay(ckpt, self.buffer)
         tensors, state = ckpt.tensors, ckpt.state
         if ckpt.arrays is not None:

@@ -1,5 +1,5 @@
-"""Tests for maxent/training/checkpoint.py: round trips, atomic replacement, crash recovery, load errors
-and optimizer-state continuation, all without pickle."""
+"""Tests for maxent/training/checkpoint.py and optim_state.py: round trips, atomic replacement,
+crash recovery, load errors and optimizer-state continuation, all without pickle."""
 
 import hashlib
 import json
@@ -15,12 +15,14 @@ from maxent.training.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
     CheckpointError,
-    generator_state_to_tensor,
     load_checkpoint,
-    load_optimizer_state,
-    optimizer_state_to_tensors,
     read_checkpoint_header,
     save_checkpoint,
+)
+from maxent.training.optim_state import (
+    generator_state_to_tensor,
+    load_optimizer_state,
+    optimizer_state_to_tensors,
 )
 
 BIG_INT = 2**200 + 12345  # e.g. a Mersenne-twister state word list flattened into one int
