@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
 from maxent.training.agent import Agent, AgentConfig
+from maxent.training.config import check_choice, check_range
 from maxent.training.saved import Check, Generator, Module, Optimizer, Value
 from maxent.entropy import ads_entropy_score, gaussian_mixture_entropy
 from maxent.envs.subsampling import check_images
@@ -91,17 +92,10 @@ class ADSConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"{name}.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.guidance not in ("dps", "replacement"):
-            raise ValueError(f"{name}.guidance must be 'dps' or 'replacement', got "
-                             f"{self.guidance!r}")
-        for field in ("n_particles", "hidden", "n_layers", "train_timesteps", "sample_steps",
-                      "batch_size"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name}.{field} must be an integer >= 1, got {value!r}")
-            setattr(self, field, int(value))
+        check_choice(name, "strategy", self.strategy, STRATEGIES)
+        check_choice(name, "guidance", self.guidance, ("dps", "replacement"))
+        self.require_counts(("n_particles", "hidden", "n_layers", "train_timesteps", "sample_steps",
+                             "batch_size"))
         if self.sample_steps > self.train_timesteps:
             raise ValueError(f"{name}.sample_steps ({self.sample_steps}) must be <= "
                              f"train_timesteps ({self.train_timesteps})")
@@ -109,12 +103,10 @@ class ADSConfig(AgentConfig):
             value = getattr(self, field)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name}.{field} must be a positive number, got {value!r}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"{name}.eta must be in [0, 1], got {self.eta!r}")
+        check_range(name, "eta", self.eta, 0, 1)
         if not (self.guidance_scale >= 0 and math.isfinite(self.guidance_scale)):
             raise ValueError(f"{name}.guidance_scale must be >= 0, got {self.guidance_scale!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"{name}.ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        check_range(name, "ema_decay", self.ema_decay, 0, 1, open_high=True)
 
 
 # --------------------------------------------------------------------------- denoiser

@@ -9,7 +9,7 @@ import torch
 
 from maxent.entropy.token import LossSettings
 from maxent.training.agent import AgentConfig
-from maxent.training.config import ConfigError
+from maxent.training.config import ConfigError, check_choice, check_range
 
 __all__ = ["AGGREGATIONS", "INTERVENTIONS", "GRPOConfig", "vllm_dtype"]
 
@@ -275,8 +275,7 @@ class GRPOConfig(AgentConfig):
         if self.turn_credit not in ("episode", "process"):
             raise ConfigError(f"GRPOConfig.turn_credit must be 'episode' or 'process', got "
                              f"{self.turn_credit!r}")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"GRPOConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        check_range("GRPOConfig", "lora_dropout", self.lora_dropout, 0, 1, open_high=True)
         if not self.lora_alpha > 0 or not self.vllm_importance_sampling_clip_max >= 1:
             raise ConfigError("GRPOConfig.lora_alpha must be > 0 and vllm_importance_sampling_clip_max "
                              f">= 1, got {self.lora_alpha} and {self.vllm_importance_sampling_clip_max}")
@@ -287,8 +286,7 @@ class GRPOConfig(AgentConfig):
         self.require(("temperature", "cov_ratio", "entropy_lr", "entropy_max_coef"), above=0)
         self.require(("weight_decay", "kl_coef", "entropy_coef", "clip_low", "clip_high",
                       "kl_cov_coef"), at_least=0)
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"GRPOConfig.top_p must be in (0, 1], got {self.top_p}")
+        check_range("GRPOConfig", "top_p", self.top_p, 0, 1, open_low=True)
         if self.clip_low >= 1:
             raise ConfigError(f"GRPOConfig.clip_low must be < 1 (ratios are positive), got {self.clip_low}")
         if self.cov_lower >= self.cov_upper:
@@ -308,27 +306,22 @@ class GRPOConfig(AgentConfig):
                    "importance_sampling_level": ("token", "sequence"),
                    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum")}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"GRPOConfig.{name} must be one of {list(allowed)}, got "
-                                 f"{getattr(self, name)!r}")
+            check_choice("GRPOConfig", name, getattr(self, name), allowed)
         if self.scale_rewards not in (True, False, "group", "batch", "none"):
             raise ConfigError(f"GRPOConfig.scale_rewards must be 'group', 'batch', 'none' (or True / "
                              f"False), got {self.scale_rewards!r}")
         self.require(("top_k",), at_least=0)
         self.require(("sapo_temperature_pos", "sapo_temperature_neg"), above=0)
         self.require(("ref_model_sync_steps",), at_least=0)
-        if not 0 <= self.ref_model_mixup_alpha <= 1:
-            raise ConfigError(f"GRPOConfig.ref_model_mixup_alpha must be in [0, 1], got "
-                             f"{self.ref_model_mixup_alpha}")
+        check_range("GRPOConfig", "ref_model_mixup_alpha", self.ref_model_mixup_alpha, 0, 1)
         if self.entropy_aggregation not in (None, *AGGREGATIONS):
             raise ConfigError(f"GRPOConfig.entropy_aggregation must be None or one of "
                              f"{list(AGGREGATIONS)}, got {self.entropy_aggregation!r}")
         if self.ref_model_sync_steps and (self.kl_coef == 0 or self.lora_rank > 0 or self.fsdp):
             raise ConfigError("GRPOConfig.ref_model_sync_steps needs a reference model of full "
                              "weights: kl_coef > 0, lora_rank 0 and fsdp off")
-        if not 0 < self.top_entropy_quantile <= 1:
-            raise ConfigError(f"GRPOConfig.top_entropy_quantile must be in (0, 1], got "
-                             f"{self.top_entropy_quantile}")
+        check_range("GRPOConfig", "top_entropy_quantile", self.top_entropy_quantile, 0, 1,
+                    open_low=True)
         if self.delta is not None and not self.delta > 1 + self.clip_high:
             raise ConfigError(f"GRPOConfig.delta must be > 1 + clip_high ({1 + self.clip_high}) or "
                              f"None, got {self.delta}")
@@ -336,8 +329,7 @@ class GRPOConfig(AgentConfig):
             raise ConfigError(f"GRPOConfig.intervention {self.intervention!r} acts on the clipped "
                              f"surrogate; use surrogate='clip' with it, not {self.surrogate!r}")
         self.require(("repetition_penalty",), above=0)
-        if self.min_p is not None and not 0 <= self.min_p <= 1:
-            raise ConfigError(f"GRPOConfig.min_p must be in [0, 1] or None, got {self.min_p}")
+        check_range("GRPOConfig", "min_p", self.min_p, 0, 1, allow_none=True)
         if self.generation_kwargs is not None and not isinstance(self.generation_kwargs, dict):
             raise ConfigError(f"GRPOConfig.generation_kwargs must be a dict, got "
                              f"{type(self.generation_kwargs).__name__}")

@@ -41,6 +41,7 @@ import torch
 
 import maxent.envs  # noqa: F401  (registers maxent/... ids, so load() can gym.make a saved id)
 from maxent.training.agent import Agent, AgentConfig
+from maxent.training.config import check_choice, check_range
 from maxent.training.saved import Array, Check, NumpyRNG, Tensor, Value
 
 __all__ = ["REGULATIONS", "HomeostaticConfig", "HomeostaticLearner"]
@@ -91,11 +92,7 @@ class HomeostaticConfig(AgentConfig):
         if any(isinstance(h, bool) or int(h) != h or h < 1 for h in self.hidden):
             raise ValueError(f"{name}.hidden must be positive integers, got {self.hidden!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
-        for field in ("batch_size", "decision_every", "memory"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or int(v) != v or v < 1:
-                raise ValueError(f"{name}.{field} must be an integer >= 1, got {v!r}")
-            setattr(self, field, int(v))
+        self.require_counts(("batch_size", "decision_every", "memory"))
         if not self.min_lr > 0:
             raise ValueError(f"{name}.min_lr must be > 0, got {self.min_lr!r}")
         if not self.lr >= self.min_lr:
@@ -103,13 +100,9 @@ class HomeostaticConfig(AgentConfig):
         if self.lr_step is not None and not self.lr_step >= 0:
             raise ValueError(f"{name}.lr_step must be >= 0 or None (= lr / 10), got "
                              f"{self.lr_step!r}")
-        if self.regulation not in REGULATIONS:
-            raise ValueError(f"{name}.regulation must be one of {REGULATIONS}, got "
-                             f"{self.regulation!r}")
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"{name}.criterion must be one of {CRITERIA}, got {self.criterion!r}")
-        if not 0.0 <= self.coin <= 1.0:
-            raise ValueError(f"{name}.coin must be a probability in [0, 1], got {self.coin!r}")
+        check_choice(name, "regulation", self.regulation, REGULATIONS)
+        check_choice(name, "criterion", self.criterion, CRITERIA)
+        check_range(name, "coin", self.coin, 0, 1, kind="a probability")
         if not self.elu_alpha > 0:
             raise ValueError(f"{name}.elu_alpha must be > 0, got {self.elu_alpha!r}")
         if isinstance(self.excite_from, bool) or int(self.excite_from) != self.excite_from:

@@ -26,6 +26,7 @@ from maxent.training import logging as mlog
 from maxent.training.agent import Agent, AgentConfig, as_observation_batch
 from maxent.agents.sac import build_actor_critic, eager_update
 from maxent.training.checkpoint import CheckpointError
+from maxent.training.config import check_choice, check_range
 from maxent.training.saved import (
     Check,
     Controller,
@@ -143,8 +144,7 @@ class QARLConfig(AgentConfig):
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
         if self.bodies is not None:
             self.bodies = (self.bodies,) if isinstance(self.bodies, str) else tuple(self.bodies)
-        if self.curriculum not in CURRICULA:
-            raise ValueError(f"QARLConfig.curriculum must be one of {list(CURRICULA)}, got {self.curriculum!r}")
+        check_choice("QARLConfig", "curriculum", self.curriculum, CURRICULA)
         positive = ("initial_concentration", "target_concentration", "rate", "max_kl",
                     "linear_start", "fixed_alpha", "rarl_alpha", "episodes_per_phase", "actor_lr",
                     "critic_lr", "alpha_lr", "protagonist_alpha", "buffer_size", "batch_size",
@@ -155,12 +155,9 @@ class QARLConfig(AgentConfig):
             raise ValueError(f"QARLConfig.samples_per_update must be >= 2, got {self.samples_per_update}")
         self.require(("linear_end", "eval_temperature", "learning_starts", "target_kl_threshold"),
                      at_least=0)
-        if not 0 < self.linear_fraction <= 1:
-            raise ValueError(f"QARLConfig.linear_fraction must be in (0, 1], got {self.linear_fraction}")
-        if not 0 < self.tau <= 1:
-            raise ValueError(f"QARLConfig.tau must be in (0, 1], got {self.tau}")
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"QARLConfig.gamma must be in [0, 1], got {self.gamma}")
+        check_range("QARLConfig", "linear_fraction", self.linear_fraction, 0, 1, open_low=True)
+        check_range("QARLConfig", "tau", self.tau, 0, 1, open_low=True)
+        check_range("QARLConfig", "gamma", self.gamma, 0, 1)
         if self.batch_size > self.buffer_size:
             raise ValueError(f"QARLConfig.batch_size ({self.batch_size}) must not exceed buffer_size "
                              f"({self.buffer_size})")

@@ -238,24 +238,16 @@ class ConfoundedCausalBandit(gym.Env):
         return obs, reward, False, self._steps >= self.horizon, info
 
 
-def make_smoking(
-    joint: np.ndarray | None = None,
-    reward_table: np.ndarray | None = None,
-    horizon: int = 1000,
-    *,
-    p_u: np.ndarray | None = None,
-    p_s_given_u: np.ndarray | None = None,
-    p_t_given_s: np.ndarray | None = None,
-    p_c_given_t_u: np.ndarray | None = None,
-    render_mode: str | None = None,
-) -> ConfoundedCausalBandit:
+def make_smoking(joint: np.ndarray | None = None, reward_table: np.ndarray | None = None,
+                 horizon: int = 1000, *, render_mode: str | None = None,
+                 **mechanisms: np.ndarray | None) -> ConfoundedCausalBandit:
     """Entry point of ``maxent/ConfoundedCausalBandit-v0``: :class:`ConfoundedCausalBandit` with
     the same arguments and defaults, except that with neither ``joint`` nor the mechanisms it
     builds the paper's smoking world (``SMOKING_JOINT``). So ``gymnasium.make(id)`` is
     :meth:`ConfoundedCausalBandit.smoking`, and ``gymnasium.make(id, joint=..., horizon=...)``
     or ``gymnasium.make(id, p_u=..., ...)`` any other front-door world."""
-    mechanisms = {"p_u": p_u, "p_s_given_u": p_s_given_u, "p_t_given_s": p_t_given_s,
-                  "p_c_given_t_u": p_c_given_t_u}
+    # The mechanisms (p_u, p_s_given_u, p_t_given_s, p_c_given_t_u) pass through unchanged, so
+    # the constructor alone names an unknown one.
     if joint is None and all(m is None for m in mechanisms.values()):
         joint = SMOKING_JOINT
     return ConfoundedCausalBandit(joint, reward_table, horizon, render_mode=render_mode,

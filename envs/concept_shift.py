@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
+
+from maxent.envs._vector import CopiesVectorEnv
 
 __all__ = ["ConceptShiftClassification", "ConceptShiftClassificationVector", "ConceptShiftData",
            "load_digits_data"]
@@ -287,7 +287,7 @@ class ConceptShiftClassification(gym.Env):
         return int(c.order[-1])  # after the final epoch: repeat the last image as the final obs
 
 
-class ConceptShiftClassificationVector(VectorEnv):
+class ConceptShiftClassificationVector(CopiesVectorEnv):
     """``num_envs`` concept-shift streams over one shared data set, stepped at once; same
     arguments as :class:`ConceptShiftClassification` plus ``num_envs``.
 
@@ -298,35 +298,18 @@ class ConceptShiftClassificationVector(VectorEnv):
     ``epoch``, ``swapped`` (num_envs,) and ``label_map`` (num_envs, C).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": [],
-                                          "autoreset_mode": AutoresetMode.NEXT_STEP}
-
     def __init__(self, num_envs: int = 1, **kwargs: Any):
-        if int(num_envs) != num_envs or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self._check_num_envs(num_envs)
         if kwargs.pop("render_mode", None) is not None:
             raise ValueError("ConceptShiftClassificationVector does not render")
         single = ConceptShiftClassification(**kwargs)
         self.data = single.data
-        self.num_envs = int(num_envs)
-        self.single_action_space = single.action_space
-        self.single_observation_space = single.observation_space
-        self.action_space = spaces.MultiDiscrete(np.full(self.num_envs, self.data.n_classes))
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space,
-                                                              self.num_envs)
-        self.render_mode = None
-        self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
+        self._adopt(single, num_envs, self.data.n_classes)
         self._copies: list[_Copy] = []
-        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        if seed is not None:
-            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
-            self._rngs = [seeding.np_random(s)[0] if s is not None else r
-                          for s, r in zip(seeds, self._rngs)]
+        self._seed_copies(seed)
         self._copies = [_Copy(self.data, r) for r in self._rngs]
         self._needs_reset[:] = False
         return self._obs(), {"epoch": np.zeros(self.num_envs, dtype=np.int64),

@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
+
+from maxent.envs._vector import CopiesVectorEnv
 
 __all__ = ["HomeostaticBandit", "HomeostaticBanditVector", "RateSchedule", "drive",
            "homeostatic_update"]
@@ -297,7 +297,7 @@ class HomeostaticBandit(gym.Env):
         return self.h.astype(np.float32), before - after, False, self._t >= p.horizon, info
 
 
-class HomeostaticBanditVector(VectorEnv):
+class HomeostaticBanditVector(CopiesVectorEnv):
     """``num_envs`` homeostatic bandits stepped at once in numpy; same arguments as
     :class:`HomeostaticBandit` plus ``num_envs``.
 
@@ -308,31 +308,19 @@ class HomeostaticBanditVector(VectorEnv):
     leading ``num_envs`` axis (``outcome``, ``drive``, ``shifted``, ``arm_map``).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": [],
-                                          "autoreset_mode": AutoresetMode.NEXT_STEP}
-
     def __init__(self, num_envs: int = 1, **kwargs: Any):
-        if int(num_envs) != num_envs or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self._check_num_envs(num_envs)
         render_mode = kwargs.pop("render_mode", None)
         if render_mode is not None:
             raise ValueError(f"HomeostaticBanditVector does not render, got "
                              f"render_mode={render_mode!r}")
         single = HomeostaticBandit(**kwargs)  # validates the arguments once
         self.params = single.params
-        self.num_envs = int(num_envs)
-        self.single_action_space = single.action_space
-        self.single_observation_space = single.observation_space
-        self.action_space = spaces.MultiDiscrete(np.full(self.num_envs, self.params.n_arms))
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space,
-                                                              self.num_envs)
-        self.render_mode = None
+        self._adopt(single, num_envs, self.params.n_arms)
         p = self.params
         self.h = np.zeros((self.num_envs, p.dim))  # (n, d)
         self.arm_map = np.tile(np.arange(p.n_arms), (self.num_envs, 1))  # (n, K)
         self.t = np.zeros(self.num_envs, dtype=np.int64)
-        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
-        self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
 
     def _reset_copies(self, idx: np.ndarray) -> None:
         for i in idx:
@@ -345,12 +333,7 @@ class HomeostaticBanditVector(VectorEnv):
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        if seed is not None:
-            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"need {self.num_envs} seeds, got {len(seeds)}")
-            self._rngs = [seeding.np_random(s)[0] if s is not None else r
-                          for s, r in zip(seeds, self._rngs)]
+        self._seed_copies(seed)
         self._reset_copies(np.arange(self.num_envs))
         self._needs_reset[:] = False
         return self.h.astype(np.float32), {"drive": self._drive(self.h),

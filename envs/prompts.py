@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from maxent.training.config import check_choice
+
 __all__ = ["FAILURE_POLICIES", "PromptDataset", "RewardFunctionError", "RewardFunctions",
            "ScoredBatch", "TaskReward", "TrainerState", "import_function", "load_rows"]
 
@@ -205,8 +207,7 @@ class RewardFunctions:
             else list(functions)
         if not functions:
             raise ValueError("reward_funcs must name at least one reward function")
-        if on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure must be one of {list(FAILURE_POLICIES)}, got {on_failure!r}")
+        check_choice("", "on_failure", on_failure, FAILURE_POLICIES)
         from maxent.envs.reward_models import as_reward_functions
 
         functions = as_reward_functions(functions, processing_classes)

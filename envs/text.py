@@ -12,10 +12,11 @@ to ``eval``, ``exec`` or ``ast``. Parsing is linear-time and reads only a comple
 
 from __future__ import annotations
 
+import operator
 import re
 import string
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -179,6 +180,9 @@ def _tokenize(text: str) -> list[str | int]:
     return tokens
 
 
+_OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
 class _Parser:
     """expr := term (('+'|'-') term)*; term := factor (('*'|'/') factor)*;
     factor := INT | '(' expr ')'. Exact rational arithmetic; no unary minus."""
@@ -198,26 +202,22 @@ class _Parser:
         return value
 
     def _expr(self, depth: int) -> Fraction:
-        value = self._term(depth)
-        while self._peek() in ("+", "-"):
-            op = self.tokens[self.i]
-            self.i += 1
-            rhs = self._term(depth)
-            value = value + rhs if op == "+" else value - rhs
-        return value
+        return self._chain(depth, ("+", "-"), self._term)
 
     def _term(self, depth: int) -> Fraction:
-        value = self._factor(depth)
-        while self._peek() in ("*", "/"):
+        return self._chain(depth, ("*", "/"), self._factor)
+
+    def _chain(self, depth: int, ops: tuple[str, str], operand: Callable[[int], Fraction]
+               ) -> Fraction:
+        """``operand (op operand)*`` for ``op`` in ``ops``, folded left to right."""
+        value = operand(depth)
+        while self._peek() in ops:
             op = self.tokens[self.i]
             self.i += 1
-            rhs = self._factor(depth)
-            if op == "*":
-                value = value * rhs
-            elif rhs == 0:
+            rhs = operand(depth)
+            if op == "/" and rhs == 0:
                 raise _ExpressionError("division by zero")
-            else:
-                value = value / rhs
+            value = _OPERATIONS[op](value, rhs)
         return value
 
     def _factor(self, depth: int) -> Fraction:

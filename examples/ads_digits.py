@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from scipy import stats
 
 from maxent.agents.ads import ADS, ADSConfig
 from maxent.envs.subsampling import MeasurementAcquisition
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import save_figure  # noqa: E402  (a sibling module of this script)
 
 STRATEGY_NAMES = {"ads": "ADS (max entropy)", "gmm": "GM entropy (KL bound)",
                   "random": "random", "data_variance": "data variance"}
@@ -197,10 +201,7 @@ def plot(args, strategies, curves, results) -> None:
             a.set_yticks([])
             if row == 0:
                 a.set_title(f"{STRATEGY_NAMES.get(s, s)}\norder of acquisition", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out / "ads_digits.png", dpi=120)
-    print(f"wrote {args.out / 'results.csv'}, {args.out / 'summary.csv'}, "
-          f"{args.out / 'ads_digits.png'}")
+    save_figure(fig, args.out / "ads_digits.png", args.out / "results.csv", args.out / "summary.csv")
 
 
 if __name__ == "__main__":

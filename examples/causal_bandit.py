@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,9 @@ import numpy as np
 
 from maxent.agents.causal import NaiveAgent, SurgeryAgent, UCBAgent
 from maxent.envs.causal import ConfoundedCausalBandit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import save_figure  # noqa: E402  (a sibling module of this script)
 
 
 def estimation_errors(worlds, sizes, seeds):
@@ -109,10 +113,8 @@ def main() -> None:
             ax.plot(np.arange(1, args.horizon + 1), curve, label=agent)
         ax.set(xlabel="step", ylabel="cumulative regret", title=f"{name} confounded worlds")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "causal_bandit.png", dpi=120)
-    print(f"wrote {args.out}/estimation.csv, regret.csv, causal_bandit.png "
-          f"in {time.time() - start:.1f} s")
+    save_figure(fig, args.out / "causal_bandit.png", args.out / "estimation.csv",
+                args.out / "regret.csv", note=f" in {time.time() - start:.1f} s")
 
 
 if __name__ == "__main__":

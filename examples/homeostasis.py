@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import save_figure  # noqa: E402  (a sibling module of this script)
 
 LEARNERS = {  # name -> HomeostaticConfig overrides
     "homeostatic": {"regulation": "homeostatic"},  # authors' code: correct count on memory
@@ -213,10 +217,8 @@ def report(args: argparse.Namespace, results: list[dict], n_runs: int, elapsed: 
     axes[1, 0].set_ylabel("learning rate η (median over seeds)")
     axes[0, 0].legend()
     fig.suptitle("Homeostatic vs constant vs random learning-rate regulation on digits")
-    fig.tight_layout()
-    fig.savefig(args.out / "accuracy.png", dpi=120)
-    print(f"\nwrote {args.out / 'accuracy.csv'}, {args.out / 'summary.csv'}, "
-          f"{args.out / 'accuracy.png'}")
+    print()
+    save_figure(fig, args.out / "accuracy.png", args.out / "accuracy.csv", args.out / "summary.csv")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from scipy import stats
 
 from maxent.agents.rehearsal import EWC, EWCConfig, RehearsalConfig, RehearsalLearner
 from maxent.envs.continual import PermutedTaskStream, average_accuracy, forgetting
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import save_figure  # noqa: E402  (a sibling module of this script)
 
 # name -> (schedule, age_from, ewc_lambda)
 METHODS = {
@@ -184,10 +188,9 @@ def main() -> None:
     ax.set_xticks(x, list(METHODS), rotation=30, ha="right", fontsize=8)
     ax.set(title="main setting", ylabel="value")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out / "power_law_rehearsal.png", dpi=120)
-    print(f"\n{len(results)} runs in {time.perf_counter() - start:.0f} s; wrote {args.out}/runs.csv, "
-          f"curves.csv and power_law_rehearsal.png")
+    print(f"\n{len(results)} runs in {time.perf_counter() - start:.0f} s")
+    save_figure(fig, args.out / "power_law_rehearsal.png", args.out / "runs.csv",
+                args.out / "curves.csv")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,17 @@
 """TRL's GRPO quickstart (a dataset and one reward function) with a tiny model and an in-memory
-dataset, so it runs offline. The only line that differs from the TRL version is the import:
-``from trl import GRPOConfig, GRPOTrainer`` runs the same file on TRL."""
+dataset, so it runs offline (the model and command line come from examples/_offline_model.py).
+The only line that differs from the TRL version is the import: ``from trl import GRPOConfig,
+GRPOTrainer`` runs the same file on TRL."""
 
-import argparse
-import tempfile
+import sys
+from pathlib import Path
 
 from datasets import Dataset
 
 from maxent.trl import GRPOConfig, GRPOTrainer  # TRL: from trl import GRPOConfig, GRPOTrainer
 
-
-def tiny_model_folder(path: str) -> str:
-    """A tiny Qwen2 model and its tokenizer written as a Hugging Face folder (offline)."""
-    from maxent import llm
-
-    model, tokenizer = llm.load_model("tiny", seed=0, tiny={"hidden_size": 32, "num_layers": 1,
-                                                            "num_heads": 2})
-    llm.save_pretrained(model, tokenizer, path)
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _offline_model import offline_run_args, tiny_model_folder  # noqa: E402  (sibling module)
 
 
 # A reward function as TRL's documentation writes them: completions close to 20 characters.
@@ -26,11 +20,7 @@ def reward_len(completions, **kwargs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--max-steps", type=int, default=2)
-    parser.add_argument("--output-dir", default=None)
-    args = parser.parse_args(argv)
-    work = tempfile.mkdtemp()
+    args, work = offline_run_args(__doc__, argv)
     dataset = Dataset.from_dict({"prompt": [f"{a}+{b}=" for a in range(8) for b in range(4)]})
     training_args = GRPOConfig(output_dir=args.output_dir or f"{work}/out", max_steps=args.max_steps,
                                per_device_train_batch_size=4, num_generations=4,

@@ -1,31 +1,23 @@
 """TRL's reward-function examples (a format reward on conversational completions, and an
 accuracy reward reading a dataset column), with a tiny model and an in-memory dataset so it runs
-offline. Only the import line differs from the TRL version: ``from trl import GRPOConfig,
-GRPOTrainer`` runs the same file on TRL."""
+offline (the model and command line come from examples/_offline_model.py). Only the import
+line differs from the TRL version: ``from trl import GRPOConfig, GRPOTrainer`` runs the same file
+on TRL."""
 
-import argparse
 import re
-import tempfile
+import sys
+from pathlib import Path
 
 from datasets import Dataset
 
 from maxent.trl import GRPOConfig, GRPOTrainer  # TRL: from trl import GRPOConfig, GRPOTrainer
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _offline_model import offline_run_args, tiny_model_folder  # noqa: E402  (sibling module)
+
 
 CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}assistant: {% endif %}")
-
-
-def tiny_model_folder(path: str) -> str:
-    """A tiny Qwen2 model and its tokenizer (with a chat template: the prompts are conversations)
-    written as a Hugging Face folder (offline)."""
-    from maxent import llm
-
-    model, tokenizer = llm.load_model("tiny", seed=0, tiny={"hidden_size": 32, "num_layers": 1,
-                                                            "num_heads": 2})
-    tokenizer.chat_template = CHAT_TEMPLATE
-    llm.save_pretrained(model, tokenizer, path)
-    return path
 
 
 def format_reward_func(completions, **kwargs):
@@ -46,11 +38,7 @@ def accuracy_reward(completions, ground_truth, trainer_state, log_metric, **kwar
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--max-steps", type=int, default=2)
-    parser.add_argument("--output-dir", default=None)
-    args = parser.parse_args(argv)
-    work = tempfile.mkdtemp()
+    args, work = offline_run_args(__doc__, argv)
     rows = [(a, b) for a in range(6) for b in range(4)]
     dataset = Dataset.from_dict({
         "prompt": [[{"role": "user", "content": f"What is {a}+{b}?"}] for a, b in rows],
@@ -59,7 +47,7 @@ def main(argv=None):
                                per_device_train_batch_size=4, num_generations=4,
                                max_completion_length=8, report_to="none", use_cpu=True,
                                save_strategy="no", logging_steps=1)
-    trainer = GRPOTrainer(model=tiny_model_folder(f"{work}/tiny"),
+    trainer = GRPOTrainer(model=tiny_model_folder(f"{work}/tiny", CHAT_TEMPLATE),
                           reward_funcs=[format_reward_func, accuracy_reward],
                           args=training_args, train_dataset=dataset)
     trainer.train()

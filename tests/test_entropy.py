@@ -258,12 +258,24 @@ def entropy_error_bound(logits, dtype):
     return rel, 2 * n * underflow * tiny
 
 
-@settings(max_examples=40, deadline=None)
-@given(
+# Logits of random shape, class count and spread, for the 40-digit reference comparisons.
+LOGIT_DRAWS = dict(
     shape=st.lists(st.integers(1, 4), min_size=1, max_size=2).map(tuple),
     n_classes=st.integers(1, 8),
     seed=st.integers(0, 2**31 - 1),
     scale=st.floats(0.0, 100.0),
+)
+
+
+def random_logits(shape, n_classes, seed, scale, dtype):
+    """Gaussian logits of spread ``scale`` drawn from ``seed``, and the generator for further draws."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn((*shape, n_classes), generator=g) * scale).to(dtype), g
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    **LOGIT_DRAWS,
     mask_fraction=st.sampled_from([0.0, 0.0, 0.3, 0.9]),
     dtype=st.sampled_from([torch.float32, torch.float32, torch.bfloat16, torch.float64]),
 )
@@ -272,8 +284,7 @@ def entropy_error_bound(logits, dtype):
          dtype=torch.float32)
 def test_categorical_entropy_and_gradient_match_40_digit_reference(
         shape, n_classes, seed, scale, mask_fraction, dtype):
-    g = torch.Generator().manual_seed(seed)
-    logits = (torch.randn((*shape, n_classes), generator=g) * scale).to(dtype)
+    logits, g = random_logits(shape, n_classes, seed, scale, dtype)
     if mask_fraction:
         logits[torch.rand(logits.shape, generator=g) < mask_fraction] = float("-inf")
     logits.requires_grad_()
@@ -359,10 +370,7 @@ def mp_log_prob_and_grad(row, t):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    shape=st.lists(st.integers(1, 4), min_size=1, max_size=2).map(tuple),
-    n_classes=st.integers(1, 8),
-    seed=st.integers(0, 2**31 - 1),
-    scale=st.floats(0.0, 100.0),
+    **LOGIT_DRAWS,
     mask=st.booleans(),
     argmax_targets=st.booleans(),
     dtype=st.sampled_from([torch.float32, torch.float64]),
@@ -374,8 +382,7 @@ def test_categorical_log_prob_and_gradient_match_40_digit_reference(
     """Bound: log p_t = s_t - log1p(R), two non-positive terms, each with relative error
     <= (|s| + n + 8) u as in entropy_error_bound; the gradient's terms p_j and R / (1 + R)
     likewise. No entropy-size atol is needed beyond the underflow one."""
-    g = torch.Generator().manual_seed(seed)
-    logits = (torch.randn((*shape, n_classes), generator=g) * scale).to(dtype)
+    logits, g = random_logits(shape, n_classes, seed, scale, dtype)
     target = torch.randint(0, n_classes, shape, generator=g)
     if argmax_targets:
         target = logits.argmax(-1)

@@ -20,13 +20,7 @@ TINY = {"hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 64, "buff
         "log_interval": 100, "max_episode_steps": 50}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny networks: a second intra-op thread only adds synchronisation (10x slower on a busy CPU).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def weights(agent: QARL) -> dict[str, torch.Tensor]:

@@ -12,7 +12,6 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from maxent.training.agent import evaluate
 from maxent.cli.main import main
@@ -28,12 +27,7 @@ ADVERSARIAL = ["--config.episodes-per-phase", "2", "--config.samples-per-update"
                "--config.max-episode-steps", "50"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -106,45 +106,29 @@ def test_declared_contents_round_trip_exactly(tmp_path):
     assert again.history == agent.history
 
 
-def test_a_declared_tensor_of_the_wrong_shape_is_refused_naming_file_and_field(tmp_path, monkeypatch):
-    path = Tiny().learn(2).save(tmp_path / "ck")
+@pytest.mark.parametrize("changes, match", [
     # Same width for the Check, another for the stats array: the tensor check must catch it.
-    monkeypatch.setattr(Tiny, "_saved", lambda self: [Tensor("stats", self, "stats")])
-    monkeypatch.setattr(Tiny, "width", 4)
-    with pytest.raises(CheckpointError, match=r"weights\.safetensors field 'stats' has shape \(3,\), "
-                                              r"this agent expects \(4,\)"):
-        Tiny.load(path)
-
-
-def test_a_declared_tensor_of_the_wrong_dtype_is_refused_naming_file_and_field(tmp_path, monkeypatch):
+    pytest.param({"_saved": lambda self: [Tensor("stats", self, "stats")], "width": 4},
+                 r"weights\.safetensors field 'stats' has shape \(3,\), this agent expects \(4,\)",
+                 id="tensor-shape"),
+    pytest.param({"stats_dtype": np.float32},
+                 r"weights\.safetensors field 'stats' has dtype torch\.float64, this agent expects "
+                 r"torch\.float32", id="tensor-dtype"),
+    pytest.param({"width": 4, "_saved": lambda self: [Module("net", self.net, changed="width")]},
+                 r"weights\.safetensors field 'net\.weight' has shape \(3, 2\), this agent expects "
+                 r"\(4, 2\); were width changed", id="module-shape"),
+    pytest.param({"width": 4}, "trained with width 3, but this one has 4; build it",
+                 id="check-setting"),
+    pytest.param({"auto": False},
+                 r"state\.json field \['temperature'\] holds a AutoTemperature, but this agent has a "
+                 r"FixedTemperature", id="controller-kind"),
+])
+def test_a_checkpoint_the_changed_class_no_longer_fits_is_refused_naming_what(
+        tmp_path, monkeypatch, changes, match):
     path = Tiny().learn(2).save(tmp_path / "ck")
-    monkeypatch.setattr(Tiny, "stats_dtype", np.float32)
-    with pytest.raises(CheckpointError, match=r"weights\.safetensors field 'stats' has dtype "
-                                              r"torch\.float64, this agent expects torch\.float32"):
-        Tiny.load(path)
-
-
-def test_module_weights_of_the_wrong_shape_are_refused_naming_file_and_field(tmp_path, monkeypatch):
-    path = Tiny().learn(2).save(tmp_path / "ck")
-    monkeypatch.setattr(Tiny, "width", 4)
-    monkeypatch.setattr(Tiny, "_saved", lambda self: [Module("net", self.net, changed="width")])
-    with pytest.raises(CheckpointError, match=r"weights\.safetensors field 'net\.weight' has shape "
-                                              r"\(3, 2\), this agent expects \(4, 2\); were width changed"):
-        Tiny.load(path)
-
-
-def test_a_check_refuses_another_setting(tmp_path, monkeypatch):
-    path = Tiny().learn(2).save(tmp_path / "ck")
-    monkeypatch.setattr(Tiny, "width", 4)
-    with pytest.raises(CheckpointError, match="trained with width 3, but this one has 4; build it"):
-        Tiny.load(path)
-
-
-def test_a_controller_of_the_wrong_kind_is_refused(tmp_path, monkeypatch):
-    path = Tiny().learn(2).save(tmp_path / "ck")
-    monkeypatch.setattr(Tiny, "auto", False)
-    with pytest.raises(CheckpointError, match=r"state\.json field \['temperature'\] holds a "
-                                              r"AutoTemperature, but this agent has a FixedTemperature"):
+    for name, value in changes.items():
+        monkeypatch.setattr(Tiny, name, value)
+    with pytest.raises(CheckpointError, match=match):
         Tiny.load(path)
 
 

@@ -48,11 +48,13 @@ def configs(tmp_path_factory):
     return get
 
 
-def trl_loss(cfg, log_probs, entropies, inputs, ga=1):
-    """TRL's own GRPOTrainer._compute_loss on a trainer-like object whose forward pass is ours."""
+def trl_loss(cfg, log_probs, entropies, inputs, ga=1, **attributes):
+    """TRL's own GRPOTrainer._compute_loss on a trainer-like object whose forward pass is ours;
+    ``attributes`` set further trainer attributes (importance level, entropy quantile)."""
     accelerator = SimpleNamespace(num_processes=1, sync_gradients=True, gather=lambda x: x,
                                   gather_for_metrics=lambda x: x,
-                                  reduce=lambda x, reduction="sum": x)
+                                  reduce=lambda x, reduction="sum": x,
+                                  pad_across_processes=lambda x, dim=0, pad_index=0: x)
     fake = SimpleNamespace(
         args=cfg, loss_type=cfg.loss_type, beta=cfg.beta, epsilon_low=cfg.epsilon,
         epsilon_high=cfg.epsilon_high, importance_sampling_level="token",
@@ -65,6 +67,9 @@ def trl_loss(cfg, log_probs, entropies, inputs, ga=1):
         _metrics={"train": defaultdict(list)},
         _get_per_token_logps_and_entropies=lambda *a, **k: (log_probs, entropies, None),
     )
+    for name, value in attributes.items():
+        setattr(fake, name, value)
+    fake.get_high_entropy_mask = lambda e, m, t: GRPOTrainer.get_high_entropy_mask(fake, e, m, t)
     return GRPOTrainer._compute_loss(fake, None, inputs)
 
 
@@ -112,19 +117,7 @@ def test_clip_metrics_equal_trl(configs):
     lp, old, ref, adv, mask, ent = make_batch(7)
     metrics = {"train": defaultdict(list)}
     cfg = configs("dapo")
-    accelerator = SimpleNamespace(num_processes=1, sync_gradients=True, gather=lambda x: x,
-                                  gather_for_metrics=lambda x: x,
-                                  reduce=lambda x, reduction="sum": x)
-    fake = SimpleNamespace(
-        args=cfg, loss_type="dapo", beta=0.0, epsilon_low=0.2, epsilon_high=0.28,
-        importance_sampling_level="token", top_entropy_quantile=1.0,
-        off_policy_mask_threshold=None, use_vllm=False, vllm_importance_sampling_correction=False,
-        aux_loss_enabled=False, max_completion_length=MAX_COMPLETION_LENGTH,
-        accelerator=accelerator, current_gradient_accumulation_steps=1,
-        model=SimpleNamespace(training=True), entropy_coef=0.0, use_adaptive_entropy=False,
-        _entropy_bonus_enabled=False, _metrics=metrics,
-        _get_per_token_logps_and_entropies=lambda *a, **k: (lp, ent, None))
-    GRPOTrainer._compute_loss(fake, None, inputs_for(old, ref, adv, mask, mask.sum()))
+    trl_loss(cfg, lp, ent, inputs_for(old, ref, adv, mask, mask.sum()), _metrics=metrics)
     ours = policy_loss(lp, old, adv, mask, entropy=ent).metrics
     assert abs(ours["clip_fraction"].item() - metrics["train"]["clip_ratio/region_mean"][0]) < 1e-6
     assert abs(ours["clip_fraction_low"].item() - metrics["train"]["clip_ratio/low_mean"][0]) < 1e-6
@@ -177,28 +170,6 @@ def test_entropy_bonus_matches_trl(configs, loss_type):
 # --------------------------------------------------------------------------- new loss types
 
 
-def trl_loss_with(cfg, log_probs, entropies, inputs, **attributes):
-    """TRL's _compute_loss with extra trainer attributes (importance level, entropy quantile)."""
-    accelerator = SimpleNamespace(num_processes=1, sync_gradients=True, gather=lambda x: x,
-                                  gather_for_metrics=lambda x: x,
-                                  reduce=lambda x, reduction="sum": x,
-                                  pad_across_processes=lambda x, dim=0, pad_index=0: x)
-    fake = SimpleNamespace(
-        args=cfg, loss_type=cfg.loss_type, beta=cfg.beta, epsilon_low=cfg.epsilon,
-        epsilon_high=cfg.epsilon_high, importance_sampling_level="token",
-        top_entropy_quantile=1.0, off_policy_mask_threshold=None, use_vllm=False,
-        vllm_importance_sampling_correction=False, aux_loss_enabled=False,
-        max_completion_length=cfg.max_completion_length, accelerator=accelerator,
-        current_gradient_accumulation_steps=1, model=SimpleNamespace(training=True),
-        entropy_coef=0.0, use_adaptive_entropy=False, _entropy_bonus_enabled=False,
-        _metrics={"train": defaultdict(list)},
-        _get_per_token_logps_and_entropies=lambda *a, **k: (log_probs, entropies, None))
-    for name, value in attributes.items():
-        setattr(fake, name, value)
-    fake.get_high_entropy_mask = lambda e, m, t: GRPOTrainer.get_high_entropy_mask(fake, e, m, t)
-    return GRPOTrainer._compute_loss(fake, None, inputs)
-
-
 def new_config(tmp_path_factory, loss_type, beta=0.0, epsilon_high=0.28, delta=None, bias=True):
     return GRPOConfig(output_dir=str(tmp_path_factory.mktemp("trl2")), loss_type=loss_type,
                       beta=beta, epsilon=0.2, epsilon_high=epsilon_high, delta=delta, use_cpu=True,
@@ -239,7 +210,7 @@ def test_new_loss_types_and_gspo_equal_trl(tmp_path_factory, case, beta, bias):
     for seed in range(3):
         lp, old, ref, adv, mask, ent = make_batch(seed)
         lp_trl = lp.clone().requires_grad_()
-        theirs = trl_loss_with(cfg, lp_trl, ent, inputs_for(old, ref, adv, mask, mask.sum()), **extras)
+        theirs = trl_loss(cfg, lp_trl, ent, inputs_for(old, ref, adv, mask, mask.sum()), **extras)
         (g_trl,) = torch.autograd.grad(theirs, lp_trl)
         lp_ours = lp.clone().requires_grad_()
         ours = ours_loss(lp_ours, old, ref, adv, mask, settings)
@@ -258,7 +229,7 @@ def test_top_entropy_quantile_equals_trl(tmp_path_factory, quantile, loss_type):
     for seed in range(3):
         lp, old, ref, adv, mask, ent = make_batch(seed)
         lp_trl = lp.clone().requires_grad_()
-        theirs = trl_loss_with(cfg, lp_trl, ent, inputs_for(old, ref, adv, mask, mask.sum()),
+        theirs = trl_loss(cfg, lp_trl, ent, inputs_for(old, ref, adv, mask, mask.sum()),
                                top_entropy_quantile=quantile)
         (g_trl,) = torch.autograd.grad(theirs, lp_trl)
         lp_ours = lp.clone().requires_grad_()

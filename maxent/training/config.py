@@ -21,8 +21,8 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-__all__ = ["RESUMABLE_CHANGES", "AgentConfig", "ConfigError", "closest_field",
-           "unknown_fields_error"]
+__all__ = ["RESUMABLE_CHANGES", "AgentConfig", "ConfigError", "check_choice", "check_range",
+           "closest_field", "unknown_fields_error"]
 
 # Config fields that may differ between a checkpoint and the run resuming it: they change how a
 # run executes (where, how fast, how often it logs), not what it learns.
@@ -151,6 +151,32 @@ def check_field_types(config: Any) -> None:
             object.__setattr__(config, name, normalised)
 
 
+def check_choice(owner: str, name: str, value: Any, allowed: Sequence[Any]) -> None:
+    """ConfigError ``"<owner>.<name> must be one of [...], got <value>"`` unless ``value`` is in
+    ``allowed``; one message for every config's enumerated fields (an empty ``owner`` names just
+    the field)."""
+    if value not in allowed:
+        field = f"{owner}.{name}" if owner else name
+        raise ConfigError(f"{field} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_range(owner: str, name: str, value: Any, low: float, high: float, *,
+                open_low: bool = False, open_high: bool = False, allow_none: bool = False,
+                kind: str = "") -> None:
+    """ConfigError ``"<owner>.<name> must be [kind ]in [low, high], got <value>"`` unless ``value``
+    lies in that interval (``open_low`` / ``open_high`` exclude an end; NaN never lies in it);
+    with ``allow_none`` a None passes and the message says so."""
+    if value is None and allow_none:
+        return
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    if not (above and below):
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        field = f"{owner}.{name}" if owner else name
+        raise ConfigError(f"{field} must be {kind + ' ' if kind else ''}in {interval}"
+                          f"{' or None' if allow_none else ''}, got {value!r}")
+
+
 def closest_field(name: str, valid: Sequence[str]) -> str | None:
     """The valid field ``name`` most likely stands for: one whose words' initials it is (``lr`` for
     ``learning_rate``), else the most similar spelling."""
@@ -223,6 +249,16 @@ class AgentConfig:
                 bound = f"> {above:g}" if above is not None else f">= {at_least:g}"
                 raise ConfigError(f"{type(self).__name__}.{name} must be {bound}"
                                   f"{' or None' if allow_none else ''}, got {value!r}")
+
+    def require_counts(self, names: Sequence[str]) -> None:
+        """Every field in ``names`` must be a whole number >= 1 (a bool is not one); each is stored
+        as an int. The first that is not raises ConfigError naming it."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ConfigError(f"{type(self).__name__}.{name} must be an integer >= 1, got "
+                                  f"{value!r}")
+            setattr(self, name, int(value))
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))  # type: ignore[call-overload]
