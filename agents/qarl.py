@@ -13,6 +13,7 @@ the protagonist learns; both phases reuse the iteration's alphas, and every epis
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from maxent.training.agent import Agent, AgentConfig, as_observation_batch
 from maxent.agents.sac import build_actor_critic, eager_update
 from maxent.training.checkpoint import CheckpointError
 from maxent.training.config import check_choice, check_range
+from maxent.training.env_identity import InexactResumeWarning
 from maxent.training.saved import (
     Check,
     Controller,
@@ -481,7 +483,9 @@ class QARL(Agent):
         """Save config, both players' weights and optimisers, the protagonist's alpha, the
         curriculum, counters and RNG states (and both replay buffers) to the directory ``path``.
 
-        An episode in flight is not saved: a loaded agent starts a fresh episode of the same phase.
+        An episode in flight is not saved: a loaded agent starts a fresh episode of the same phase
+        and warns (:class:`~maxent.training.env_identity.InexactResumeWarning`) that its run will
+        not match an uninterrupted one bit for bit.
         """
         return super().save(path, include_replay_buffer=include_replay_buffer)
 
@@ -533,6 +537,8 @@ class QARL(Agent):
     def _checkpoint(self, include_replay_buffer: bool = True):
         """The declared contents, and both replay buffers (``protagonist_*``, ``adversary_*``)."""
         tensors, state, _ = super()._checkpoint()
+        # Only how far the unsaved episode had run, so that a load can say its resume is inexact.
+        state["in_flight_steps"] = self._ep_length if self._obs is not None else 0
         arrays = None
         if include_replay_buffer:
             arrays = {f"{name}_{key}": value for name, player in self._players()
@@ -546,6 +552,14 @@ class QARL(Agent):
         if saved_kind == "LinearCurriculum" and self.config.curriculum == "linear":
             self.curriculum = LinearCurriculum(device=self.device)
         super()._restore(ckpt, path)
+        in_flight = ckpt.state.get("in_flight_steps", 0)
+        if not isinstance(in_flight, int) or isinstance(in_flight, bool) or in_flight < 0:
+            raise CheckpointError(f"{path}/state.json field 'in_flight_steps' is {in_flight!r}, "
+                                  "expected a step count >= 0; resume from an earlier checkpoint")
+        if in_flight:
+            warnings.warn(f"{path} was saved {in_flight} steps into an episode, which QARL does not "
+                          "save: that episode starts afresh, so this run will not match an "
+                          "uninterrupted one bit for bit", InexactResumeWarning, stacklevel=3)
         for name, player in self._players():
             check_replay(ckpt, player.buffer, prefix=f"{name}_")
         if ckpt.arrays is not None:

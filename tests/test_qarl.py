@@ -157,3 +157,21 @@ def test_qarl_protagonist_learns_inverted_pendulum():
     agent.learn(8000)
     after = evaluate(agent, TASK, n_episodes=5, seed=100).mean()
     assert before < 30 and after > 60, (before, after)
+
+
+def test_a_load_mid_episode_warns_that_the_resume_is_inexact(tmp_path):
+    import warnings
+
+    from maxent.training.env_identity import InexactResumeWarning
+
+    agent = QARL("InvertedPendulum-v5", config=QARLConfig(**TINY), seed=0)
+    agent.learn(7)  # stops inside an episode
+    assert agent._obs is not None
+    agent.save(tmp_path / "mid")
+    with pytest.warns(InexactResumeWarning, match="7 steps into an episode"):
+        QARL.load(tmp_path / "mid")
+    agent._obs = None  # an agent between episodes resumes without a word
+    agent.save(tmp_path / "between")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InexactResumeWarning)
+        QARL.load(tmp_path / "between")
