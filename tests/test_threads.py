@@ -164,3 +164,33 @@ def test_the_maxent_command_sets_the_policy_before_torch_loads():
     assert out[-2] != "None", "torch loaded before the command chose the thread count"
     assert 1 <= int(out[-2]) <= threads.usable_cores()
     assert int(out[-1]) == int(out[-2])
+
+
+def test_runs_share_the_cores_and_stop_spinning():
+    assert threads.choose_threads(2, 0.0, runs=2) == 1
+    assert threads.choose_threads(8, 0.0, runs=2) == 4
+    assert threads.choose_threads(2, 0.0, runs=5) == 1
+    assert threads.spin_env(CpuShare(2, 0.0, runs=2), {}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        threads.choose_threads(2, 0.0, runs=0)
+
+
+def test_live_runs_counts_processes_holding_their_file_and_drops_ended_ones(tmp_path):
+    import subprocess
+    import sys
+
+    folder = str(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from maxent.training import threads; "
+         f"threads.register_run({folder!r}, settle_s=0); print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "up"
+        (tmp_path / "999999999").write_text("")  # a run that ended without removing its file
+        assert threads.live_runs(folder) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == [str(holder.pid)]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert threads.live_runs(folder) == 1  # none alive: at least this process's own share
+    assert list(tmp_path.iterdir()) == []

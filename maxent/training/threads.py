@@ -20,10 +20,13 @@ This module imports nothing heavy at import time, so it is safe to use before to
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
@@ -38,6 +41,13 @@ SHARED_AT = 0.5
 # short-lived process (a shell command) as a whole core's worth of load.
 SAMPLES = 8
 SAMPLE_GAP_S = 0.005
+# Every maxent run on the machine holds a locked file here for as long as it lives; runs started
+# together are not yet runnable when each looks at the run queue, but they are in this folder.
+RUNS_DIR = os.path.join(tempfile.gettempdir(), "maxent-runs")
+# How long a run waits after registering before it counts the others: runs launched together
+# (a shell loop over seeds) register within this time of each other.
+SETTLE_S = 0.25
+_registration: list[int] = []  # this process's locked file descriptor, held until exit
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class CpuShare:
 
     cores: int
     others: float
+    runs: int = 1  # live maxent runs on the machine, this one included
 
 
 def usable_cores() -> int:
@@ -111,20 +122,65 @@ def others_running(read: Callable[[str], str] = _read, samples: int = SAMPLES,
     return total / seen if seen else 0.0
 
 
+def register_run(directory: str = RUNS_DIR, settle_s: float = SETTLE_S) -> None:
+    """Mark this process as a live maxent run until it exits (a file it holds locked; a file whose
+    lock is free belongs to a run that has ended), then wait ``settle_s`` for runs started with it."""
+    if _registration:
+        return
+    try:
+        os.makedirs(directory, mode=0o777, exist_ok=True)
+        fd = os.open(os.path.join(directory, str(os.getpid())), os.O_CREAT | os.O_RDWR, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        return  # no shared temporary folder: the run queue alone decides
+    _registration.append(fd)
+    time.sleep(settle_s)
+
+
+def live_runs(directory: str = RUNS_DIR) -> int:
+    """How many maxent runs hold their file in ``directory`` (this one included when registered);
+    files of runs that have ended are removed on the way."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 1
+    live = 0
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            live += 1  # its owner holds the lock
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        finally:
+            os.close(fd)
+    return max(live, 1)
+
+
 def measure() -> CpuShare:
-    """This process's :class:`CpuShare` now."""
-    return CpuShare(usable_cores(), others_running())
+    """This process's :class:`CpuShare` now (registering it as a live run first)."""
+    register_run()
+    return CpuShare(usable_cores(), others_running(), live_runs())
 
 
-def choose_threads(cores: int, others: float) -> int:
+def choose_threads(cores: int, others: float, runs: int = 1) -> int:
     """Threads for torch: the usable ``cores`` less the cores ``others`` keep busy, rounded to the
-    nearest, at least one. Three other runnable threads on two cores give one thread, which keeps
-    a run from waiting on a team member that is not scheduled."""
+    nearest, and no more than this run's share of the cores among ``runs`` live maxent runs; at
+    least one. Three other runnable threads on two cores give one thread, which keeps a run from
+    waiting on a team member that is not scheduled."""
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
     if not math.isfinite(others) or others < 0:
         raise ValueError(f"others must be a finite number >= 0, got {others}")
-    return max(1, min(cores, math.floor(cores - others + 0.5)))
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    return max(1, min(cores // runs, math.floor(cores - others + 0.5)))
 
 
 def spin_env(share: CpuShare, environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
@@ -133,7 +189,7 @@ def spin_env(share: CpuShare, environ: MutableMapping[str, str] | None = None) -
     Empty when the cores are not shared (spinning is the fast way to wait on an idle machine) or
     when the user set either variable."""
     environ = os.environ if environ is None else environ
-    if share.others < SHARED_AT or "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
+    if (share.others < SHARED_AT and share.runs == 1) or "OMP_WAIT_POLICY" in environ or "GOMP_SPINCOUNT" in environ:
         return {}
     return {"OMP_WAIT_POLICY": "PASSIVE"}
 
@@ -152,7 +208,7 @@ def configure_environment(environ: MutableMapping[str, str] | None = None,
     share = measure() if share is None else share
     changes = dict(spin_env(share, environ))
     if "OMP_NUM_THREADS" not in environ:
-        changes["OMP_NUM_THREADS"] = str(choose_threads(share.cores, share.others))
+        changes["OMP_NUM_THREADS"] = str(choose_threads(share.cores, share.others, share.runs))
     environ.update(changes)
     return changes
 
@@ -163,7 +219,7 @@ def auto_threads() -> int:
     the same count, so a compiled update (its guards include the thread count) is not rebuilt and
     results do not change between ``learn`` calls."""
     share = measure()
-    return choose_threads(share.cores, share.others)
+    return choose_threads(share.cores, share.others, share.runs)
 
 
 def apply_torch_threads(requested: int | None) -> int:
