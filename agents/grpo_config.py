@@ -131,8 +131,8 @@ class GRPOConfig(AgentConfig):
         torch_threads: intra-op threads on CPU; ``None`` leaves torch's default.
         keep_freed_memory: on a CPU, keep freed memory in the process (glibc's heap, see
             :mod:`maxent.llm.cpu_memory`) instead of returning it to the kernel after each block, so
-            a training pass stops paying page faults for the memory the previous one freed:
-            SmolLM2-135M's update 1.85 s instead of 2.9 s here. Process-wide and for the rest of
+            a training pass stops paying page faults for the memory the previous one freed
+            (``benchmarks/grpo_phases.py`` measures it). Process-wide and for the rest of
             the process; the cost is that the process holds its peak memory. ``False`` (or
             ``MAXENT_KEEP_FREED_MEMORY=0``) leaves the allocator alone.
         log_interval: GRPO steps between log rows.

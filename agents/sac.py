@@ -59,13 +59,12 @@ from maxent.agents.sac_family import SACFamily, SACFamilyFields
 # Longest in-flight episode whose actions a checkpoint keeps for an exact resume.
 MAX_REPLAY_STEPS = 100_000
 # compile="auto" compiles in the background only for a learn call with at least this many
-# updates: compiling takes ~10 s cold on 2 cores (~5 s from the cache), about what ~2k eager
-# updates take here, so shorter runs (and the test suite) would gain little.
+# updates: compiling costs about as much as a few thousand eager updates, so shorter runs (and
+# the test suite) would gain little.
 AUTO_COMPILE_MIN_UPDATES = 10_000
 # Below this many cores, compile="auto" compiles in the foreground before the first update: on
-# a 2-core CPU the compiler and an eager training loop only slow each other (measured on
-# Pendulum: 44 s of compiling with ~1,900 eager steps beside it, against 24 s alone, after which
-# the compiled steps are ~3x cheaper), so training eagerly meanwhile loses time.
+# a CPU with few cores the compiler and an eager training loop only slow each other, and the
+# compiled steps are so much cheaper that training eagerly meanwhile loses time.
 BACKGROUND_MIN_CORES = 4
 _UPDATE_METRICS = (mlog.CRITIC_LOSS, mlog.ACTOR_LOSS, mlog.POLICY_ENTROPY, mlog.ALPHA)
 
@@ -123,7 +122,7 @@ class SACConfig(SACFamilyFields, AgentConfig):
         flush_denormals: on a CPU, flush denormal floats to zero in torch's compute threads
             during ``learn`` (FTZ/DAZ, :mod:`maxent.training.denormals`; the previous mode comes back
             after): Adam's state fills with denormals as training goes on, and x86 computes on
-            them ~4x slower. ``False`` leaves the floating-point mode alone.
+            them several times slower. ``False`` leaves the floating-point mode alone.
         log_interval: env steps between log rows (TensorBoard, CSV, progress bar).
     """
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from maxent.agents import SAC
+from maxent.agents import SAC, SACConfig
 from maxent.training.agent import Agent
 from maxent.training.env_identity import InexactResumeWarning, describe_env, difference
 from maxent.training.vector import make_env, make_vector_env
@@ -251,3 +251,32 @@ def test_a_description_imports_and_calls_nothing_but_loaded_wrapper_classes():
     for entry_point in ("os:system", "builtins:exec", "not_imported_module:Wrapper"):
         wrapper = {**saved["copies"][0]["wrappers"][0], "entry_point": entry_point}
         assert rebuild_factory({"copies": [{**saved["copies"][0], "wrappers": [wrapper]}]}) is None
+
+
+@pytest.mark.parametrize("description", [{"copies": "Pendulum-v1"}, {"copies": []}, [1, 2],
+                                         {"copies": [{"id": 3}]}])
+def test_a_malformed_env_description_is_refused_naming_the_field(tmp_path, description):
+    import json
+
+    from maxent.training.checkpoint import CheckpointError
+
+    SAC("Pendulum-v1", config=SACConfig(**SMALL), seed=0).save(tmp_path / "m")
+    state_file = tmp_path / "m" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["env_description"] = description
+    state_file.write_text(json.dumps(state))
+    _rehash(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="state.json field 'env_description'"):
+        SAC.load(tmp_path / "m", env="Pendulum-v1")
+
+
+def _rehash(directory):
+    """Recompute a checkpoint's checksums after an edit, as someone editing on purpose would."""
+    import hashlib
+    import json
+
+    config_file = directory / "config.json"
+    header = json.loads(config_file.read_text())
+    for name in header["files"]:
+        header["files"][name] = hashlib.sha256((directory / name).read_bytes()).hexdigest()
+    config_file.write_text(json.dumps(header))

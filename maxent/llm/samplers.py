@@ -193,10 +193,9 @@ class HFSampler:
 class StaticSampler:
     """Sampling with a fixed-size KV cache (transformers ``StaticCache``) and one
     ``torch.compile``'d decode step: on a CPU the tiny and small models are bound by per-op
-    overhead, which compilation fuses away (~3x per decode step measured here, ~1.4x per
-    ``generate`` call with the sampling kept eager). Prompts are left-padded to a multiple of
+    overhead, which compilation fuses away. Prompts are left-padded to a multiple of
     ``bucket`` tokens, so shapes repeat and the step compiles once per (batch, prompt bucket,
-    max_new_tokens); the first call pays the compilation (~20 s on 2 busy cores). The compiled
+    max_new_tokens); the first call pays the compilation. The compiled
     step reads the live parameters, so in-place optimiser updates need no copy.
 
     Args:

@@ -42,6 +42,7 @@ from maxent.training import runlock
 from maxent.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from maxent.training.config import AgentConfig, ConfigError
 from maxent.training.env_identity import describe_env, difference, rebuild_factory
+from maxent.training.env_identity import well_formed as env_description_well_formed  # noqa: I001
 from maxent.training.limits import OutOfMemoryError, check_config_device
 from maxent.training.saved import (Check, Entry, NumpyRNG, Tensor, Value, check_common_state,
                                    restore_entries, write_entries)
@@ -374,6 +375,11 @@ class Agent(abc.ABC):
                                       f"make an invalid {cls.checkpoint_kind()} config: {err}") from None
         from_checkpoint = env is None
         check_common_state(ckpt, rebuild_env=from_checkpoint)
+        described = ckpt.state.get("env_description")
+        if described is not None and not env_description_well_formed(described):
+            raise CheckpointError(f"{ckpt.path}/state.json field 'env_description' is not a "
+                                  "description of an env as maxent writes it; resume from an "
+                                  "earlier checkpoint")
         if env is None:
             env = cls._saved_env(ckpt)
         try:

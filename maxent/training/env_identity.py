@@ -150,7 +150,7 @@ def _spec_difference(saved: Mapping[str, Any], given: Mapping[str, Any]) -> str 
     return None
 
 
-def _well_formed(description: Any) -> bool:
+def well_formed(description: Any) -> bool:
     """Whether ``description`` has the shape :func:`describe_env` gives (a checkpoint's state.json
     is read back, so it is checked before it is trusted)."""
     copies = description.get("copies") if isinstance(description, Mapping) else None
@@ -190,7 +190,7 @@ def difference(saved: Mapping[str, Any] | None, given: Mapping[str, Any] | None)
     :func:`describe_env`), or ``None`` when they are the same env."""
     if saved is None:
         return "the checkpoint does not describe its env (saved by an older maxent)"
-    if not _well_formed(saved):
+    if not well_formed(saved):
         return "the checkpoint's description of its env is malformed"
     if given is None:
         return "the env given has no description"
@@ -213,7 +213,7 @@ def rebuild_factory(saved: Mapping[str, Any] | None) -> Callable[[], gym.Env] | 
     """A constructor of the env ``saved`` describes (``gymnasium.make`` of its id with its
     keywords, time limit and wrappers), or ``None`` when the description is incomplete, its copies
     differ, its id is not registered in this process or a wrapper is not a loaded wrapper class."""
-    if not _well_formed(saved):
+    if not well_formed(saved):
         return None
     first = saved["copies"][0]
     if "unknown" in first or any(c != first for c in saved["copies"]) or first["id"] not in gym.registry:

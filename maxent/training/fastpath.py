@@ -1,9 +1,9 @@
 """The fast path of a training step, chosen by default: bf16 matrix products where the hardware
 has them, and the whole update compiled in the background while training runs eagerly.
 
-``torch.compile`` of a whole update (losses, gradients, optimiser) is about twice as fast as eager
-PyTorch on CPU, but compiling costs ~10 s on a 2-core CPU from an empty cache (~5 s from inductor's
-disk cache; see :func:`prepare_compile`). :class:`BackgroundCompile` can pay that on a worker
+``torch.compile`` of a whole update (losses, gradients, optimiser) runs much faster than eager
+PyTorch on CPU, but compiling takes seconds, fewer from inductor's disk cache (see
+:func:`prepare_compile`; the speed page of the docs has the figures). :class:`BackgroundCompile` can pay that on a worker
 thread: it compiles the step by calling it once on *copies* of the real tensors, while the agent
 keeps training with the eager step; the agent switches when the compiled step is ready. The step
 must therefore read every tensor it uses from its arguments (a pure function of tensors), so that
@@ -106,11 +106,10 @@ def use_persistent_cache() -> Path:
 
 def prepare_compile(device: torch.device) -> dict[str, Any]:
     """Get this process ready to compile an update for ``device`` and return the keyword
-    arguments for ``torch.compile``. On CPU (cold cache, Pendulum-v1, 2 cores, measured
-    alternately): the C++ wrapper (``cpp_wrapper``) builds the graph as one library instead of a
-    Python module calling ~30 separately built kernels, which saves ~2 s of compiling and the
-    Python between kernels (end to end +8%, steady state +5%); and inductor's probes of the
-    CPU's vector instruction sets stop after the best one passes (~6 s; see
+    arguments for ``torch.compile``. On CPU the C++ wrapper (``cpp_wrapper``) builds the graph as
+    one library instead of a Python module calling dozens of separately built kernels, which
+    saves compiling time and the Python between kernels; and inductor's probes of the CPU's
+    vector instruction sets stop after the best one passes (see
     :func:`_probe_only_the_best_vector_isa`)."""
     use_persistent_cache()
     if device.type != "cpu":
@@ -123,8 +122,8 @@ def prepare_compile(device: torch.device) -> dict[str, Any]:
 def _probe_only_the_best_vector_isa() -> bool:
     """Run inductor's build-and-load probe for the widest vector ISA this CPU reports, and if it
     passes, tell inductor the narrower ones build too (``config.cpp.vec_isa_ok``) instead of
-    probing each: every probe compiles ATen's vector headers (~1.3 s each, four of them on an
-    AMX CPU) on every machine's first compile. A compiler that builds the widest builds the
+    probing each: every probe compiles ATen's vector headers again, once per ISA the CPU has,
+    on every machine's first compile. A compiler that builds the widest builds the
     narrower. Leaves inductor alone when the user set ``vec_isa_ok``, off x86, or when the probe
     fails (inductor then probes each ISA and picks the best that works, as before)."""
     from torch._inductor import config, cpu_vec_isa
@@ -166,8 +165,8 @@ class BackgroundCompile:
             consumed (updated in place) by the compiling call.
         name: for the thread's name.
         background: ``False`` compiles in the calling thread before the constructor returns
-            (with the same failure handling): on a 2-core CPU, where the trainer would only wait,
-            a cold compile on a worker thread measured ~15 s slower (Pendulum-v1).
+            (with the same failure handling): on a machine with few cores the compiler and the eager
+            trainer only slow each other down.
         **compile_kwargs: passed to ``torch.compile`` (:func:`prepare_compile`'s).
 
     :meth:`poll` returns the compiled function once it is ready (``None`` before); :attr:`error`
