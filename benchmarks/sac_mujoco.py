@@ -3,7 +3,7 @@
 Each (env, seed) run trains with SACConfig's defaults (plus ``--learning-starts``, 10k random
 warm-up steps as rl-baselines3-zoo and the SAC paper use on MuJoCo), evaluates the deterministic
 policy on ``--eval-episodes`` episodes every ``--eval-every`` steps, and appends the result to
-``<out>/<env>-s<seed>/eval.csv`` as it goes. A checkpoint (replay buffer included) is written at
+``<out>/<env>-s<seed>/eval.csv`` (``<env>-<preset>-s<seed>`` with ``--preset``) as it goes. A checkpoint (replay buffer included) is written at
 every evaluation, so a killed run resumes where it stopped when the same command is run again, and
 a finished run is skipped. ``--plot`` draws every run found under ``--out`` into ``curves.png``.
 
@@ -86,10 +86,18 @@ def read_eval(path: Path) -> list[dict[str, float]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+def variant_tag(args: argparse.Namespace) -> str:
+    """``-<preset>`` and ``-c<w>x<w>`` for non-default runs, so each variant has its own folder."""
+    tag = f"-{args.preset}" if args.preset else ""
+    if args.critic_hidden_sizes:
+        tag += "-c" + "x".join(str(w) for w in args.critic_hidden_sizes)
+    return tag
+
+
 def train(env_id: str, seed: int, args: argparse.Namespace) -> None:
     from maxent.agents import SAC, SACConfig
 
-    run_dir = Path(args.out) / f"{env_id}-s{seed}"
+    run_dir = Path(args.out) / f"{env_id}{variant_tag(args)}-s{seed}"
     ckpt = run_dir / "checkpoint"
     run_dir.mkdir(parents=True, exist_ok=True)
     if (ckpt / "config.json").exists():
@@ -101,6 +109,10 @@ def train(env_id: str, seed: int, args: argparse.Namespace) -> None:
             overrides["compile"] = args.compile
         if args.precision is not None:
             overrides["precision"] = args.precision
+        if args.preset is not None:
+            overrides["preset"] = args.preset
+        if args.critic_hidden_sizes is not None:
+            overrides["critic_hidden_sizes"] = tuple(args.critic_hidden_sizes)
         agent = SAC(env_id, config=SACConfig(**overrides), seed=seed, log_dir=run_dir)
     remaining = args.steps - agent.num_timesteps
     if remaining > 0:
@@ -149,6 +161,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", default=None, help="override SACConfig.compile (default: the config's)")
     parser.add_argument("--precision", default=None, help="override SACConfig.precision")
+    parser.add_argument("--preset", default=None,
+                        help="a SAC family preset (crossq, tqc, droq, redq, simba); runs go to <env>-<preset>-s<seed>")
+    parser.add_argument("--critic-hidden-sizes", type=int, nargs="+", default=None,
+                        help="override the critics' widths (e.g. 256 256: presets whose published width "
+                             "a CPU cannot train in hours); the folder name gets -c256x256")
     parser.add_argument("--out", default="runs/sac-mujoco")
     parser.add_argument("--plot", action="store_true", help="only draw curves.png from the runs in --out")
     args = parser.parse_args()
