@@ -126,6 +126,31 @@ def test_clip_metrics_equal_trl(configs):
     assert abs(ours["entropy"].item() - metrics["train"]["entropy"][0]) < 1e-6
 
 
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_sampler_importance_weights_equal_trl(configs, loss_type, beta):
+    """vLLM's importance-sampling correction weighs the policy term only; the KL term is added
+    after, unweighted, in TRL (a weighted KL gives another loss as soon as beta > 0)."""
+    for seed in range(3):
+        lp, old, ref, adv, mask, ent = make_batch(seed)
+        weights = 0.5 + torch.rand(lp.shape, generator=torch.Generator().manual_seed(100 + seed))
+        inputs = inputs_for(old, ref, adv, mask, mask.sum())
+        inputs["importance_sampling_ratio"] = weights
+        lp_trl = lp.clone().requires_grad_()
+        theirs = trl_loss(configs(loss_type, beta), lp_trl, ent, inputs, use_vllm=True,
+                          vllm_importance_sampling_correction=True)
+        (g_trl,) = torch.autograd.grad(theirs, lp_trl)
+        lp_ours = lp.clone().requires_grad_()
+        settings = LossSettings(aggregation=AGG[loss_type], max_length=MAX_COMPLETION_LENGTH,
+                                clip_low=0.2, clip_high=0.28, kl_coef=beta,
+                                kl_importance_correction=True)
+        ours = policy_loss(lp_ours, old, adv, mask, settings, ref_log_probs=ref if beta else None,
+                           sampling_weights=weights)
+        (g_ours,) = torch.autograd.grad(ours.loss, lp_ours)
+        assert abs(ours.loss.item() - theirs.item()) < 1e-6, (loss_type, beta, seed)
+        torch.testing.assert_close(g_ours, g_trl, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
 def test_gradient_accumulation_matches_trl_via_normalizer(configs, loss_type):
     """Two micro-batches of 2 sequences, TRL accumulating 2 steps per generation of 4."""

@@ -728,7 +728,7 @@ def policy_loss(
         token_weights: (B, T) precomputed STEER weights.
         sampling_weights: (B, T) or (B, 1) importance weights of samples drawn by another
             engine than the trainer (vLLM), from :func:`sampler_importance_weights`; every
-            token's loss (KL included) is multiplied by its weight, as in TRL's
+            token's policy term is multiplied by its weight (the KL term is not), as in TRL's
             ``vllm_importance_sampling_correction``.
         entropy_mask: (B, T) bool from :func:`high_entropy_mask`: the policy term of other tokens
             is zeroed (the KL term and the divisor are not), as TRL's ``top_entropy_quantile``.
@@ -768,8 +768,9 @@ def policy_loss(
     if entropy_mask is not None:
         _check_2d("entropy_mask", entropy_mask, shape)
         per_token = per_token * (entropy_mask.to(torch.bool) & m).to(per_token.dtype)
-    per_token, kl = _kl_term(s, per_token, ratio, log_probs, ref_log_probs, m)
+    # TRL weighs the policy term alone and adds the KL term after, unweighted.
     per_token = _weigh_samples(per_token, sampling_weights)
+    per_token, kl = _kl_term(s, per_token, ratio, log_probs, ref_log_probs, m)
 
     loss = aggregate(per_token, m, s.aggregation, normalizer=normalizer, max_length=s.max_length)
     metrics: dict[str, Tensor] = {"kl": kl, "policy_loss": loss.detach()}
