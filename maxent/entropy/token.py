@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-# The vLLM mismatch correction lives in sampler_correction.py; importing it from here keeps working.
+# The vLLM mismatch correction lives in sampler_correction.py (and is documented there); importing
+# it from here keeps working, and __all__ leaves it out so the API page lists it once.
 from maxent.entropy.sampler_correction import (  # noqa: F401  (re-exported)
     SAMPLING_CORRECTIONS,
     _weigh_samples,
@@ -53,16 +54,13 @@ __all__ = [
     "AGGREGATIONS",
     "INTERVENTIONS",
     "LossSettings",
-    "SAMPLING_CORRECTIONS",
     "STEER_MODES",
     "TokenLoss",
     "aggregate",
     "clipped_surrogate",
     "high_entropy_mask",
     "k3_kl",
-    "masked_fraction",
     "policy_loss",
-    "sampler_importance_weights",
     "select_tokens",
     "steer_omega",
     "steer_weights",
