@@ -99,8 +99,10 @@ class GRPOConfig(AgentConfig):
             optimizer stay in ``dtype``); memory and speed on hardware with native bf16.
         vllm_importance_sampling: with ``sampler="vllm"``, weight the loss by the importance ratio
             pi_train / pi_vllm of the sampled tokens (TRL's ``vllm_importance_sampling_correction``,
-            verl's TIS; :func:`maxent.entropy.sampler_correction.sampler_importance_weights`): vLLM's kernels and dtype
-            make its probabilities differ slightly from the trainer's.
+            verl's TIS;
+            :func:`maxent.entropy.sampler_correction.sampler_importance_weights`): vLLM's kernels
+            and dtype make its probabilities differ slightly from the trainer's. The weights
+            multiply the policy term; the KL term is added unweighted, as in TRL.
         vllm_importance_sampling_mode: ``"sequence_mask"`` (TRL's default), ``"sequence_truncate"``,
             ``"token_mask"`` or ``"token_truncate"``.
         vllm_importance_sampling_clip_max: the bound C of that ratio (TRL's default 3.0).
