@@ -161,6 +161,11 @@ class MultiTurn:
         tools: functions the model may call (:class:`maxent.llm.tools.ToolBox`), or None.
         batch_type: GRPO's ``Batch`` (the update's input).
         has_rewards: reward functions were given (a multi-turn env gives its own rewards).
+
+    ``episode_scorer``, None unless set after construction, is ``fn(episodes, envs) -> (B,)``:
+    rewards of whole transcripts added to each episode's last turn (TRL's reward functions, which
+    score a finished tool loop and may read the environment objects, :mod:`maxent.trl`); its
+    ``metrics`` dict, when it has one, joins the step's log row.
     """
 
     def __init__(self, agent: Any, env: Any, tools: Sequence[Callable] | None, batch_type: type,
@@ -181,6 +186,7 @@ class MultiTurn:
                                     temperature=cfg.temperature, top_p=cfg.top_p)
         self._format: ChatFormat | None = None
         self.last_episodes: list[Episode] = []
+        self.episode_scorer: Callable[[list[Episode], list[Any]], Sequence[float]] | None = None
 
     @property
     def format(self) -> ChatFormat:
@@ -210,17 +216,30 @@ class MultiTurn:
         seeds = np.random.default_rng([agent.seed, step, agent.rank, 0]).integers(
             2**31, size=n_groups).tolist()
         envs = self.pool.take(n_groups * cfg.group_size)
-        return collect_episodes(agent.sampler, self.format, envs, seeds, self.limits,
-                                toolbox=self.toolbox,
-                                sample_seed=agent._step_seed(step, 1))
+        return self._scored(collect_episodes(agent.sampler, self.format, envs, seeds, self.limits,
+                                             toolbox=self.toolbox,
+                                             sample_seed=agent._step_seed(step, 1)), envs)
+
+    def _scored(self, episodes: list[Episode], envs: list[Any]) -> list[Episode]:
+        """``episodes`` with ``episode_scorer``'s rewards added to their last turns."""
+        if self.episode_scorer is None:
+            return episodes
+        extra = [float(r) for r in self.episode_scorer(episodes, envs)]
+        if len(extra) != len(episodes) or not all(math.isfinite(r) for r in extra):
+            raise ValueError(f"episode_scorer must return {len(episodes)} finite rewards, one per "
+                             f"episode; got {extra!r:.120}")
+        for ep, reward in zip(episodes, extra):
+            ep.rewards[-1] += reward
+        return episodes
 
     def evaluate(self, n_episodes: int = 20, seed: int = 10_000,
                  deterministic: bool = True) -> float:
         """Mean return of ``n_episodes`` episodes on reset seeds training never draws."""
         seeds = np.random.default_rng([seed, 1]).integers(2**31, size=n_episodes).tolist()
-        episodes = collect_episodes(self.agent.sampler, self.format, self.pool.take(n_episodes),
-                                    seeds, self.limits, toolbox=self.toolbox, sample_seed=seed,
-                                    greedy=deterministic)
+        envs = self.pool.take(n_episodes)
+        episodes = self._scored(collect_episodes(self.agent.sampler, self.format, envs, seeds,
+                                                 self.limits, toolbox=self.toolbox,
+                                                 sample_seed=seed, greedy=deterministic), envs)
         return float(np.mean([ep.episode_return for ep in episodes]))
 
     # ------------------------------------------------------------------- update
@@ -267,8 +286,13 @@ class MultiTurn:
                                                     position[mb], T, cfg.temperature,
                                                     with_entropy=False, group_size=sharing)[0]
                                     for mb in slices])
+        # The engine's (vLLM's) log-probs of the sampled tokens, for GRPO's importance correction
+        # of the sampler/trainer mismatch, as in the single-turn step.
+        sampler_lp = None
+        if rows.sampler_log_probs is not None and cfg.vllm_importance_sampling:
+            sampler_lp = rows.sampler_log_probs.to(dev)
         batch = self.batch_type(ids, attention, position, loss_mask, advantages, old_lp, old_ent,
-                                ref_lp, None, None, None)
+                                ref_lp, None, None, sampler_lp)
         if not fused:
             agent._select(batch)
         return batch, rows.turn_index.to(dev), rows.loss_mask.to(dev)
@@ -311,6 +335,7 @@ class MultiTurn:
                 row[TURN_ENTROPY.format(k)] = (batch.old_entropy * in_turn).sum() / in_turn.sum()
         if "grad_norm" in metrics:
             row["train/grad_norm"] = metrics.pop("grad_norm")
+        row.update(getattr(self.episode_scorer, "metrics", None) or {})
         for name, value in metrics.items():
             row[name if "/" in name else f"train/{name}"] = value
         every = cfg.log_completions_every
@@ -322,14 +347,20 @@ class MultiTurn:
         agent.num_completions += len(episodes) * agent.world_size
         row["time/step_seconds"] = time.perf_counter() - start
         agent.last_metrics = {k: float(v) for k, v in row.items()}
+        if agent.num_timesteps % cfg.log_interval == 0:  # what TRL callbacks and train() read
+            agent.trainer_state.log_history.append({**agent.last_metrics, "step": agent.num_timesteps})
+        agent._update_trainer_state()
         loss = agent.last_metrics["train/loss"]
         if not math.isfinite(loss):
             raise FloatingPointError(f"the GRPO loss became {loss} at step {agent.num_timesteps}: "
                                      "training diverged; lower learning_rate. Checkpoints written "
                                      "before are intact.")
         if any(ep.context_truncated for ep in episodes) and agent.num_timesteps == 1:
+            budget = self.limits.max_completion_tokens
             warnings.warn(f"{int(row[CONTEXT_TRUNCATED])} of {len(episodes)} episodes outgrew "
-                          f"max_episode_tokens={cfg.max_episode_tokens} and were cut"
+                          f"max_episode_tokens={cfg.max_episode_tokens}"
+                          + (f" or the completion budget of {budget} tokens" if budget else "")
+                          + " and were cut"
                           + (" (masked out of the loss)" if cfg.mask_truncated else "")
                           + "; raise it if the model's context allows", RuntimeWarning,
                           stacklevel=3)

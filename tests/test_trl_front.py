@@ -24,6 +24,10 @@ SMALL = dict(max_steps=2, per_device_train_batch_size=4, num_generations=4, max_
              report_to="none", use_cpu=True, save_strategy="no", logging_steps=1)
 
 
+# TRL's documented examples, each written out with a tiny model (examples/).
+TRL_EXAMPLES = ["trl_quickstart", "trl_reward_functions", "trl_environment_factory"]
+
+
 def example(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -48,7 +52,7 @@ def reward_len(completions, **kwargs):
 # --------------------------------------------------------------------------- the examples
 
 
-@pytest.mark.parametrize("name", ["trl_quickstart", "trl_reward_functions"])
+@pytest.mark.parametrize("name", TRL_EXAMPLES)
 def test_trls_examples_run_with_only_the_import_changed(name, tmp_path, capsys):
     text = (REPO / "examples" / f"{name}.py").read_text()
     imports = [line for line in text.splitlines() if re.match(r"\s*(from|import) .*trl\b", line)]
@@ -66,6 +70,8 @@ def test_trls_examples_run_with_only_the_import_changed(name, tmp_path, capsys):
         from transformers import AutoModelForCausalLM
 
         assert AutoModelForCausalLM.from_pretrained(tmp_path / "out") is not None
+    if name == "trl_environment_factory":  # multi-turn episodes, scored by TRL's rules
+        assert trainer.agent.multiturn.episode_scorer is not None
 
 
 # --------------------------------------------------------------------------- the config
@@ -255,7 +261,7 @@ def test_resume_from_the_latest_checkpoint_keeps_the_schedule(tiny_folder, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["trl_quickstart", "trl_reward_functions"])
+@pytest.mark.parametrize("name", TRL_EXAMPLES)
 def test_the_examples_run_on_trl_itself_with_the_import_switched_back(name, tmp_path):
     """The other half of "only the import changed": the same file trains on TRL."""
     pytest.importorskip("trl")
@@ -265,6 +271,7 @@ def test_the_examples_run_on_trl_itself_with_the_import_switched_back(name, tmp_
         "from maxent.trl import GRPOConfig, GRPOTrainer", "from trl import GRPOConfig, GRPOTrainer")
     script = tmp_path / f"{name}_on_trl.py"
     script.write_text(text)
+    (tmp_path / "_offline_model.py").write_text((REPO / "examples" / "_offline_model.py").read_text())
     done = subprocess.run([sys.executable, str(script), "--max-steps", "1", "--output-dir",
                            str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)

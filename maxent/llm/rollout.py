@@ -55,6 +55,9 @@ class RolloutLimits:
         max_tool_calls: tool calls per episode; later calls are answered with an error message.
         temperature: sampling temperature.
         top_p: nucleus mass.
+        max_completion_tokens: optional budget of everything after the first prompt (replies and
+            observations of all turns), TRL's ``max_completion_length`` in its tool loop; an
+            episode that would outgrow it is cut as one outgrowing ``max_episode_tokens``.
     """
 
     max_turns: int = 8
@@ -63,6 +66,7 @@ class RolloutLimits:
     max_tool_calls: int = 4
     temperature: float = 1.0
     top_p: float = 1.0
+    max_completion_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_turns", "max_new_tokens", "max_episode_tokens"):
@@ -71,6 +75,16 @@ class RolloutLimits:
         if self.max_tool_calls < 0:
             raise ValueError(f"RolloutLimits.max_tool_calls must be >= 0, got "
                              f"{self.max_tool_calls}")
+        if self.max_completion_tokens is not None and self.max_completion_tokens < 1:
+            raise ValueError(f"RolloutLimits.max_completion_tokens must be >= 1 or None, got "
+                             f"{self.max_completion_tokens}")
+
+    def room(self, ep: Episode) -> int:
+        """Tokens ``ep`` may still grow by within the context window and the completion budget."""
+        room = self.max_episode_tokens - len(ep.ids)
+        if self.max_completion_tokens is not None:
+            room = min(room, ep.prompt_length + self.max_completion_tokens - len(ep.ids))
+        return room
 
 
 class ChatFormat:
@@ -148,10 +162,14 @@ class ChatFormat:
             self._deltas[role] = (replied[len(asked) + 1:], before, after)
         return self._deltas[role]
 
-    def delta(self, role: str, content: str, reply_closed: bool) -> list[int]:
+    def delta(self, role: str, content: str, reply_closed: bool,
+              last_token: int | None = None) -> list[int]:
         """Tokens appended after a reply: the end of the reply's turn where the model did not
         write it, then the message of ``role`` ("user" or "tool") and the generation prompt.
-        ``reply_closed``: the reply ended with an eos token."""
+        ``reply_closed``: the reply ended with an eos token; ``last_token``: that token (default
+        the tokenizer's eos). Models with several eos ids can stop on one that is not the
+        template's end of turn (Qwen2.5's ``<|endoftext|>`` beside ``<|im_end|>``): then the
+        whole end of turn is still added, so the next message starts as the template starts it."""
         if not self.use_template:
             prefix = "Tool: " if role == "tool" else ""
             return ([] if reply_closed else [self.eos_id]) + self._encode(prefix + content + "\n")
@@ -164,7 +182,7 @@ class ChatFormat:
         else:
             close, before, after = self._template_delta("user")
         if reply_closed:
-            eos_text = self.tokenizer.decode([self.eos_id])
+            eos_text = self.tokenizer.decode([self.eos_id if last_token is None else last_token])
             close = close[len(eos_text):] if close.startswith(eos_text) else close
         return self._encode(close + before + content + after)
 
@@ -176,7 +194,9 @@ class Episode:
     ``ids`` is the whole transcript; ``generated[k]`` marks the model's tokens and ``turn_of[k]``
     the turn a token belongs to (-1 for the first prompt; an observation's tokens belong to the
     turn they answer). ``rewards[t]`` is turn t's env reward (0 on a tool call, which does not
-    step the env) and ``env_step[t]`` whether turn t stepped the env.
+    step the env) and ``env_step[t]`` whether turn t stepped the env. ``sampler_log_probs[k]`` is
+    the sampler's log-prob of token k (0 on tokens it did not generate) where the sampler reports
+    them (vLLM, for GRPO's sampler/trainer importance correction), else None.
     """
 
     group: int
@@ -198,6 +218,7 @@ class Episode:
     turn_limit: bool = False
     done: bool = False
     infos: list[dict] = field(default_factory=list)
+    sampler_log_probs: list[float] | None = None
 
     @property
     def turns(self) -> int:
@@ -207,7 +228,13 @@ class Episode:
     def episode_return(self) -> float:
         return float(sum(self.rewards))
 
-    def _append(self, tokens: Sequence[int], generated: bool, turn: int) -> None:
+    def _append(self, tokens: Sequence[int], generated: bool, turn: int,
+                log_probs: Sequence[float] | None = None) -> None:
+        if log_probs is not None and self.sampler_log_probs is None:
+            self.sampler_log_probs = [0.0] * len(self.ids)
+        if self.sampler_log_probs is not None:
+            self.sampler_log_probs.extend(
+                [float(x) for x in log_probs] if log_probs is not None else [0.0] * len(tokens))
         self.ids.extend(int(t) for t in tokens)
         self.generated.extend([generated] * len(tokens))
         self.turn_of.extend([turn] * len(tokens))
@@ -267,20 +294,24 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
                                max_new_tokens=limits.max_new_tokens,
                                temperature=limits.temperature, top_p=limits.top_p, greedy=greedy,
                                seed=int(np.random.default_rng([sample_seed, turn]).integers(2**62)))
+        sampled_lp = getattr(out, "log_probs", None)
         for k, i in enumerate(live):
             ep, env = episodes[i], envs[i]
             reply = out.ids[k][out.mask[k]].tolist()
-            room = limits.max_episode_tokens - len(ep.ids)
-            ep._append(reply[:room], True, ep.turns)
+            room = limits.room(ep)
+            lp = None if sampled_lp is None else sampled_lp[k][out.mask[k]].tolist()[:room]
+            ep._append(reply[:room], True, ep.turns, lp)
             ep.reply_tokens.append(min(len(reply), room))
             text = fmt.tokenizer.decode(reply[:room], skip_special_tokens=True)
             ep.replies.append(text)
-            if len(reply) > room:  # the reply outgrew the context window
+            closed = bool(reply) and reply[-1] in fmt.eos_ids
+            # An engine bounded by its context length (vLLM's max_model_len) stops an unfinished
+            # reply at exactly the room left, short of max_new_tokens: it outgrew the window too.
+            if len(reply) > room or (len(reply) == room < limits.max_new_tokens and not closed):
                 ep.rewards.append(0.0)
                 ep.env_step.append(False)
                 ep.context_truncated = ep.done = True
                 continue
-            closed = bool(reply) and reply[-1] in fmt.eos_ids
             if toolbox and find_call(text) is not None:
                 ep.tool_calls += 1
                 refused = ToolResult("", f"error: the limit of {limits.max_tool_calls} tool calls "
@@ -317,8 +348,8 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
             if ep.turns >= limits.max_turns:
                 ep.turn_limit = ep.done = True
                 continue
-            delta = fmt.delta(role, content, closed)
-            if len(ep.ids) + len(delta) + 1 > limits.max_episode_tokens:  # no room left to reply
+            delta = fmt.delta(role, content, closed, reply[-1] if closed else None)
+            if len(delta) + 1 > limits.room(ep):  # no room left to reply
                 ep.context_truncated = ep.done = True
                 continue
             ep._append(delta, False, ep.turns - 1)
@@ -335,6 +366,8 @@ class TranscriptBatch:
         input_ids, attention_mask, position_ids: (B, L).
         loss_mask: (B, T) float, 1 on the model's tokens.
         turn_index: (B, T) long, the turn of each of those tokens (-1 elsewhere).
+        sampler_log_probs: (B, T) float, the sampler's log-probs of the model's tokens (0
+            elsewhere), or None unless every episode has them.
     """
 
     input_ids: Tensor
@@ -342,6 +375,7 @@ class TranscriptBatch:
     position_ids: Tensor
     loss_mask: Tensor
     turn_index: Tensor
+    sampler_log_probs: Tensor | None = None
 
 
 def transcript_batch(episodes: Sequence[Episode], pad_id: int) -> TranscriptBatch:
@@ -353,6 +387,8 @@ def transcript_batch(episodes: Sequence[Episode], pad_id: int) -> TranscriptBatc
     attention = torch.zeros((B, P + T), dtype=torch.long)
     loss_mask = torch.zeros((B, T))
     turn_index = torch.full((B, T), -1, dtype=torch.long)
+    with_lp = all(ep.sampler_log_probs is not None for ep in episodes)
+    sampler_lp = torch.zeros((B, T)) if with_lp else None
     for b, ep in enumerate(episodes):
         p, rest = ep.prompt_length, len(ep.ids) - ep.prompt_length
         ids[b, P - p:P] = torch.as_tensor(ep.ids[:p])
@@ -362,5 +398,7 @@ def transcript_batch(episodes: Sequence[Episode], pad_id: int) -> TranscriptBatc
             loss_mask[b, :rest] = torch.as_tensor(ep.generated[p:], dtype=torch.float32)
             turns = torch.as_tensor(ep.turn_of[p:])
             turn_index[b, :rest] = torch.where(loss_mask[b, :rest].bool(), turns, -1)
+            if sampler_lp is not None:
+                sampler_lp[b, :rest] = torch.as_tensor(ep.sampler_log_probs[p:])
     position = (attention.cumsum(-1) - 1).clamp(min=0)
-    return TranscriptBatch(ids, attention, position, loss_mask, turn_index)
+    return TranscriptBatch(ids, attention, position, loss_mask, turn_index, sampler_lp)

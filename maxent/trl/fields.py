@@ -268,6 +268,7 @@ HONOURED: dict[str, str] = {
     "ref_model_sync_steps": "ref_model_sync_steps",
     "ref_model_mixup_alpha": "ref_model_mixup_alpha",
     "remove_unused_columns": "False: every column reaches the reward functions (True is refused)",
+    "max_tool_calling_iterations": "rounds of tool calls per episode with GRPOTrainer(tools=..., environment_factory=...) (None: until max_completion_length)",
 }
 
 # Accepted with no effect on training; setting one to a non-default value warns once.
@@ -350,7 +351,6 @@ ABSENT: dict[str, str] = {
     "trust_remote_code": "no remote code",
     "router_aux_loss_coef": "no mixture-of-experts auxiliary loss",
     "chat_template_kwargs": "the chat template is applied without extra arguments",
-    "max_tool_calling_iterations": "no tool calling",
     "use_vllm_sleep_mode": "vLLM runs colocated with maxent's settings",
 }
 

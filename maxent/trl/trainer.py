@@ -1,6 +1,7 @@
 """TRL's ``GRPOTrainer`` on maxent's engine: the same constructor (model, reward functions, args,
-datasets, tokenizers, callbacks, PEFT config), ``train()``, ``evaluate()`` and ``save_model()``,
-running :class:`maxent.agents.grpo.GRPO`."""
+datasets, tokenizers, callbacks, PEFT config, tools, environment factory), ``train()``,
+``evaluate()`` and ``save_model()``, running :class:`maxent.agents.grpo.GRPO` (multi-turn with
+tools: :mod:`maxent.trl.environments`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from maxent.agents.grpo import GRPO
 from maxent.agents.grpo_config import GRPOConfig as NativeConfig
 from maxent.envs.prompts import PromptDataset
 from maxent.training.agent import Callback
+from maxent.trl.environments import attach, tool_episodes
 from maxent.trl.config import GRPOConfig, UnsupportedTRLField
 
 __all__ = ["GRPOTrainer", "TrainOutput"]
@@ -125,22 +127,28 @@ class GRPOTrainer:
         peft_config: a ``peft.LoraConfig``: LoRA adapters on the policy.
         prompt_column: the dataset column holding prompts (TRL reads "prompt").
         optimizers: must be ``(None, None)``: maxent builds AdamW and the schedule from ``args``.
+        tools: typed functions with Google-style docstrings the model may call.
+        environment_factory: a class (or zero-argument callable) whose instances are per-rollout
+            environments: ``reset(**row)``, public methods as tools, optional ``get_reward()``
+            (TRL's semantics and maxent's differences: :mod:`maxent.trl.environments`).
     """
 
     def __init__(self, model: Any, reward_funcs: Any = None, args: GRPOConfig | None = None,
                  train_dataset: Any = None, eval_dataset: Any = None, processing_class: Any = None,
                  reward_processing_classes: Any = None, callbacks: list | None = None,
                  optimizers: tuple = (None, None), peft_config: Any = None,
-                 prompt_column: str = "prompt", **unsupported: Any):
+                 prompt_column: str = "prompt", tools: list | None = None,
+                 environment_factory: Any = None, **unsupported: Any):
         if unsupported:
             raise UnsupportedTRLField(f"GRPOTrainer({', '.join(unsupported)}=...): maxent.trl has no "
-                                      "tools, rollout functions, environments or quantization")
+                                      "rollout functions or quantization")
         if tuple(optimizers) != (None, None):
             raise UnsupportedTRLField("optimizers=(...): maxent builds AdamW and the schedule from "
                                       "args (learning_rate, adam_*, lr_scheduler_type, warmup_steps)")
-        if reward_funcs is None:
+        episodes = bool(tools) or environment_factory is not None
+        if reward_funcs is None and not episodes:
             raise ValueError("GRPOTrainer needs reward_funcs (a function, a reward model or a list)")
-        if train_dataset is None:
+        if train_dataset is None and not episodes:
             raise ValueError("GRPOTrainer needs train_dataset (rows with a prompt column)")
         if args is None:
             name = str(model) if isinstance(model, (str, Path)) else \
@@ -153,10 +161,19 @@ class GRPOTrainer:
         if isinstance(model, (str, Path)) and not Path(model).is_dir():
             raise ValueError(f"model {str(model)!r} is not a local folder; maxent.trl does not "
                              "download from the Hub: save the model locally and pass its folder")
-        # A DatasetDict is refused naming its splits (pass dataset["train"]), as TRL needs one split.
-        self.train_data = PromptDataset(train_dataset, reward_funcs, args.reward_weights,
-                                        prompt_column=prompt_column,
-                                        reward_processing_classes=reward_processing_classes)
+        self.scorer, episode_fields = None, {}
+        if episodes:
+            if eval_dataset is not None:
+                raise UnsupportedTRLField("eval_dataset with tools or environment_factory: maxent.trl "
+                                          "evaluates single-turn prompts only; drop eval_dataset")
+            self.train_data, self.scorer, episode_fields = tool_episodes(
+                train_dataset, reward_funcs, args, tools=tools,
+                environment_factory=environment_factory, prompt_column=prompt_column,
+                reward_processing_classes=reward_processing_classes)
+        else:  # a DatasetDict is refused naming its splits (pass dataset["train"]), as in TRL
+            self.train_data = PromptDataset(train_dataset, reward_funcs, args.reward_weights,
+                                            prompt_column=prompt_column,
+                                            reward_processing_classes=reward_processing_classes)
         self.eval_dataset = None
         if eval_dataset is not None:
             self.eval_dataset = PromptDataset(eval_dataset, self.train_data.rewards.functions,
@@ -164,7 +181,7 @@ class GRPOTrainer:
         from accelerate import PartialState
 
         overrides = {**args.maxent_overrides(PartialState().num_processes), **_lora_overrides(peft_config),
-                     "chat_template": self.train_data.conversational}
+                     "chat_template": self.train_data.conversational, **episode_fields}
         if isinstance(model, (str, Path)):
             overrides["model"] = str(model)
             model = None
@@ -180,12 +197,16 @@ class GRPOTrainer:
         context = _context_length(overrides.get("model"), model)
         if context is not None:
             overrides["max_prompt_tokens"] = max(1, context - args.max_completion_length)
+        if episodes:  # the transcript may fill the context; the budget is set on the rollout
+            overrides["max_episode_tokens"] = context or args.max_completion_length + 4096
         config = NativeConfig(**overrides)
         report = args.report_to if isinstance(args.report_to, str) else (args.report_to or ["none"])[0]
         log_dir = args.output_dir if report in ("tensorboard", "all") else None
         self.agent = GRPO(model, self.train_data, config=config, seed=int(args.seed), log_dir=log_dir,
                           tokenizer=processing_class)
         self.agent.trainer_args = args
+        if self.scorer is not None:
+            attach(self.agent, self.scorer, args)
         if self.train_data.conversational and not getattr(self.agent.tokenizer, "chat_template", None):
             self.agent.tokenizer.chat_template = CHATML  # TRL needs a template for conversations too
         if args.disable_dropout:
@@ -232,6 +253,8 @@ class GRPOTrainer:
             self.agent = GRPO.load(resume_from_checkpoint, env=self.train_data,
                                    log_dir=self.agent.log_dir)
             self.agent.trainer_args = self.args
+            if self.scorer is not None:
+                attach(self.agent, self.scorer, self.args)
         per_step = self.agent.config.prompts_per_step
         total = self.args.total_steps(len(self.train_data), per_step)
         remaining = total - self.agent.num_timesteps
