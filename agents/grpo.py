@@ -35,6 +35,7 @@ from maxent.llm import steering
 from maxent.training import logging as mlog
 from maxent.training.agent import Agent
 from maxent.training.saved import Controller, Optimizer, Value, write_entries
+from maxent.training.saved_values import log_rows_check
 from maxent.training.run import EVAL_ACCURACY  # noqa: F401  (a metric name of this agent)
 from maxent.training.checkpoint import CheckpointError
 from maxent.entropy.temperature import EntropyTargetController, FixedTemperature
@@ -49,6 +50,7 @@ from maxent.agents.grpo_rewards import (
     attach_env_and_rewards,
     checked_rewards,
     completions_table,
+    global_step,
     score,
     update_trainer_state,
 )
@@ -87,8 +89,9 @@ STEP_TIME = "time/step_seconds"
 class GRPO(Agent):
     """Group Relative Policy Optimisation of a causal LM on a verifiable text task.
 
-    ``num_timesteps`` counts GRPO steps (one rollout batch and its update), as TRL's
-    ``global_step``; ``num_completions`` counts the completions scored (environment steps).
+    ``num_timesteps`` counts GRPO steps (one rollout batch and its update); ``trainer_state``'s
+    ``global_step`` counts optimiser steps, ``num_epochs`` per GRPO step, as TRL's;
+    ``num_completions`` counts the completions scored (environment steps).
 
     A fresh model (the ``"tiny"`` one above all) does not yet write answers in a text task's
     format, so every completion scores 0, every group's advantages are 0 and ``learn`` changes
@@ -334,7 +337,7 @@ class GRPO(Agent):
 
     def _on_learn_start(self, end: int) -> None:
         super()._on_learn_start(end)
-        self.trainer_state.max_steps = end
+        self.trainer_state.max_steps = end * self.config.num_epochs  # optimiser steps, as TRL
         self._update_trainer_state()
 
     # ----------------------------------------------------------------------- advantages
@@ -596,7 +599,7 @@ class GRPO(Agent):
         row[STEP_TIME] = time.perf_counter() - start
         self.last_metrics = {k: float(v) for k, v in row.items()}
         if self.num_timesteps % self.config.log_interval == 0:
-            self.trainer_state.log_history.append({**self.last_metrics, "step": self.num_timesteps})
+            self.trainer_state.log_history.append({**self.last_metrics, "step": global_step(self)})
         self._update_trainer_state()
         if not math.isfinite(self.last_metrics[LOSS]):
             raise FloatingPointError(
@@ -704,6 +707,9 @@ class GRPO(Agent):
             Value("num_completions", self, "num_completions"),
             Value("skipped_rewards", self, "skipped_rewards"),
             Value("warmed_up", self, "warmed_up"),
+            # What reward functions and TRL callbacks read as trainer_state.log_history.
+            Value("log_history", self.trainer_state, "log_history", default=lambda ckpt: [],
+                  like_current=False, check=log_rows_check("num_timesteps", self.config.num_epochs)),
         ]
 
     def _checkpoint(self, gathered: tuple[dict[str, Tensor], dict] | None = None):

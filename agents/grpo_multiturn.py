@@ -347,9 +347,10 @@ class MultiTurn:
         agent.num_completions += len(episodes) * agent.world_size
         row["time/step_seconds"] = time.perf_counter() - start
         agent.last_metrics = {k: float(v) for k, v in row.items()}
-        if agent.num_timesteps % cfg.log_interval == 0:  # what TRL callbacks and train() read
-            agent.trainer_state.log_history.append({**agent.last_metrics, "step": agent.num_timesteps})
         agent._update_trainer_state()
+        if agent.num_timesteps % cfg.log_interval == 0:  # what TRL callbacks and train() read
+            agent.trainer_state.log_history.append({**agent.last_metrics,
+                                                    "step": agent.trainer_state.global_step})
         loss = agent.last_metrics["train/loss"]
         if not math.isfinite(loss):
             raise FloatingPointError(f"the GRPO loss became {loss} at step {agent.num_timesteps}: "

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["attach_env_and_rewards", "checked_rewards", "completions_table", "score",
-           "update_trainer_state"]
+           "global_step", "update_trainer_state"]
 
 
 def attach_env_and_rewards(agent: Any, env: Any, *, reward_fn: Callable[[str, Any], float] | None,
@@ -95,15 +95,23 @@ def score(agent: Any, prompts: list, texts: list[str], ids: Tensor, mask: Tensor
 def update_trainer_state(agent: Any) -> None:
     """Bring ``agent.trainer_state`` (what reward functions and TRL callbacks read) up to date."""
     state, cfg = agent.trainer_state, agent.config
-    state.global_step = agent.num_timesteps
+    state.global_step = global_step(agent)
     state.num_completions = agent.num_completions
-    state.max_steps = max(state.max_steps, agent.num_timesteps)
+    state.max_steps = max(state.max_steps, state.global_step)
     state.train_batch_size = cfg.prompts_per_step * cfg.group_size
     prompts_per_epoch = len(agent.env) if hasattr(agent.env, "__len__") else None
     if prompts_per_epoch:
-        steps_per_epoch = prompts_per_epoch / cfg.prompts_per_step
-        state.epoch = agent.num_timesteps / steps_per_epoch
-        state.num_train_epochs = math.ceil(state.max_steps / steps_per_epoch)
+        # transformers' num_update_steps_per_epoch under TRL's RepeatSampler, which keeps whole
+        # generation batches only; each gives num_epochs optimiser steps.
+        updates_per_epoch = max(prompts_per_epoch // cfg.prompts_per_step, 1) * cfg.num_epochs
+        state.epoch = state.global_step / updates_per_epoch
+        state.num_train_epochs = math.ceil(state.max_steps / updates_per_epoch)
+
+
+def global_step(agent: Any) -> int:
+    """TRL's ``global_step``: optimiser steps taken, ``num_epochs`` (TRL's ``num_iterations``) per
+    GRPO step, whose one generation batch each of them reuses."""
+    return agent.num_timesteps * agent.config.num_epochs
 
 
 def completions_table(rollout: Any, reward_names: Sequence[str], rows: int = 8,

@@ -219,6 +219,142 @@ def test_bad_input_to_the_trainer_is_named(tiny_folder, tmp_path):
                     train_dataset=prompts())
 
 
+# --------------------------------------------------------------------------- steps as TRL counts them
+
+
+def trl_counts(num_iterations, steps_per_generation, gradient_accumulation_steps, max_steps,
+               per_device_train_batch_size, num_generations, rows, num_train_epochs=1.0):
+    """``(global_step, optimiser steps per generation, num_update_steps_per_epoch)`` that TRL 1.16
+    and transformers 5 give one process, from their formulae."""
+    # GRPOConfig.__post_init__: steps_per_generation defaults to gradient_accumulation_steps and
+    # generation_batch_size = per_device_train_batch_size * num_processes * steps_per_generation.
+    spg = steps_per_generation or gradient_accumulation_steps
+    generation_batch = per_device_train_batch_size * spg
+    # GRPOTrainer._prepare_inputs generates every steps_per_generation * num_iterations calls of
+    # training_step; Trainer steps the optimiser (global_step) every gradient_accumulation_steps.
+    per_generation = spg * num_iterations // gradient_accumulation_steps
+    # RepeatSampler.__len__ over a dataloader of per_device_train_batch_size * spg rows, then
+    # Trainer.set_initial_training_values: num_update_steps_per_epoch and max_steps.
+    prompts = generation_batch // num_generations
+    sampler = rows // prompts * prompts * num_generations * num_iterations * spg
+    batches = math.ceil(sampler / (per_device_train_batch_size * spg))
+    per_epoch = max(math.ceil(batches / gradient_accumulation_steps), 1)
+    total = max_steps if max_steps > 0 else math.ceil(num_train_epochs * per_epoch)
+    return total, per_generation, per_epoch
+
+
+@pytest.mark.parametrize("iterations,spg,accumulation,max_steps", [
+    (1, None, 1, 3), (2, None, 1, 4), (3, None, 2, 6), (2, 2, 2, 4), (2, None, 1, -1)])
+def test_max_steps_and_global_step_count_optimiser_steps_as_trl(tiny_folder, tmp_path, iterations, spg,
+                                                                 accumulation, max_steps):
+    rows = 3  # with one prompt per generation, an epoch is 3 generations
+    args = GRPOConfig(str(tmp_path), **{**SMALL, "max_steps": max_steps, "num_iterations": iterations,
+                                        "steps_per_generation": spg,
+                                        "gradient_accumulation_steps": accumulation,
+                                        "per_device_train_batch_size": 4 // accumulation,
+                                        "num_train_epochs": 1.0, "learning_rate": 1e-3})
+    total, per_generation, per_epoch = trl_counts(iterations, spg, accumulation, max_steps,
+                                                  4 // accumulation, 4, rows)
+    recorder = Recorder()
+    trainer = GRPOTrainer(tiny_folder, reward_len, args, train_dataset=prompts(rows), callbacks=[recorder])
+    steps, rates = [0], []
+
+    def count(optimizer, *_):
+        steps[0] += 1
+        rates.append(optimizer.param_groups[0]["lr"])
+
+    trainer.agent._torch_optimizer.register_step_pre_hook(count)
+    out = trainer.train()
+    assert steps[0] == total == out.global_step == trainer.state.global_step == trainer.state.max_steps
+    assert trainer.agent.num_timesteps == total // per_generation  # generations
+    assert recorder.events[0] == ("begin", total)
+    assert trainer.state.epoch == pytest.approx(total / per_epoch)
+    assert [row["step"] for row in trainer.state.log_history] == list(range(per_generation, total + 1,
+                                                                            per_generation))
+    # transformers' linear schedule over `total` optimiser steps, stepped after each of them.
+    assert rates == pytest.approx([1e-3 * (1 - k / total) for k in range(total)])
+
+
+def test_max_steps_that_splits_a_generation_is_refused():
+    with pytest.raises(UnsupportedTRLField, match=r"max_steps=5 is not a multiple of num_iterations=2.*"
+                                                  r"set max_steps to 4 or 6"):
+        GRPOConfig(max_steps=5, num_iterations=2)
+    with pytest.raises(UnsupportedTRLField, match=r"num_train_epochs=1.5 is 3 optimiser steps"):
+        GRPOConfig(num_train_epochs=1.5, num_iterations=2).total_steps(1, 1)
+    with pytest.raises(ValueError, match=r"num_iterations=0: it must be a positive integer"):
+        GRPOConfig(num_iterations=0)
+
+
+@pytest.mark.slow
+def test_global_step_matches_trl_itself(tiny_folder, tmp_path):
+    """The same tiny run on TRL: its global_step, max_steps and AdamW step count equal the front's."""
+    trl = pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    settings = {**SMALL, "max_steps": 4, "num_iterations": 2, "gradient_accumulation_steps": 2,
+                "per_device_train_batch_size": 2, "bf16": False, "gradient_checkpointing": False}
+    counts = {}
+    for name, config_cls, trainer_cls in (("trl", trl.GRPOConfig, trl.GRPOTrainer),
+                                          ("maxent", GRPOConfig, GRPOTrainer)):
+        args = config_cls(output_dir=str(tmp_path / name), **settings)
+        trainer = trainer_cls(model=AutoModelForCausalLM.from_pretrained(tiny_folder), reward_funcs=reward_len,
+                              args=args, train_dataset=prompts(3),
+                              processing_class=AutoTokenizer.from_pretrained(tiny_folder))
+        out = trainer.train()
+        optimizer = trainer.agent._torch_optimizer if name == "maxent" else trainer.optimizer.optimizer
+        adam_steps = {int(s["step"]) for s in optimizer.state.values()}  # AdamW's own step count
+        counts[name] = (out.global_step, trainer.state.global_step, trainer.state.max_steps, adam_steps)
+    assert counts["maxent"] == counts["trl"] == (4, 4, 4, {4})
+
+
+# --------------------------------------------------------------------------- log history on resume
+
+
+def _rows(trainer):
+    return [{k: v for k, v in row.items() if k != "time/step_seconds"} for row in trainer.state.log_history]
+
+
+def test_log_history_survives_resume_and_a_tampered_row_is_refused(tiny_folder, tmp_path):
+    import hashlib
+    import json
+
+    from maxent.training.checkpoint import CheckpointError
+
+    def args(folder, max_steps):
+        return GRPOConfig(str(tmp_path / folder), **{**SMALL, "max_steps": max_steps, "num_iterations": 2,
+                                                     "save_strategy": "steps", "save_steps": 4,
+                                                     "learning_rate": 1e-3, "lr_scheduler_type": "constant"})
+
+    whole = GRPOTrainer(tiny_folder, reward_len, args("whole", 8), train_dataset=prompts())
+    whole.train()
+    GRPOTrainer(tiny_folder, reward_len, args("parts", 4), train_dataset=prompts()).train()
+    saved = tmp_path / "parts" / "checkpoint-4"
+    resumed = GRPOTrainer(tiny_folder, reward_len, args("parts", 8), train_dataset=prompts())
+    resumed.train(resume_from_checkpoint=str(saved))
+    assert [row["step"] for row in _rows(whole)] == [2, 4, 6, 8]
+    # save_steps counts optimiser steps, as TRL's: checkpoint-N is named by global_step.
+    assert sorted(p.name for p in (tmp_path / "whole").glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-8"]
+    assert _rows(resumed) == _rows(whole)
+
+    state = json.loads((saved / "state.json").read_text())
+    assert [row["step"] for row in state["log_history"]] == [2, 4]
+    for tamper, words in ((lambda rows: rows[0].update({"train/loss": "x"}), "expected a number"),
+                          (lambda rows: rows[1].update({"step": 2}), "['step'] is 2"),
+                          (lambda rows: rows.append({"step": 6}), "has 3 rows, more than the 2 steps")):
+        edited = json.loads(json.dumps(state))
+        tamper(edited["log_history"])
+        data = json.dumps(edited).encode()
+        (saved / "state.json").write_bytes(data)
+        header = json.loads((saved / "config.json").read_text())
+        header["files"]["state.json"] = hashlib.sha256(data).hexdigest()
+        (saved / "config.json").write_text(json.dumps(header))
+        again = GRPOTrainer(tiny_folder, reward_len, args("parts", 8), train_dataset=prompts())
+        with pytest.raises(CheckpointError) as refused:
+            again.train(resume_from_checkpoint=str(saved))
+        message = str(refused.value)
+        assert "\n" not in message and "field ['log_history']" in message and words in message, message
+
+
 # --------------------------------------------------------------------------- the exported tokenizer
 
 

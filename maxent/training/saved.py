@@ -470,7 +470,8 @@ class Value(Entry):
     the saved value back (e.g. ``int``); ``default`` is used when an older checkpoint lacks it.
     The saved value must be :func:`like` what this agent writes (integers are counters, numbers
     finite), or one of ``choices`` where given; ``check(saved, ckpt)`` returns why a saved value
-    that is like it still cannot be (a length the config or another field fixes), or None."""
+    that is like it still cannot be (a length the config or another field fixes), or None; with
+    ``like_current=False`` it is the only check and must bound the value itself."""
 
     key: Key
     owner: Any
@@ -480,6 +481,7 @@ class Value(Entry):
     default: Callable[[Checkpoint], Any] | None = None
     choices: Sequence[Any] | None = None
     check: Callable[[Any, Checkpoint], str | None] | None = None
+    like_current: bool = True  # False: ``check`` alone judges it (rows a fresh agent has none of)
 
     def write(self, tensors, state, arrays):
         value = getattr(self.owner, self.attr)
@@ -495,8 +497,9 @@ class Value(Entry):
                                       f"{saved!r:.60}, expected one of {list(self.choices)}; the file "
                                       "was edited — resume from an earlier checkpoint")
             return
-        value = getattr(self.owner, self.attr)
-        _check_like(ckpt, self.key, saved, self.save(value) if self.save else value)
+        if self.like_current:
+            value = getattr(self.owner, self.attr)
+            _check_like(ckpt, self.key, saved, self.save(value) if self.save else value)
         why = self.check(saved, ckpt) if self.check is not None else None
         if why:
             raise CheckpointError(f"{ckpt.path / STATE_FILE} field {_field(self.key)} {why}; the file "

@@ -17,7 +17,7 @@ from maxent.training.checkpoint import REPLAY_FILE, STATE_FILE, Checkpoint, Chec
 from maxent.training.vector import check_env_id
 
 __all__ = ["MAX_COUNT", "Key", "check_common_state", "check_in_flight", "check_replay", "episodes_check",
-           "like"]
+           "like", "log_rows_check"]
 
 Key = str | tuple[str, ...]  # a key of state.json, or a path of keys into nested dicts
 
@@ -206,6 +206,39 @@ def episodes_check(other: Key, window: int | None = None,
                    f"{len(paired) if isinstance(paired, list) else _kind(paired)}"
         if window is not None and len(saved) > window:
             return f"has {len(saved)} episodes, more than the {window} kept"
+        return None
+    return check
+
+
+def log_rows_check(counter: Key, per_step: int, max_keys: int = 512,
+                   max_name: int = 200) -> Callable[[Any, Checkpoint], str | None]:
+    """A ``Value.check`` for a log history (transformers' ``TrainerState.log_history``): a list of
+    at most one row per step counted at ``counter``; each row an object of at most ``max_keys``
+    metric names (non-empty strings of at most ``max_name`` characters) to numbers, with an integer
+    ``"step"`` in ``[1, counter * per_step]`` that grows from row to row."""
+    def check(saved: Any, ckpt: Checkpoint) -> str | None:
+        if not isinstance(saved, list):
+            return f"is {_kind(saved)}, expected a list of log rows"
+        steps = _get(ckpt.state, counter)
+        steps = steps if isinstance(steps, int) and not isinstance(steps, bool) else 0
+        if len(saved) > steps:
+            return f"has {len(saved)} rows, more than the {steps} steps of {_field(counter)}"
+        last = 0
+        for i, row in enumerate(saved):
+            if not isinstance(row, dict):
+                return f"[{i}] is {_kind(row)}, expected an object of metrics"
+            if len(row) > max_keys:
+                return f"[{i}] has {len(row)} entries, more than {max_keys}"
+            for name, value in row.items():
+                if not name or len(name) > max_name:
+                    return f"[{i}] has a metric name of {len(name)} characters, expected 1 to {max_name}"
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    return f"[{i}][{name!r:.60}] is {_kind(value)}, expected a number"
+            step = row.get("step")
+            if not isinstance(step, int) or isinstance(step, bool) or not last < step <= steps * per_step:
+                return (f"[{i}]['step'] is {step!r:.40}, expected an integer above the previous row's "
+                        f"{last} and at most {steps * per_step}")
+            last = step
         return None
     return check
 

@@ -107,10 +107,21 @@ class GRPOConfig:
             if getattr(self, name) not in allowed:
                 raise UnsupportedTRLField(f"{name}={getattr(self, name)!r}: maxent.trl supports "
                                           f"{list(allowed)}")
+        if not isinstance(self.num_iterations, int) or isinstance(self.num_iterations, bool) \
+                or self.num_iterations < 1:
+            raise ValueError(f"num_iterations={self.num_iterations!r}: it must be a positive integer "
+                             "(optimiser steps per generation)")
+        if self.max_steps is not None and self.max_steps > 0 and self.max_steps % self.num_iterations:
+            raise UnsupportedTRLField(
+                f"max_steps={self.max_steps} is not a multiple of num_iterations={self.num_iterations}: "
+                "maxent reuses each generation for all num_iterations optimiser steps; set max_steps to "
+                f"{self.max_steps - self.max_steps % self.num_iterations or self.num_iterations} or "
+                f"{self.max_steps - self.max_steps % self.num_iterations + self.num_iterations}")
         ga = self.gradient_accumulation_steps
         if self.steps_per_generation not in (None, ga):
             raise UnsupportedTRLField(f"steps_per_generation={self.steps_per_generation}: maxent "
-                                      f"generates once per optimiser step (= gradient_accumulation_steps, {ga})")
+                                      "generates once per num_iterations optimiser steps (steps_per_generation "
+                                      f"= gradient_accumulation_steps, {ga}); leave it None")
         if self.loss_type == "bnpo" and ga > 1:
             raise UnsupportedTRLField("loss_type='bnpo' with gradient_accumulation_steps > 1 normalises "
                                       "each micro-batch apart; maxent normalises the whole batch (use 'dapo')")
@@ -132,6 +143,7 @@ class GRPOConfig:
     def maxent_overrides(self, processes: int = 1) -> dict[str, Any]:
         """The maxent GRPOConfig fields these TRL settings mean."""
         aggregation, surrogate = _LOSS_TYPES[self.loss_type]
+        log_every = math.ceil(self.logging_steps / self.num_iterations)
         out: dict[str, Any] = {
             "group_size": self.num_generations,
             "prompts_per_step": self.prompts_per_step(processes),
@@ -162,8 +174,9 @@ class GRPOConfig:
             "vllm_importance_sampling_clip_max": self.vllm_importance_sampling_clip_max,
             "gradient_checkpointing": bool(self.gradient_checkpointing),
             "autocast": self.bf16 is None or bool(self.bf16),  # TRL turns bf16 on unless fp16
-            "log_interval": self.logging_steps,
-            "log_completions_every": self.logging_steps if self.log_completions else 0,
+            # logging_steps counts optimiser steps; a row is written per generation at most.
+            "log_interval": log_every,
+            "log_completions_every": log_every if self.log_completions else 0,
             "reward_failures": "raise",
             "share_prompt_pass": False,  # TRL runs every row's whole sequence
             "ref_model_sync_steps": self.ref_model_sync_steps if self.sync_ref_model else 0,
@@ -174,9 +187,22 @@ class GRPOConfig:
         return out
 
     def total_steps(self, dataset_size: int | None, prompts_per_step: int) -> int:
-        """GRPO steps to train: ``max_steps`` (over ``num_iterations``) or the epochs' worth."""
+        """Optimiser steps to train, counted as TRL's ``global_step``: ``max_steps``, or the epochs'
+        worth (transformers' ``Trainer.set_initial_training_values``). One generation batch serves
+        ``num_iterations`` optimiser steps, so the total must be a multiple of it."""
         if self.max_steps is not None and self.max_steps > 0:
-            return max(1, math.ceil(self.max_steps / self.num_iterations))
+            return int(self.max_steps)
         if dataset_size is None:
             raise ValueError("an IterableDataset has no length: set max_steps, as TRL requires")
-        return max(1, math.ceil(self.num_train_epochs * dataset_size / prompts_per_step))
+        total = math.ceil(self.num_train_epochs * self.updates_per_epoch(dataset_size, prompts_per_step))
+        if total % self.num_iterations:
+            raise UnsupportedTRLField(
+                f"num_train_epochs={self.num_train_epochs} is {total} optimiser steps, not a multiple of "
+                f"num_iterations={self.num_iterations}: maxent reuses each generation for all "
+                "num_iterations steps; set max_steps to a multiple of num_iterations")
+        return total
+
+    def updates_per_epoch(self, dataset_size: int, prompts_per_step: int) -> int:
+        """TRL's ``num_update_steps_per_epoch``: its ``RepeatSampler`` keeps whole generation
+        batches (``len(dataset) // prompts``), each giving ``num_iterations`` optimiser steps."""
+        return max(dataset_size // prompts_per_step * self.num_iterations, 1)

@@ -65,48 +65,63 @@ def _lora_overrides(peft_config: Any) -> dict[str, Any]:
 
 
 class _Schedule(Callback):
-    """The learning-rate schedule TRL's trainer builds (transformers' ``get_scheduler``), stepped
-    after every GRPO step."""
+    """The learning-rate schedule TRL's trainer builds (transformers' ``get_scheduler`` over
+    ``total`` optimiser steps), stepped after every optimiser step as transformers' ``Trainer``
+    does: a generation reused for ``num_iterations`` steps sees the rate change between them."""
 
     def __init__(self, args: GRPOConfig, total: int):
-        self.args, self.total, self.scheduler = args, total, None
+        self.args, self.total, self.scheduler, self.hook = args, total, None, None
 
     def on_training_start(self, agent: GRPO) -> None:
         from transformers import get_scheduler
 
+        optimizer = agent._torch_optimizer
         # From the base rate, then forward to this step: a resumed or continued run keeps its place.
-        for group in agent._torch_optimizer.param_groups:
+        for group in optimizer.param_groups:
             group["lr"] = self.args.learning_rate
             group.pop("initial_lr", None)
         warmup = self.args.warmup_steps
         warmup = math.ceil(warmup * self.total) if isinstance(warmup, float) and warmup < 1 else int(warmup)
-        self.scheduler = get_scheduler(self.args.lr_scheduler_type, agent._torch_optimizer,
+        self.scheduler = get_scheduler(self.args.lr_scheduler_type, optimizer,
                                        num_warmup_steps=warmup, num_training_steps=self.total,
                                        scheduler_specific_kwargs=self.args.lr_scheduler_kwargs or {})
-        for _ in range(agent.num_timesteps):
+        for _ in range(agent.trainer_state.global_step):
             self.scheduler.step()
-        for group in agent._torch_optimizer.param_groups:  # the scheduler keeps its base rates;
-            group.pop("initial_lr", None)                  # checkpoints hold torch's own keys only
+        for group in optimizer.param_groups:  # the scheduler keeps its base rates;
+            group.pop("initial_lr", None)     # checkpoints hold torch's own keys only
+        self.close()
+        self.hook = optimizer.register_step_post_hook(lambda *_: self.scheduler.step())
 
-    def on_step(self, agent: GRPO) -> bool:
-        self.scheduler.step()
-        return True
+    def close(self) -> None:
+        """Stop stepping the schedule (the optimiser outlives this ``train()`` call)."""
+        if self.hook is not None:
+            self.hook.remove()
+            self.hook = None
 
 
 class _Periodic(Callback):
-    """Checkpoints (``save_strategy="steps"``) and evaluation (``eval_strategy="steps"``)."""
+    """Checkpoints (``save_strategy="steps"``) and evaluation (``eval_strategy="steps"``) every
+    ``save_steps`` / ``eval_steps`` optimiser steps, as TRL counts them; a generation spans
+    ``num_iterations`` of them, so a period ending inside one is acted on at its end."""
 
     def __init__(self, trainer: GRPOTrainer):
-        self.trainer = trainer
+        self.trainer, self.last = trainer, 0
+
+    def on_training_start(self, agent: GRPO) -> None:
+        self.last = agent.trainer_state.global_step
 
     def on_step(self, agent: GRPO) -> bool:
-        args, step = self.trainer.args, agent.num_timesteps
-        if args.save_strategy == "steps" and args.save_steps and step % int(args.save_steps) == 0:
+        args, step = self.trainer.args, agent.trainer_state.global_step
+        last, self.last = self.last, step
+
+        def due(every: int) -> bool:
+            return step // every > last // every
+
+        if args.save_strategy == "steps" and args.save_steps and due(int(args.save_steps)):
             agent.save(Path(args.output_dir) / f"checkpoint-{step}")
-        if self.trainer.eval_dataset is not None and args.eval_strategy == "steps":
-            every = int(args.eval_steps or args.logging_steps)
-            if step % every == 0:
-                self.trainer.evaluate()
+        if self.trainer.eval_dataset is not None and args.eval_strategy == "steps" \
+                and due(int(args.eval_steps or args.logging_steps)):
+            self.trainer.evaluate()
         return True
 
 
@@ -255,16 +270,21 @@ class GRPOTrainer:
             self.agent.trainer_args = self.args
             if self.scorer is not None:
                 attach(self.agent, self.scorer, self.args)
-        per_step = self.agent.config.prompts_per_step
-        total = self.args.total_steps(len(self.train_data), per_step)
-        remaining = total - self.agent.num_timesteps
+            self.agent._update_trainer_state()  # global_step and epoch of the loaded step
+        # TRL counts optimiser steps (global_step); each GRPO step is one generation used for
+        # num_iterations of them (steps_per_generation = gradient_accumulation_steps here).
+        total = self.args.total_steps(len(self.train_data), self.agent.config.prompts_per_step)
+        remaining = total // self.args.num_iterations - self.agent.num_timesteps
         if remaining > 0:
-            internal = [_Schedule(self.args, total), _Periodic(self)]
-            self.agent.learn(remaining, callback=[*internal, *self.callbacks],
-                             progress_bar=not self.args.disable_tqdm)
+            schedule = _Schedule(self.args, total)
+            try:
+                self.agent.learn(remaining, callback=[schedule, _Periodic(self), *self.callbacks],
+                                 progress_bar=not self.args.disable_tqdm)
+            finally:
+                schedule.close()
         history = self.state.log_history
         losses = [row["train/loss"] for row in history if "train/loss" in row]
-        return TrainOutput(self.agent.num_timesteps, float(np.mean(losses)) if losses else float("nan"),
+        return TrainOutput(self.state.global_step, float(np.mean(losses)) if losses else float("nan"),
                            dict(self.agent.last_metrics))
 
     def evaluate(self) -> dict[str, float]:
@@ -281,7 +301,7 @@ class GRPOTrainer:
         scored = self.eval_dataset.score(prompts, texts, ids, rows, agent.trainer_state)
         finite = np.isfinite(scored.rewards)
         metrics = {"eval/reward": float(scored.rewards[finite].mean()) if finite.any() else float("nan")}
-        self.eval_history.append({**metrics, "step": agent.num_timesteps})
+        self.eval_history.append({**metrics, "step": agent.trainer_state.global_step})
         if agent.logger is not None and not agent.logger.closed:
             for name, value in metrics.items():
                 agent.logger.record(name, value)
