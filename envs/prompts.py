@@ -138,8 +138,9 @@ def import_function(spec: str) -> Callable:
 class TrainerState:
     """What a reward function receives as ``trainer_state``: the fields of transformers'
     ``TrainerState`` (which TRL passes) that reward functions and callbacks read, kept current by
-    GRPO, plus ``num_completions`` (completions scored so far). ``max_steps`` is the step the
-    current ``learn`` call ends at; ``epoch`` counts passes over the dataset's prompts."""
+    GRPO, plus ``num_completions`` (completions scored so far). Steps are optimiser steps, as in
+    TRL: ``global_step`` and ``max_steps`` (where the current ``learn`` call ends) count
+    ``num_epochs`` per GRPO step; ``epoch`` counts passes over the dataset's prompts."""
 
     global_step: int = 0
     num_completions: int = 0
