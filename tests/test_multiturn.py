@@ -164,6 +164,35 @@ def test_chat_template_deltas_equal_the_rendered_conversation(tiny):
     assert cut == ids
 
 
+def test_reply_stopped_by_another_eos_still_gets_the_templates_end_of_turn(tiny):
+    # Models with several eos ids (Qwen2.5: <|endoftext|> beside <|im_end|>) can stop a reply on
+    # one that is not the template's end of turn; the next message must still follow a closed
+    # turn, as the template renders it.
+    _, tokenizer = tiny
+    tokenizer = llm.tokenizer_from_state(llm.tokenizer_to_state(tokenizer))
+    tokenizer.chat_template = ("{% for m in messages %}[{{ m.role }}]{{ m.content }}<eos>\n"
+                               "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}")
+    other = tokenizer.unk_token_id
+    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+
+    class OtherEos:
+        eos_ids = {tokenizer.eos_token_id, other}
+
+        def generate(self, prompt_ids, *, max_new_tokens, **kwargs):
+            rows = [enc("ok") + [other]] * len(prompt_ids)
+            return completions_from_rows(rows, tokenizer, self.eos_ids, max_new_tokens)
+
+    fmt = ChatFormat(tokenizer, OtherEos.eos_ids)
+    assert fmt.delta("user", "more", True, last_token=other) == enc("<eos>\n[user]more<eos>\n"
+                                                                     "[assistant]")
+    assert fmt.delta("user", "more", True) == enc("\n[user]more<eos>\n[assistant]")
+    [ep] = collect_episodes(OtherEos(), fmt, [LetterEnv(turns=2)], [0],
+                            RolloutLimits(max_turns=2, max_new_tokens=4, max_episode_tokens=256))
+    text = tokenizer.decode(ep.ids, skip_special_tokens=False)
+    assert "[assistant]ok<unk><eos>\n[user]t1<eos>\n[assistant]ok<unk>" in text
+    assert [t for t, g in zip(ep.ids, ep.generated) if g] == 2 * (enc("ok") + [other])
+
+
 def add(a: int, b: int) -> int:
     """Add two integers.
 
