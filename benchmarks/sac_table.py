@@ -5,7 +5,7 @@ Reads every ``<run>-eval.csv`` (and ``<run>/eval.csv``, the layout benchmarks/sa
 in ``--dir``; a run name is ``<env>[-<variant>]-s<seed>`` (no variant: vanilla SAC). Per (env,
 variant) it gives the IQM of the evaluation at ``--at`` steps (a shorter run's last evaluation,
 marked with its step), the IQM of each seed's best evaluation up to ``--at``, each seed's
-final/best ratio and the no-collapse check (final >= 0.8 x best); then the issue's targets and the
+final/best ratio and the no-collapse check (final >= 0.8 x best); then the targets the family aims at and the
 cells still missing.
 
     python benchmarks/sac_table.py
@@ -258,7 +258,7 @@ def table(cs: list[Cell], at: int) -> str:
 
 
 def targets(cs: list[Cell], at: int, min_seeds: int) -> list[str]:
-    """The issue's checks per env, on the preset with the highest IQM: above the best published
+    """The family's target checks per env, on the preset with the highest IQM: above the best published
     figure at ``at``, above vanilla with disjoint CIs, and no seed collapsed."""
     lines, above_published, above_vanilla = [], 0, 0
     envs = [e for e in ENVS if any(c.env == e for c in cs)]
