@@ -45,6 +45,7 @@ from maxent.training.env_identity import InexactResumeWarning, not_replayed
 from maxent.training.fastpath import (
     PRECISIONS,
     BackgroundCompile,
+    clone_tree,
     compile_unavailable_reason,
     prepare_compile,
     resolve_precision,
@@ -305,22 +306,6 @@ class SACObjective(nn.Module):
         return critic_loss, actor_loss, log_prob.detach()
 
 
-def _clone_tree(value: Any) -> Any:
-    """Copies of every tensor in nested tuples/lists/dicts, for compiling on stand-ins. Each keeps
-    its original's type (``nn.Parameter`` or tensor) and ``requires_grad``: dynamo guards on both,
-    and stand-ins without them made the first call on the real tensors compile the whole update a
-    second time."""
-    if isinstance(value, nn.Parameter):
-        return nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad)
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone().requires_grad_(value.requires_grad)
-    if isinstance(value, dict):
-        return {k: _clone_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_clone_tree(v) for v in value)
-    return value
-
-
 def build_actor_critic(obs_dim: int, action_dim: int, hidden: tuple[int, ...], n_critics: int,
                        log_std_min: float, log_std_max: float, actor_lr: float, critic_lr: float,
                        gamma: float, device: torch.device) -> tuple[SACObjective, torch.optim.Adam]:
@@ -427,8 +412,11 @@ class SAC(Agent):
             self._step_tensors = self._collect_step_tensors()
         self._compiled_step = (torch.compile(self._pure_step, **prepare_compile(self.device))
                                if cfg.compile is True and self._family is None else None)
+        if cfg.compile is True and isinstance(self._family, SACFamily):  # it compiles its own step
+            self._family.compile_lazily(self.temperature, **prepare_compile(self.device))
         self._compile_job: BackgroundCompile | None = None
-        self._compile_tried = self._family is not None  # the family's update is eager only
+        # A subclass's learner (discrete SAC) has an eager update only.
+        self._compile_tried = self._family is not None and not isinstance(self._family, SACFamily)
         self._denormals_were_flushed: bool | None = None  # set during learn (flush_denormals)
 
         self.n_updates = 0
@@ -572,12 +560,16 @@ class SAC(Agent):
             warnings.warn(f"SAC: {reason}; training with the eager update (compile='auto')",
                           RuntimeWarning, stacklevel=3)
             return
-        copies = _clone_tree(self._step_tensors)
         rows = torch.zeros((self.config.batch_size, self.buffer.width), device=self.device)
-        noise = torch.zeros((2, self.config.batch_size, self.action_dim), device=self.device)
         # The thread count stays as it is while compiling: dynamo guards on it, so a graph traced
         # at another count would be compiled again (cold, on the trainer's thread) at the switch.
         background = (os.cpu_count() or 1) >= BACKGROUND_MIN_CORES
+        if self._family is not None:
+            self._family.start_compile(self.temperature, self.buffer.split(rows), background,
+                                       **prepare_compile(self.device))
+            return
+        copies = clone_tree(self._step_tensors)
+        noise = torch.zeros((2, self.config.batch_size, self.action_dim), device=self.device)
         self._compile_job = BackgroundCompile(self._pure_step, (*copies, rows, noise), name="sac-update",
                                               background=background, **prepare_compile(self.device))
 
@@ -763,6 +755,8 @@ class SAC(Agent):
                 self._episode_length[:] = np.where(replayable, state["episode_length"], 0)
         if self._family is None:
             self._step_tensors = self._collect_step_tensors()  # the loaded optimizer state is new
+        elif isinstance(self._family, SACFamily):
+            self._family.refresh_step_tensors()
 
     def _replay_episodes(self, seeds: np.ndarray, actions: list[np.ndarray]) -> None:
         """Bring the envs back to where the saved run was: reset each with its episode seed and

@@ -4,25 +4,29 @@ REDQ (Chen et al. ICLR 2021) and SimBa (Lee et al. ICLR 2025), as config fields 
 
 ``SACConfig(preset="crossq")`` (``maxent train sac --config.preset crossq``) fills every family
 field that is still at its default with the preset's value, so explicit settings win. A config
-whose family fields are all at their defaults is vanilla SAC and keeps SAC's compiled fast path;
-any other runs :class:`SACFamily`'s eager update (see its docstring for why).
+whose family fields are all at their defaults is vanilla SAC; any other runs :class:`SACFamily`'s
+update, eager or compiled as SAC's ``compile`` says.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from maxent.agents.sac_networks import (ARCHITECTURES, NORMS, FamilyActor, FamilyCritics, RunningObsNorm,
-                                        set_norm_training)
+from maxent.agents.sac_networks import (ARCHITECTURES, NORMS, BatchRenorm, FamilyActor, FamilyCritics,
+                                        RunningObsNorm)
 from maxent.entropy import sample_squashed_gaussian
 from maxent.entropy.soft import (polyak_update, quantile_huber_loss, soft_bellman_target, soft_policy_loss,
                                  soft_q_loss, truncated_quantile_target)
 from maxent.training.config import ConfigError
+from maxent.training.fastpath import BackgroundCompile, clone_tree
+from maxent.training.optim import adam_hyperparameters, adam_state_tensors, adam_update_
 from maxent.training.saved import Value
 
 __all__ = ["PRESETS", "SACFamily", "SACFamilyFields"]
@@ -150,19 +154,20 @@ class SACFamilyFields:
 
 
 class SACFamily(nn.Module):
-    """Networks, optimiser and eager update of a family config: holds ``actor``, ``critic`` and
+    """Networks, optimiser and update of a family config: holds ``actor``, ``critic`` and
     ``critic_target`` (``None`` without a target network) like SAC's objective.
 
-    Eager only: BatchRenorm's running statistics and SimBa's observation statistics are state the
-    update changes in place outside its parameters, and dropout masks and REDQ's subsets are drawn
-    from the agent's generator; SAC's compiled step (a pure function of parameters, optimiser
-    state and α) carries none of these, so family configs run this update whatever ``compile``
-    says. Every draw comes from ``generator`` in a fixed order, so resumes are bit-exact. It runs
-    in float32 (``precision`` applies to vanilla SAC's update only).
+    The update runs eagerly or compiled, as SAC's ``compile`` says (:meth:`compile_lazily`,
+    :meth:`start_compile`). The compiled step is a pure function of tensors, like vanilla SAC's:
+    BatchRenorm's running statistics are buffers it takes as arguments and updates in place
+    (SimBa's observation statistics it only reads), and the random draws (dropout masks, REDQ's subset) are made from ``generator`` outside
+    it by :meth:`draw`, in the order an eager update makes them, so compiled and eager runs draw
+    alike and resumes are bit-exact. Updates with and without the actor (``policy_delay``) are two
+    graphs. SimBa's observation normalisation keeps the eager update (see :meth:`_compilable`). It runs in float32 (``precision`` applies to vanilla SAC's update only).
     """
 
     def __init__(self, cfg: Any, obs_dim: int, action_dim: int, device: torch.device,
-                 generator: torch.Generator):
+                 generator: torch.Generator | None, template: bool = False):
         super().__init__()
         self.cfg, self.generator = cfg, generator
         obs_norm = RunningObsNorm(obs_dim).to(device) if cfg.obs_norm else None
@@ -180,12 +185,20 @@ class SACFamily(nn.Module):
             self.critic_target = FamilyCritics(obs_dim, action_dim, hidden, cfg.n_critics, **kwargs).to(device)
             self.critic_target.load_state_dict(self.critic.state_dict())
             self.critic_target.requires_grad_(False)
+        # The actor's loss and entropy of its last update, logged on the updates that skip it.
+        self.last_actor = [0.0, 0.0]
+        self._compiled: dict[bool, Callable] | None = None   # update_actor -> compiled step
+        self._jobs: dict[bool, BackgroundCompile] = {}
+        if template:  # a parameterless copy whose structure the compiled step calls
+            return
         self.optimizer = torch.optim.Adam([
             {"params": list(self.actor.parameters()), "lr": cfg.learning_rate},
             {"params": list(self.critic.parameters()), "lr": cfg.critic_lr or cfg.learning_rate},
         ], betas=cfg.adam_betas, fused=True)
-        # The actor's loss and entropy of its last update, logged on the updates that skip it.
-        self.last_actor = [0.0, 0.0]
+        with torch.device("meta"):
+            template = SACFamily(cfg, obs_dim, action_dim, torch.device("meta"), None, template=True)
+        # Kept out of this module's submodules: its (meta) tensors belong to no state dict.
+        self.__dict__["_template"] = template
 
     def saved_values(self) -> list[Value]:
         """Checkpoint entries beyond the networks (whose state dicts hold the running statistics)."""
@@ -196,48 +209,65 @@ class SACFamily(nn.Module):
         if self.obs_norm is not None:
             self.obs_norm.observe(obs)
 
+    def draw(self, batch: int, update_actor: bool, generator: torch.Generator | None = None
+             ) -> dict[str, Any]:
+        """The update's random draws from ``generator`` (the agent's by default), in the order of
+        the passes that use them: dropout masks of the critic pass, of the target pass, REDQ's
+        target subset, then the actor pass's masks."""
+        cfg, gen = self.cfg, self.generator if generator is None else generator
+        joint = 2 * batch if self.critic_target is None else batch
+        draws: dict[str, Any] = {"critic": self.critic.draw_masks(joint, gen)}
+        draws["target"] = None if self.critic_target is None else self.critic_target.draw_masks(batch, gen)
+        draws["subset"] = None
+        if cfg.n_quantiles == 1 and cfg.target_subset is not None and cfg.target_subset < cfg.n_critics:
+            draws["subset"] = torch.randperm(cfg.n_critics, generator=gen, device=gen.device)[:cfg.target_subset]
+        draws["actor"] = self.critic.draw_masks(batch, gen) if update_actor else None
+        return draws
+
+    def forward(self, *args: Any, **kwargs: Any) -> tuple:
+        """:meth:`losses` (what ``torch.func.functional_call`` calls on the template)."""
+        return self.losses(*args, **kwargs)
+
     def losses(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
-               terminated: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor, update_actor: bool = True
+               terminated: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor, update_actor: bool = True,
+               draws: dict[str, Any] | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(critic_loss, actor_loss, log_prob)`` of one minibatch (the last two ``None`` when
-        ``update_actor`` is off). ``noise`` (2, batch, action_dim): next- and current-state draws."""
+        ``update_actor`` is off). ``noise`` (2, batch, action_dim): next- and current-state draws;
+        ``draws``: :meth:`draw`'s (made here when ``None``)."""
         cfg = self.cfg
-        with torch.no_grad():  # a' ~ pi(.|s'), with the actor's running statistics (CrossQ)
-            set_norm_training(self.actor, False)
-            next_action, next_log_prob = sample_squashed_gaussian(*self.actor(next_obs), noise=noise[0])
         batch = obs.shape[0]
+        if draws is None:
+            draws = self.draw(batch, update_actor)
+        with torch.no_grad():  # a' ~ pi(.|s'), with the actor's running statistics (CrossQ)
+            next_action, next_log_prob = sample_squashed_gaussian(*self.actor(next_obs, batch_stats=False),
+                                                                  noise=noise[0])
         if self.critic_target is None:
             # CrossQ: one critic pass over (s, a) and (s', a'), so BatchRenorm normalises both with
             # the statistics of their mixture.
-            set_norm_training(self.critic, True)
-            joint = self.critic(torch.cat([obs, next_obs]), torch.cat([action, next_action]))
-            set_norm_training(self.critic, False)
+            joint = self.critic(torch.cat([obs, next_obs]), torch.cat([action, next_action]), batch_stats=True,
+                                masks=draws["critic"])
             q, next_q = joint[:, :batch], joint[:, batch:].detach()
         else:
-            set_norm_training(self.critic, True)
-            q = self.critic(obs, action)
-            set_norm_training(self.critic, False)
+            q = self.critic(obs, action, batch_stats=True, masks=draws["critic"])
             with torch.no_grad():
-                next_q = self.critic_target(next_obs, next_action)
+                next_q = self.critic_target(next_obs, next_action, batch_stats=False, masks=draws["target"])
         with torch.no_grad():
             if cfg.n_quantiles > 1:
                 target = truncated_quantile_target(reward, terminated, next_q, next_log_prob, alpha, cfg.gamma,
                                                    cfg.top_quantiles_to_drop)
             else:
-                if cfg.target_subset is not None and cfg.target_subset < cfg.n_critics:
-                    chosen = torch.randperm(cfg.n_critics, generator=self.generator,
-                                            device=self.generator.device)[:cfg.target_subset]
-                    next_q = next_q[chosen.to(next_q.device)]
+                if draws["subset"] is not None:
+                    next_q = next_q[draws["subset"].to(next_q.device)]
                 target = soft_bellman_target(reward, terminated, next_q.min(dim=0).values, next_log_prob,
                                              alpha, cfg.gamma)
         critic_loss = quantile_huber_loss(q, target) if cfg.n_quantiles > 1 else soft_q_loss(q, target)
         if not update_actor:
             return critic_loss, None, None
-        set_norm_training(self.actor, True)  # the actor's pass updates its statistics (CrossQ)
-        mean, log_std = self.actor(obs)
-        set_norm_training(self.actor, False)
+        # The actor's pass updates its statistics (CrossQ); the critics' reads their running ones.
+        mean, log_std = self.actor(obs, batch_stats=True)
         new_action, log_prob = sample_squashed_gaussian(mean, log_std, noise=noise[1])
-        q_new = self.critic(obs, new_action, detach_params=True)   # running statistics (CrossQ)
+        q_new = self.critic(obs, new_action, detach_params=True, batch_stats=False, masks=draws["actor"])
         if cfg.n_quantiles > 1:
             q_new = q_new.mean(dim=-1)
         q_new = q_new.mean(dim=0) if cfg.actor_q == "mean" else q_new.min(dim=0).values
@@ -247,9 +277,22 @@ class SACFamily(nn.Module):
                n_updates: int) -> tuple[torch.Tensor, ...]:
         """One critic step, and on every ``policy_delay``-th update an actor and α step, then the
         Polyak step of the target critics. Returns ``(critic_loss, actor_loss, entropy, alpha)``."""
-        alpha = temperature.value
         update_actor = (n_updates + 1) % self.cfg.policy_delay == 0
-        critic_loss, actor_loss, log_prob = self.losses(*batch, noise, alpha, update_actor)
+        draws = self.draw(batch[0].shape[0], update_actor)
+        step = self._compiled_step(update_actor)
+        if step is not None:
+            critic_loss, actor_loss, entropy, alpha = step(*self._tensors, batch, noise, draws)
+            if update_actor:
+                self.last_actor = [float(actor_loss), float(entropy)]
+        else:
+            critic_loss, alpha = self._eager_update(batch, noise, draws, temperature, tau, update_actor)
+        actor_value, entropy_value = (torch.tensor(v, device=critic_loss.device) for v in self.last_actor)
+        return critic_loss, actor_value, entropy_value, alpha
+
+    def _eager_update(self, batch: tuple[torch.Tensor, ...], noise: torch.Tensor, draws: dict[str, Any],
+                      temperature: Any, tau: float, update_actor: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = temperature.value
+        critic_loss, actor_loss, log_prob = self.losses(*batch, noise, alpha, update_actor, draws)
         # Adam skips parameters without a gradient, so the actor's rests on critic-only updates.
         self.optimizer.zero_grad(set_to_none=True)
         (critic_loss + actor_loss if update_actor else critic_loss).backward()
@@ -260,5 +303,128 @@ class SACFamily(nn.Module):
             self.last_actor = [float(actor_loss.detach()), float(entropy)]
         if self.critic_target is not None:
             polyak_update(self.critic_target.parameters(), self.critic.parameters(), tau)
-        actor_value, entropy_value = (torch.tensor(v, device=critic_loss.device) for v in self.last_actor)
-        return critic_loss.detach(), actor_value, entropy_value, alpha
+        return critic_loss.detach(), alpha
+
+    # ----------------------------------------------------------------------- the compiled step
+
+    def _variants(self) -> tuple[bool, ...]:
+        """The step variants a run calls: with the actor, and without it when ``policy_delay`` > 1."""
+        return (True,) if self.cfg.policy_delay == 1 else (False, True)
+
+    def _compilable(self) -> bool:
+        """Whether this config's update may be compiled; says why not, once, when it may not.
+        SimBa's observation statistics are one module shared by actor and critics, and dynamo
+        compiles the step again on the second call when they are swapped in functionally."""
+        if not self.cfg.obs_norm:
+            return True
+        warnings.warn("SAC: obs_norm=True (SimBa) runs the eager update; compile applies to the other "
+                      "family configs", RuntimeWarning, stacklevel=4)
+        return False
+
+    def compile_lazily(self, temperature: Any, **compile_kwargs: Any) -> None:
+        """``compile=True``: each step variant is compiled on its first call (errors raise)."""
+        if not self._compilable():
+            return
+        self.collect_step_tensors(temperature)
+        steps = {False: self._pure_critic_step, True: self._pure_full_step}
+        self._compiled = {k: torch.compile(steps[k], **compile_kwargs) for k in self._variants()}
+
+    def start_compile(self, temperature: Any, example_batch: tuple[torch.Tensor, ...], background: bool,
+                      **compile_kwargs: Any) -> None:
+        """``compile="auto"``: compile each step variant by one call on copies of the step's
+        tensors (``example_batch``: stand-ins laid out as the real batches), on a worker thread
+        when ``background``; :meth:`update` switches once all are ready."""
+        if not self._compilable():
+            return
+        self.collect_step_tensors(temperature)
+        steps = {False: self._pure_critic_step, True: self._pure_full_step}
+        batch = example_batch[0].shape[0]
+        noise_shape = (2, batch, self.actor.action_dim)
+        device = example_batch[0].device
+        for k in self._variants():
+            draws = self.draw(batch, k, torch.Generator(device=device).manual_seed(0))
+            # The example batch is not copied: its views must keep the real batches' strides.
+            args = (*clone_tree(self._tensors), example_batch, torch.zeros(noise_shape, device=device), draws)
+            self._jobs[k] = BackgroundCompile(steps[k], args, name=f"sac-family-update-{int(k)}",
+                                              background=background, **compile_kwargs)
+
+    def _compiled_step(self, update_actor: bool) -> Callable | None:
+        """The compiled step of this variant once every variant's compile is done, else ``None``."""
+        if self._jobs and all(job.done for job in self._jobs.values()):
+            jobs, self._jobs = self._jobs, {}
+            failed = next((job for job in jobs.values() if job.poll() is None), None)
+            if failed is not None:
+                warnings.warn(f"SAC: compiling the update failed ({type(failed.error).__name__}: "
+                              f"{failed.error}); training continues with the eager update",
+                              RuntimeWarning, stacklevel=4)
+            else:
+                self._compiled = {k: job.poll() for k, job in jobs.items()}
+        return None if self._compiled is None else self._compiled[update_actor]
+
+    def collect_step_tensors(self, temperature: Any) -> None:
+        """The real tensors the compiled step works on, in its argument order. Collected again
+        after a restore (loading an optimizer state replaces its tensors)."""
+        self._temperature = temperature
+        trainable = {f"actor.{n}": p for n, p in self.actor.named_parameters()}
+        trainable.update({f"critic.{n}": p for n, p in self.critic.named_parameters()})
+        self._critic_names = [f"critic.{n}" for n, _ in self.critic.named_parameters()]
+        # Every name of a shared buffer (SimBa's observation statistics sit in actor and critics):
+        # passed under one name only, the others would keep the template's own tensor.
+        buffers = dict(self.named_buffers(remove_duplicate=False))
+        # Only BatchRenorm's statistics change inside the gradient transform; the others (SimBa's
+        # observation statistics) are read there, as the targets are.
+        self._moving_buffers = {f"{name}.{b}" for name, m in self.named_modules() if isinstance(m, BatchRenorm)
+                                for b, _ in m.named_buffers(recurse=False)}
+        targets = {} if self.critic_target is None else {
+            f"critic_target.{n}": p for n, p in self.critic_target.named_parameters()}
+        names = {id(p): n for n, p in trainable.items()}
+        self._group_names = [[names[id(p)] for p in g["params"]] for g in self.optimizer.param_groups]
+        self._tensors = (trainable, buffers, targets, adam_state_tensors(self.optimizer), temperature.tensors())
+
+    def refresh_step_tensors(self) -> None:
+        """Collect the step's tensors again if a compiled step uses them (after a restore)."""
+        if self._compiled is not None or self._jobs:
+            self.collect_step_tensors(self._temperature)
+
+    def _pure_critic_step(self, *args: Any) -> tuple[torch.Tensor, ...]:
+        return self._pure_step(*args, update_actor=False)
+
+    def _pure_full_step(self, *args: Any) -> tuple[torch.Tensor, ...]:
+        return self._pure_step(*args, update_actor=True)
+
+    def _pure_step(self, trainable: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                   targets: dict[str, torch.Tensor], adam_state: list[tuple[list, list, list]],
+                   temperature: tuple[torch.Tensor, ...], batch: tuple[torch.Tensor, ...], noise: torch.Tensor,
+                   draws: dict[str, Any], update_actor: bool) -> tuple[torch.Tensor, ...]:
+        """The eager update's arithmetic as a pure function of the tensors it reads and updates in
+        place: gradients from ``torch.func`` (the buffers go in as arguments so that the running
+        statistics may be updated in place inside it), Adam as tensor ops on the optimizer's own
+        state (the actor's group only on actor updates, as Adam skips gradient-less parameters),
+        α's and Polyak's updates."""
+        alpha = self._temperature.value_from(temperature)
+
+        moving = {k: v for k, v in buffers.items() if k in self._moving_buffers}
+        still = {k: v for k, v in buffers.items() if k not in self._moving_buffers}
+
+        def total_loss(params: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor]):
+            tensors = {**params, **bufs, **still, **targets}
+            critic_loss, actor_loss, log_prob = torch.func.functional_call(
+                self._template, tensors, (*batch, noise, alpha, update_actor, draws))
+            if not update_actor:
+                return critic_loss, (critic_loss.detach(), critic_loss.detach(), critic_loss.detach())
+            return critic_loss + actor_loss, (critic_loss.detach(), actor_loss.detach(), log_prob.detach())
+
+        grads, (_, (critic_loss, actor_loss, log_prob)) = torch.func.grad_and_value(
+            total_loss, has_aux=True)(trainable, moving)
+        for i, (group, (exp_avg, exp_avg_sq, steps)) in enumerate(zip(self.optimizer.param_groups, adam_state)):
+            if i == 0 and not update_actor:
+                continue
+            names = self._group_names[i]
+            adam_update_([trainable[n] for n in names], [grads[n] for n in names], exp_avg, exp_avg_sq,
+                         steps, **adam_hyperparameters(group))
+        entropy = -log_prob.float().mean()
+        if update_actor:
+            self._temperature.step_(temperature, entropy)
+        if targets:
+            polyak_update(list(targets.values()), [trainable[n] for n in self._critic_names], self.cfg.tau)
+        return critic_loss, actor_loss, entropy, alpha

@@ -52,21 +52,24 @@ class BatchRenorm(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+                bias: torch.Tensor | None = None, batch_stats: bool | None = None) -> torch.Tensor:
+        """Normalise ``x``; ``batch_stats`` (default: :attr:`training`) picks batch statistics
+        (and updates the running ones in place) over the running statistics."""
         weight = self.weight if weight is None else weight
         bias = self.bias if bias is None else bias
-        if not self.training:
+        if not (self.training if batch_stats is None else batch_stats):
             normed = (x - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
             return normed * weight + bias
         mean = x.mean(dim=-2, keepdim=True)
         var = x.var(dim=-2, unbiased=False, keepdim=True)
         std = torch.sqrt(var + self.eps)
         normed = (x - mean) / std
-        if int(self.steps) >= self.warmup_steps:
-            running_std = torch.sqrt(self.running_var + self.eps)
-            r = (std.detach() / running_std).clamp(1 / self.r_max, self.r_max)
-            d = ((mean.detach() - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
-            normed = normed * r + d
+        # The warm-up test is a tensor select, not a Python branch on the step count, so that a
+        # compiled update is one graph whatever the count (the unselected side adds exact zeros).
+        running_std = torch.sqrt(self.running_var + self.eps)
+        r = (std.detach() / running_std).clamp(1 / self.r_max, self.r_max)
+        d = ((mean.detach() - self.running_mean) / running_std).clamp(-self.d_max, self.d_max)
+        normed = torch.where(self.steps >= self.warmup_steps, normed * r + d, normed)
         with torch.no_grad():
             self.running_mean.lerp_(mean.detach().float(), self.momentum)
             self.running_var.lerp_(var.detach().float(), self.momentum)
@@ -175,7 +178,10 @@ class FamilyCritics(nn.Module):
         last = hidden[-1] if architecture == "mlp" else hidden[0]
         linear(last, n_outputs)                      # head
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False,
+                batch_stats: bool | None = None, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Q-values of ``(obs, action)``. ``batch_stats`` is passed to the BatchRenorm layers;
+        ``masks`` (from :meth:`draw_masks`) replaces the dropout draws of this pass."""
         p = (lambda t: t.detach()) if detach_params else (lambda t: t)  # noqa: E731
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
@@ -187,15 +193,15 @@ class FamilyCritics(nn.Module):
             for i in range(len(weights) - 1):
                 if self.norms:
                     bn = self.norms[i]
-                    h = bn(h, p(bn.weight), p(bn.bias))
+                    h = bn(h, p(bn.weight), p(bn.bias), batch_stats)
                 h = torch.baddbmm(p(biases[i]), h, p(weights[i]))
-                h = self._dropout(h)
+                h = self._dropout(h, None if masks is None else masks[i])
                 if lnw:
                     h = F.layer_norm(h, h.shape[-1:]) * p(lnw[i]) + p(lnb[i])
                 h = h.relu()
             if self.norms:
                 bn = self.norms[-1]
-                h = bn(h, p(bn.weight), p(bn.bias))
+                h = bn(h, p(bn.weight), p(bn.bias), batch_stats)
         else:
             h = torch.baddbmm(p(biases[0]), h, p(weights[0]))
             for k in range(len(lnw) - 1):
@@ -206,11 +212,23 @@ class FamilyCritics(nn.Module):
         out = torch.baddbmm(p(biases[-1]), h, p(weights[-1]))     # (n, batch, n_outputs)
         return out.squeeze(-1) if self.n_outputs == 1 else out
 
-    def _dropout(self, h: torch.Tensor) -> torch.Tensor:
+    def draw_masks(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor] | None:
+        """The uniform draws of one training pass's dropout masks over ``batch`` rows, layer by
+        layer as :meth:`forward` would draw them (``None`` without dropout): drawn outside a
+        compiled update, they come from the same generator stream in the same order."""
+        if not (self.training and self.dropout > 0 and self.architecture == "mlp"):
+            return None
+        generator = self.generator if generator is None else generator
+        device = self.weights[0].device
+        return [torch.rand((self.n, batch, w.shape[-1]), generator=generator, device=device)
+                for w in list(self.weights)[:-1]]
+
+    def _dropout(self, h: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
         if not (self.training and self.dropout > 0):
             return h
-        keep = torch.rand(h.shape, generator=self.generator, device=h.device) >= self.dropout
-        return h * keep / (1.0 - self.dropout)
+        if uniform is None:
+            uniform = torch.rand(h.shape, generator=self.generator, device=h.device)
+        return h * (uniform >= self.dropout) / (1.0 - self.dropout)
 
 
 class FamilyActor(nn.Module):
@@ -243,10 +261,14 @@ class FamilyActor(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Linear(width, 2 * action_dim)
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, batch_stats: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_std)``; ``batch_stats`` is passed to the BatchRenorm layers."""
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
-        mean, log_std = self.head(self.trunk(obs)).split(self.action_dim, dim=-1)
+        h = obs
+        for layer in self.trunk:
+            h = layer(h, batch_stats=batch_stats) if isinstance(layer, BatchRenorm) else layer(h)
+        mean, log_std = self.head(h).split(self.action_dim, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
 

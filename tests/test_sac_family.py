@@ -1,5 +1,6 @@
 """The SAC family (CrossQ, TQC, DroQ, REDQ, SimBa presets) and discrete SAC: each update against a
-small reference computation, presets as config, exact resume, and clear errors."""
+small reference computation, the compiled update against the eager one, presets as config, exact
+resume, and clear errors."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from maxent.entropy.soft import (discrete_soft_policy_loss, discrete_soft_value,
 from maxent.entropy.temperature import AutoTemperature
 from maxent.training.agent import evaluate
 from maxent.training.config import ConfigError
+from maxent.training.fastpath import prepare_compile
 
 TINY = {"hidden_sizes": (32, 32), "critic_hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50,
         "buffer_size": 10_000, "log_interval": 100}
@@ -87,7 +89,9 @@ def test_vanilla_config_keeps_the_vanilla_networks_and_compiled_path():
     agent = SAC("Pendulum-v1", seed=0, **{k: v for k, v in TINY.items() if k != "critic_hidden_sizes"})
     assert agent._family is None and isinstance(agent.critic, StackedCritics)
     crossq = SAC("Pendulum-v1", seed=0, preset="crossq", compile=True, **TINY)
+    # The family compiles its own step; vanilla's stays unbuilt.
     assert crossq._family is not None and crossq._compiled_step is None and crossq.critic_target is None
+    assert crossq._family._compiled is not None
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -256,6 +260,148 @@ def test_each_preset_resumes_bit_exactly(tmp_path, preset):
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key
     assert resumed._family.last_actor == whole._family.last_actor
+
+
+# --------------------------------------------------------------------------- the compiled step
+
+
+def _copy_training_state(src: SAC, dst: SAC) -> None:
+    """Make ``dst``'s training state (networks, running statistics, Adam, α, generator) equal to
+    ``src``'s, in place, so that one update of each can be compared from the same start."""
+    for a, b in zip(src._family.state_dict().values(), dst._family.state_dict().values()):
+        b.copy_(a)
+    params = [(p, q) for g, h in zip(src.optimizer.param_groups, dst.optimizer.param_groups)
+              for p, q in zip(g["params"], h["params"])]
+    for p, q in params:
+        for key, value in src.optimizer.state[p].items():
+            dst.optimizer.state[q][key].copy_(value)
+    for a, b in zip(src.temperature.tensors(), dst.temperature.tensors()):
+        b.copy_(a)
+    dst.generator.set_state(src.generator.get_state())
+    dst._family.last_actor = list(src._family.last_actor)
+    dst.n_updates = src.n_updates
+
+
+def _assert_updates_match(eager: SAC, other: SAC, n: int, rtol: float, atol: float) -> None:
+    """From the same state, each of ``n`` updates of ``other`` equals the eager update: losses,
+    α, weights and running statistics, Adam's state, and the draws taken from the generator."""
+    for i in range(n):
+        _copy_training_state(eager, other)
+        rows = eager.buffer.sample_rows(eager.config.batch_size, eager.generator)
+        other.generator.set_state(eager.generator.get_state())
+        out_e, out_o = eager._update(rows), other._update(rows)
+        eager.n_updates += 1
+        other.n_updates += 1
+        for a, b in zip(out_e, out_o):
+            torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=f"update {i}: outputs")
+        assert torch.equal(eager.generator.get_state(), other.generator.get_state())
+        se, so = eager._family.state_dict(), other._family.state_dict()
+        for key in se:
+            torch.testing.assert_close(so[key], se[key], rtol=rtol, atol=atol, msg=f"update {i}: {key}")
+        for g, h in zip(eager.optimizer.param_groups, other.optimizer.param_groups):
+            for p, q in zip(g["params"], h["params"]):
+                for key, value in eager.optimizer.state[p].items():
+                    torch.testing.assert_close(other.optimizer.state[q][key], value, rtol=rtol, atol=atol)
+        for a, b in zip(eager.temperature.tensors(), other.temperature.tensors()):
+            torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=f"update {i}: temperature")
+        assert eager._family.last_actor == pytest.approx(other._family.last_actor, rel=rtol, abs=atol)
+
+
+def _preset_pair(preset: str, **extra) -> tuple[SAC, SAC]:
+    """Two agents of ``preset`` trained eagerly to the same point (CrossQ's BatchRenorm then
+    crosses its warm-up during the compared updates)."""
+    if preset == "crossq":
+        extra.setdefault("renorm_warmup_steps", 33)
+    agents = [SAC("Pendulum-v1", seed=4, preset=preset, compile=False, **tiny(preset), **extra).learn(80)
+              for _ in range(2)]
+    return agents[0], agents[1]
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_whole_family_step_matches_eager_update(preset):
+    """The step written for one compiled graph (torch.func gradients, Adam as tensor ops, running
+    statistics as arguments updated in place), run here uncompiled, moves everything as the
+    eager update with backward() and torch.optim.Adam does, with and without the actor."""
+    eager, whole = _preset_pair(preset)
+    fam = whole._family
+    fam.collect_step_tensors(whole.temperature)
+    fam._compiled = {False: fam._pure_critic_step, True: fam._pure_full_step}
+    _assert_updates_match(eager, whole, 2 * eager.config.policy_delay + 2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["crossq", "droq", "redq", "tqc"])
+def test_compiled_family_update_matches_eager_without_recompiling(preset):
+    """Each preset's update compiled by inductor (CPU, cpp_wrapper; each variant, with and
+    without the actor, compiled once) equals the eager update to rtol 1e-4 / atol 1e-5 from the
+    same state, and a further 40 updates compile nothing again."""
+    import torch._dynamo
+
+    torch._dynamo.reset()  # other agents' shapes compiled the same methods
+    eager, compiled = _preset_pair(preset)
+    compiled._family.compile_lazily(compiled.temperature, **prepare_compile(compiled.device))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        _assert_updates_match(eager, compiled, 2 * eager.config.policy_delay + 2, rtol=1e-4, atol=1e-5)
+        compiled.learn(40 // compiled.config.gradient_steps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["crossq", "droq"])
+def test_compiled_family_run_resumes_bit_exactly(tmp_path, preset):
+    """compile=True from the first update: a run saved and loaded (which compiles again) ends
+    bit for bit where the uninterrupted compiled run does."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    kw = {**tiny(preset), "compile": True}
+    whole = SAC("Pendulum-v1", seed=5, preset=preset, **kw).learn(190)
+    first = SAC("Pendulum-v1", seed=5, preset=preset, **kw).learn(130)
+    resumed = SAC.load(first.save(tmp_path / "ck")).learn(60)
+    assert resumed.config.compile is True and resumed._family._compiled is not None
+    wa, wb = whole._tensors(), resumed._tensors()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    assert resumed._family.last_actor == whole._family.last_actor
+
+
+@pytest.mark.slow
+def test_auto_compiles_the_family_update_in_the_background_and_trains_like_eager(monkeypatch):
+    """compile="auto" on a long enough run compiles both DroQ step variants on a worker thread, on
+    stand-in tensors; the real tensors then run those graphs without compiling again."""
+    import torch._dynamo
+
+    import maxent.agents.sac as sac_module
+    from maxent.training.agent import FunctionCallback
+
+    monkeypatch.setattr(sac_module, "AUTO_COMPILE_MIN_UPDATES", 100)
+    monkeypatch.setattr(sac_module, "BACKGROUND_MIN_CORES", 1)
+    torch._dynamo.reset()
+    auto = SAC("Pendulum-v1", seed=5, preset="droq", **tiny("droq"))
+
+    def wait_for_the_compile(agent):
+        if agent.num_timesteps == 1:
+            assert set(agent._family._jobs) == {False, True} and agent._family._compiled is None
+            for job in agent._family._jobs.values():
+                job.wait()
+
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        auto.learn(150, callback=FunctionCallback(wait_for_the_compile))
+    assert auto._family._compiled is not None and not auto._family._jobs
+    eager = SAC("Pendulum-v1", seed=5, preset="droq", compile=False, **tiny("droq")).learn(150)
+    for key, value in eager._tensors().items():
+        torch.testing.assert_close(auto._tensors()[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_family_compile_true_builds_the_compiled_step_and_auto_waits_for_long_runs():
+    agent = SAC("Pendulum-v1", seed=0, preset="droq", compile=True, **tiny("droq"))
+    assert set(agent._family._compiled) == {False, True}          # policy_delay 2: two variants
+    tqc = SAC("Pendulum-v1", seed=0, preset="tqc", compile=True, **tiny("tqc"))
+    assert set(tqc._family._compiled) == {True}                     # every update moves the actor
+    auto = SAC("Pendulum-v1", seed=0, preset="tqc", **tiny("tqc")).learn(120)
+    assert auto._family._compiled is None and not auto._family._jobs  # too short to compile
+    with pytest.warns(RuntimeWarning, match="obs_norm=True \\(SimBa\\) runs the eager update"):
+        simba = SAC("Pendulum-v1", seed=0, preset="simba", compile=True, **tiny("simba"))
+    assert simba._family._compiled is None
 
 
 # --------------------------------------------------------------------------- discrete SAC

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["BackgroundCompile", "bf16_matmul_supported", "compile_unavailable_reason",
+__all__ = ["BackgroundCompile", "bf16_matmul_supported", "clone_tree", "compile_unavailable_reason",
            "inductor_cache_dir", "prepare_compile", "resolve_precision", "use_persistent_cache"]
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -154,6 +155,22 @@ def compile_unavailable_reason(device: torch.device) -> str | None:
             return "triton is not installed, which torch.compile needs on CUDA"
         return None
     return f"torch.compile is not used on {device.type} devices by maxent"
+
+
+def clone_tree(value: Any) -> Any:
+    """Copies of every tensor in nested tuples/lists/dicts, for compiling on stand-ins. Each keeps
+    its original's type (``nn.Parameter`` or tensor) and ``requires_grad``: dynamo guards on both,
+    and stand-ins without them made the first call on the real tensors compile the whole update a
+    second time."""
+    if isinstance(value, nn.Parameter):
+        return nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad)
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    if isinstance(value, dict):
+        return {k: clone_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(clone_tree(v) for v in value)
+    return value
 
 
 class BackgroundCompile:
