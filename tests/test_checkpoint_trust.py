@@ -100,6 +100,23 @@ def _same(a: dict, b: dict) -> bool:
 
 
 @cache
+def _saved_bytes(kind: str) -> dict[str, bytes]:
+    """The files of ``kind``'s checkpoint as first written."""
+    return {p.name: p.read_bytes() for p in sorted(_saved(kind).iterdir()) if p.is_file()}
+
+
+def _saved_raw(kind: str) -> dict:
+    """``kind``'s checkpoint parsed, after checking that its files are still the ones first
+    written: Hypothesis replays examples and needs every one to draw from the same fields, so a
+    change on disk must fail here, by name, and never as a flaky strategy."""
+    now = {p.name: p.read_bytes() for p in sorted(_saved(kind).iterdir()) if p.is_file()}
+    first = _saved_bytes(kind)
+    changed = sorted(name for name in first.keys() | now.keys() if first.get(name) != now.get(name))
+    assert not changed, f"{kind}'s saved checkpoint changed on disk: {changed}"
+    return _read(_saved(kind))
+
+
+@cache
 def _saved(kind: str) -> Path:
     """A checkpoint of a small trained agent of ``kind``, with optimiser state, replay buffer and
     an episode in flight where the agent has them; built once per session."""
@@ -159,7 +176,7 @@ def _agent_class(kind: str):
 def _load_edited(kind: str, edit) -> tuple[Exception | None, dict, dict]:
     """``(error or None, original raw files, raw files of the loaded agent saved again)`` after
     ``edit(raw)`` is applied to a copy of ``kind``'s checkpoint."""
-    original = _read(_saved(kind))
+    original = _saved_raw(kind)
     work = Path(tempfile.mkdtemp(prefix="trust-edit-"))
     try:
         path = work / "ckpt"
@@ -421,7 +438,7 @@ def _apply_tensor(table, name, edit, numpy=False):
 
 @st.composite
 def _edits(draw, kind):
-    raw = _read(_saved(kind))
+    raw = _saved_raw(kind)
     file, path = draw(st.sampled_from(_fields(raw)))
     if file in ("weights.safetensors", "replay.npz"):
         table = raw[file]
