@@ -39,6 +39,9 @@ LIBRARIES = ("maxent", "sbx")
 SBX_TQC_CRITICS = 2  # sbx.TQC builds exactly two quantile critics (qf1, qf2)
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sac_vs_sb3 import _clock_callback  # noqa: E402  (the same clock, both benchmarks)
+
 
 def critic_sizes(algo: str, width: int | None) -> tuple[int, ...]:
     """The critics' hidden widths: the preset's, or ``width`` at the preset's depth."""
@@ -47,31 +50,6 @@ def critic_sizes(algo: str, width: int | None) -> tuple[int, ...]:
     cfg = SACConfig(preset=algo)
     sizes = cfg.critic_hidden_sizes or cfg.hidden_sizes
     return sizes if width is None else (width,) * len(sizes)
-
-
-def _clock(lib: str, at: int):
-    """A callback recording when env step ``at`` is reached."""
-    if lib == "maxent":
-        from maxent.training.agent import Callback
-
-        class Clock(Callback):
-            time = None
-
-            def on_step(self, agent) -> bool:
-                if self.time is None and agent.num_timesteps >= at:
-                    self.time = time.perf_counter()
-                return True
-    else:
-        from stable_baselines3.common.callbacks import BaseCallback
-
-        class Clock(BaseCallback):
-            time = None
-
-            def _on_step(self) -> bool:
-                if self.time is None and self.num_timesteps >= at:
-                    self.time = time.perf_counter()
-                return True
-    return Clock()
 
 
 def build(lib: str, algo: str, args: argparse.Namespace):
@@ -110,7 +88,7 @@ def build(lib: str, algo: str, args: argparse.Namespace):
 def worker(args: argparse.Namespace) -> dict:
     """One library and algorithm in this process: end-to-end and steady env-steps/s."""
     model = build(args.worker, args.algo, args)
-    clock = _clock(args.worker, args.steady_from)
+    clock = _clock_callback(args.worker, args.steady_from)
     start = time.perf_counter()
     model.learn(args.steps, callback=clock)
     end = time.perf_counter()

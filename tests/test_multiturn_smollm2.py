@@ -30,6 +30,7 @@ from maxent.llm.rollout import (  # noqa: E402
 )
 from maxent.llm.samplers import completions_from_rows  # noqa: E402
 from maxent.llm.tools import ToolBox  # noqa: E402
+from test_multiturn import Recorder  # noqa: E402  (pytest puts tests/ on the path)
 
 try:  # the package ships the GGUF file; importing it would need its unused `llm` dependency
     llm.smollm2_gguf_path()
@@ -62,19 +63,6 @@ class Transcribed(gym.Wrapper):
         if not (terminated or truncated):
             self.messages.append((info.get("role", "user"), obs))
         return obs, reward, terminated, truncated, info
-
-
-class Recorder:
-    """A sampler that records every call's prompts and replies."""
-
-    def __init__(self, inner):
-        self.inner, self.eos_ids, self.calls = inner, inner.eos_ids, []
-
-    def generate(self, prompt_ids, **kwargs):
-        out = self.inner.generate(prompt_ids, **kwargs)
-        self.calls.append(([list(p) for p in prompt_ids],
-                           [row[m].tolist() for row, m in zip(out.ids, out.mask)]))
-        return out
 
 
 class Scripted:
