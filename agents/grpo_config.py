@@ -147,6 +147,11 @@ class GRPOConfig(AgentConfig):
             token) or ``"process"`` (group-normalised return-to-go per turn, GRPO's process
             supervision).
         system_prompt: multi-turn envs: an optional system message opening every episode.
+        response_prefix: multi-turn envs: text every reply starts with (context, not trained on;
+            the env reads prefix + reply), to give a small model a task's answer format.
+        tool_response_prefix: multi-turn envs: the prefix of a reply to a tool result (``None``:
+            ``response_prefix``); e.g. open the first turn with a tool call, the next with the
+            answer.
         reward_failures: a reward function that raises: ``"raise"`` (default) stops the run naming
             the function, the sample and the cause; ``"skip"`` leaves the samples it failed on out
             of the update (counted, ``rollout/skipped_fraction`` logged) and a step where every
@@ -248,6 +253,8 @@ class GRPOConfig(AgentConfig):
     max_tool_calls: int = 4
     turn_credit: str = "episode"
     system_prompt: str | None = None
+    response_prefix: str = ""
+    tool_response_prefix: str | None = None
     reward_failures: str = "raise"
     multi_objective_aggregation: str = "sum_then_normalize"
     top_k: int = 0

@@ -200,7 +200,8 @@ class MultiTurn:
             self._format = ChatFormat(agent.tokenizer, agent.sampler.eos_ids if hasattr(
                 agent.sampler, "eos_ids") else {agent.tokenizer.eos_token_id},
                 chat_template=cfg.chat_template, system_prompt=cfg.system_prompt,
-                toolbox=self.toolbox)
+                toolbox=self.toolbox, response_prefix=cfg.response_prefix,
+                tool_response_prefix=cfg.tool_response_prefix)
         return self._format
 
     def close(self) -> None:

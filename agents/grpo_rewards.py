@@ -61,6 +61,10 @@ def attach_env_and_rewards(agent: Any, env: Any, *, reward_fn: Callable[[str, An
             reward_funcs if reward_funcs is not None else TaskReward(agent.reward_fn), reward_weights,
             on_failure=cfg.reward_failures)
         agent.rewards.check_signatures(["target"])
+    if agent.multiturn is None and (cfg.response_prefix or cfg.tool_response_prefix is not None):
+        raise ValueError("response_prefix and tool_response_prefix apply to multi-turn envs (text "
+                         "observations and actions) only; for a prompt task, put the opening of "
+                         "the answer in the prompt")
 
 
 def checked_rewards(agent: Any, step: int, scored: Any, n_completions: int) -> Tensor:

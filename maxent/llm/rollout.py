@@ -102,6 +102,11 @@ class ChatFormat:
     the model did not write one); a user message is ``content + "\\n"``, a tool result
     ``"Tool: " + content + "\\n"``.
 
+    A response prefix is text every reply starts with: its tokens close the prompt or delta the
+    reply continues (context, never trained on), and the env or tool parser reads prefix + reply.
+    It is how a small model that does not yet write a task's format is given it (the reply then
+    only has to finish it), as a prefilled assistant turn is.
+
     Args:
         tokenizer: the model's tokenizer.
         eos_ids: token ids that end a reply.
@@ -109,10 +114,22 @@ class ChatFormat:
         system_prompt: an optional system message.
         toolbox: tools described to the model (through the template's ``tools`` argument when its
             template handles tools, else as text in the system message or prompt).
+        response_prefix: the prefix of every reply (``""``: none).
+        tool_response_prefix: the prefix of a reply that answers a tool result (``None``: the
+            same as ``response_prefix``), so a task can open its first turn with a tool call and
+            the turn after the result with the answer.
     """
 
     def __init__(self, tokenizer, eos_ids: set[int], *, chat_template: bool | None = None,
-                 system_prompt: str | None = None, toolbox: ToolBox | None = None):
+                 system_prompt: str | None = None, toolbox: ToolBox | None = None,
+                 response_prefix: str = "", tool_response_prefix: str | None = None):
+        for name, value in (("response_prefix", response_prefix),
+                            ("tool_response_prefix", tool_response_prefix)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {type(value).__name__}")
+        self.prefixes = {"user": response_prefix,
+                         "tool": response_prefix if tool_response_prefix is None
+                         else tool_response_prefix}
         self.tokenizer, self.eos_ids = tokenizer, set(eos_ids)
         template = getattr(tokenizer, "chat_template", None)
         self.use_template = bool(template) if chat_template is None else bool(chat_template)
@@ -139,12 +156,23 @@ class ChatFormat:
     def _encode(self, text: str, special: bool = False) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=special)["input_ids"])
 
+    def prefix(self, role: str) -> str:
+        """The text a reply to a message of ``role`` starts with."""
+        return self.prefixes["tool" if role == "tool" else "user"]
+
+    def _prefix_ids(self, role: str) -> list[int]:
+        text = self.prefix(role)
+        return self._encode(text) if text else []
+
     def first(self, observation: str) -> list[int]:
-        """The prompt of the first turn."""
+        """The prompt of the first turn (ending with the response prefix, if any)."""
         if self.use_template:
-            return self._encode(self._render([{"role": "user", "content": observation}], True))
-        head = self.system + "\n" if self.system and not self.system.endswith("\n") else self.system
-        return self._encode(head + observation + "\n", special=True)
+            prompt = self._encode(self._render([{"role": "user", "content": observation}], True))
+        else:
+            head = self.system + "\n" if self.system and not self.system.endswith("\n") \
+                else self.system
+            prompt = self._encode(head + observation + "\n", special=True)
+        return prompt + self._prefix_ids("user")
 
     def _template_delta(self, role: str) -> tuple[str, str, str]:
         """(end-of-turn text, text before the content, text after it) of a message of ``role``."""
@@ -169,10 +197,15 @@ class ChatFormat:
         ``reply_closed``: the reply ended with an eos token; ``last_token``: that token (default
         the tokenizer's eos). Models with several eos ids can stop on one that is not the
         template's end of turn (Qwen2.5's ``<|endoftext|>`` beside ``<|im_end|>``): then the
-        whole end of turn is still added, so the next message starts as the template starts it."""
+        whole end of turn is still added, so the next message starts as the template starts it.
+        The response prefix of ``role`` closes the delta."""
+        return self._message_delta(role, content, reply_closed, last_token) + self._prefix_ids(role)
+
+    def _message_delta(self, role: str, content: str, reply_closed: bool,
+                       last_token: int | None) -> list[int]:
         if not self.use_template:
-            prefix = "Tool: " if role == "tool" else ""
-            return ([] if reply_closed else [self.eos_id]) + self._encode(prefix + content + "\n")
+            label = "Tool: " if role == "tool" else ""
+            return ([] if reply_closed else [self.eos_id]) + self._encode(label + content + "\n")
         if role == "tool":
             try:
                 close, before, after = self._template_delta("tool")
@@ -196,7 +229,9 @@ class Episode:
     turn they answer). ``rewards[t]`` is turn t's env reward (0 on a tool call, which does not
     step the env) and ``env_step[t]`` whether turn t stepped the env. ``sampler_log_probs[k]`` is
     the sampler's log-prob of token k (0 on tokens it did not generate) where the sampler reports
-    them (vLLM, for GRPO's sampler/trainer importance correction), else None.
+    them (vLLM, for GRPO's sampler/trainer importance correction), else None. ``replies[t]`` is
+    what the env read: the response prefix (``reply_prefix`` while the turn is pending, part of the
+    transcript's context) followed by the decoded reply.
     """
 
     group: int
@@ -219,6 +254,7 @@ class Episode:
     done: bool = False
     infos: list[dict] = field(default_factory=list)
     sampler_log_probs: list[float] | None = None
+    reply_prefix: str = ""
 
     @property
     def turns(self) -> int:
@@ -283,6 +319,7 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
                              "allows; raise it (within the model's context) or shorten the prompt")
         ep._append(prompt, False, -1)
         ep.prompt_length = len(prompt)
+        ep.reply_prefix = fmt.prefix("user")
         ep.infos.append(dict(info))
 
     turn = 0
@@ -302,7 +339,7 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
             lp = None if sampled_lp is None else sampled_lp[k][out.mask[k]].tolist()[:room]
             ep._append(reply[:room], True, ep.turns, lp)
             ep.reply_tokens.append(min(len(reply), room))
-            text = fmt.tokenizer.decode(reply[:room], skip_special_tokens=True)
+            text = ep.reply_prefix + fmt.tokenizer.decode(reply[:room], skip_special_tokens=True)
             ep.replies.append(text)
             closed = bool(reply) and reply[-1] in fmt.eos_ids
             # An engine bounded by its context length (vLLM's max_model_len) stops an unfinished
@@ -353,6 +390,7 @@ def collect_episodes(sampler, fmt: ChatFormat, envs: Sequence[Any], seeds: Seque
                 ep.context_truncated = ep.done = True
                 continue
             ep._append(delta, False, ep.turns - 1)
+            ep.reply_prefix = fmt.prefix(role)
         turn += 1
     return episodes
 
