@@ -278,15 +278,17 @@ class LLMAgent(Agent):
 
     # ----------------------------------------------------------------------- acting
 
-    def _encode(self, prompts: Sequence[str]) -> list[list[int]]:
+    def _encode(self, prompts: Sequence[str], prefix: str | None = None) -> list[list[int]]:
         texts = [self.config.prompt_template.format(observation=p) for p in prompts]
         rows = llm.encode_prompts(self.tokenizer, texts, chat_template=self.config.chat_template,
                                  max_prompt_tokens=self.config.max_prompt_tokens)
-        return [r + self.prefix_ids for r in rows]
+        prefix_ids = self.prefix_ids if prefix is None else \
+            self.tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+        return [r + prefix_ids for r in rows]
 
     @torch.no_grad()
     def _generate(self, rows: list[list[int]], n: int, *, greedy: bool, temperature: float,
-                  seed: int) -> tuple[list[str], dict[int, Tensor]]:
+                  seed: int, prefix: str | None = None) -> tuple[list[str], dict[int, Tensor]]:
         """B*n completions (prompt-major) and the last-prompt-token activations (B, hidden)."""
         model, cfg = self.model, self.config
         device = next(model.parameters()).device
@@ -317,15 +319,22 @@ class LLMAgent(Agent):
         gen = out[:, ids.shape[1]:].tolist()
         done = llm.completions_from_rows(gen, self.tokenizer, set(self.eos_ids), cfg.max_new_tokens)
         acts = {layer: rec[layer][0][::n] for layer in self.log_layers}  # (B, hidden)
-        return [cfg.response_prefix + t for t in done.texts], acts
+        prefix = cfg.response_prefix if prefix is None else prefix
+        return [prefix + t for t in done.texts], acts
 
     def decide(self, observations: Sequence[str], *, seed: int | None = None,
-               n_samples: int | None = None, temperature: float | None = None) -> Decision:
+               n_samples: int | None = None, temperature: float | None = None,
+               response_prefix: str | None = None) -> Decision:
         """Sample ``n_samples`` completions for each observation in one ``generate`` call, parse
-        them, and pick the completion to act with (a random valid one, else the first)."""
+        them, and pick the completion to act with (a random valid one, else the first).
+        ``response_prefix`` replaces the config's for this decision (e.g. a different opening
+        after a tool result); completions start with it either way."""
         observations = list(observations)
         if not observations or not all(isinstance(o, str) for o in observations):
             raise ValueError("observations must be a non-empty list of prompt strings")
+        if response_prefix is not None and not isinstance(response_prefix, str):
+            raise ValueError(f"response_prefix must be a string, got "
+                             f"{type(response_prefix).__name__}")
         m = self.config.n_samples if n_samples is None else int(n_samples)
         if m < 1:
             raise ValueError(f"n_samples must be >= 1, got {m}")
@@ -333,8 +342,8 @@ class LLMAgent(Agent):
             seed = self._decision_seed(self.num_decisions)
         self.num_decisions += 1
         temp = self.config.temperature if temperature is None else float(temperature)
-        texts, acts = self._generate(self._encode(observations), m, greedy=False, temperature=temp,
-                                     seed=seed)
+        texts, acts = self._generate(self._encode(observations, response_prefix), m, greedy=False,
+                                     temperature=temp, seed=seed, prefix=response_prefix)
         rng = np.random.default_rng([seed, 1])
         completions, parsed, chosen = [], [], []
         entropy = np.empty(len(observations))

@@ -4,13 +4,16 @@ policy, per seed, on the text bandit (regret) or the calculator task (success ra
 held-out episode goes to a CSV; ``--summarise`` bootstraps 95% intervals over seeds x episodes.
 
     python benchmarks/multiturn_evidence.py --env maxent/TextBanditChat-v0 --seed 0 --steps 20
-    python benchmarks/multiturn_evidence.py --env maxent/ToolArithmetic-v0 --seed 0 --prefill ""
+    python benchmarks/multiturn_evidence.py --env maxent/ToolArithmetic-v0 --seed 0 \
+        --prefill '<tool_call>{"name": "calculate", "arguments": {"expression": "' \
+        --tool-prefill "The answer is "
     python benchmarks/multiturn_evidence.py --summarise benchmarks/results/multiturn-grpo/*.csv
 
-``--prefill`` starts every assistant turn with fixed text, as LLMAgent's ``response_prefix``: the
-135M model almost never writes a parsable ``Action:`` line on its own, so without it every group
-scores 0 and GRPO's advantages are all zero. The prefix is put into the chat template (prompt
-tokens, no loss) and prepended to each reply before the env parses it, for all three policies.
+``--prefill`` starts every assistant turn with fixed text (GRPO's ``response_prefix``, LLMAgent's
+``response_prefix``): the 135M model almost never writes a parsable ``Action:`` line or tool call
+on its own, so without it every group scores 0 and GRPO's advantages are all zero. The prefix is
+context (no loss) and the env reads prefix + reply, for all three policies. ``--tool-prefill``
+opens a turn that answers a tool result (``tool_response_prefix``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 FIELDS = ("env", "policy", "seed", "episode", "reset_seed", "return", "regret", "valid_rate",
-          "success", "turns", "tool_calls")
+          "success", "turns", "tool_calls", "tool_errors")
 
 HELD_OUT_BASE = 10_000  # held-out reset seeds come from rng([HELD_OUT_BASE + seed, 1])
 
@@ -48,48 +51,56 @@ def training_seeds(seed: int, steps: int, groups: int) -> set[int]:
             for s in np.random.default_rng([seed, step, 0, 0]).integers(2**31, size=groups)}
 
 
-def prefilled_template(template: str, prefix: str) -> str:
-    """SmolLM2's ChatML template with ``prefix`` opening every assistant turn, in the generation
-    prompt and in rendered assistant messages alike (so conversations stay prefixes of their
-    continuations, which the multi-turn rollout checks)."""
-    head = "'<|im_start|>' + message['role'] + '\n' + message['content']"
-    gen = "'<|im_start|>assistant\n'"
-    if head not in template or gen not in template:
-        raise ValueError("--prefill needs the ChatML template of SmolLM2; pass --prefill '' for "
-                         "another model")
-    quoted = prefix.replace("\\", "\\\\").replace("'", "\\'")
-    return template.replace(head, "'<|im_start|>' + message['role'] + '\n' + (('" + quoted
-                            + "') if message['role'] == 'assistant' else '') + message['content']"
-                            ).replace(gen, "'<|im_start|>assistant\n" + quoted + "'")
-
-
-def make_env(env_id: str, prefix: str, horizon: int):
-    """The env, its replies read with ``prefix`` in front (what the model's turn started with)."""
+def make_env(env_id: str, horizon: int):
+    """The env of ``env_id`` (the bandit with ``horizon`` rounds)."""
     import gymnasium as gym
 
     import maxent.envs  # noqa: F401  (registers the maxent/ ids)
 
     kwargs = {"horizon": horizon} if "Bandit" in env_id else {}
-    env = gym.make(env_id, **kwargs)
-    if not prefix:
-        return env
+    return gym.make(env_id, **kwargs)
 
-    class Prefilled(gym.ActionWrapper):
-        def action(self, action: str) -> str:
-            return prefix + action
 
-    return Prefilled(env)
+def history_view(env):
+    """The tool task as the in-context agent plays it, one prompt per decision: each observation
+    is the episode so far (question, replies, tool results). A reply is valid (LLMAgent acts with
+    a random valid sample) when its tool call runs without error, or, answering, when it holds an
+    integer. ``after_tool`` says whether the next reply answers a tool result."""
+    import gymnasium as gym
+
+    from maxent.llm.tools import find_call
+
+    class History(gym.Wrapper):
+        def reset(self, **kwargs):
+            obs, info = self.env.reset(**kwargs)
+            self.text, self.after_tool = obs, False
+            return self.text, info
+
+        def step(self, action):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            self.after_tool = info.get("role") == "tool"
+            self.text += f"\nAssistant: {action}\n" + ("Tool result: " if self.after_tool else "") + obs
+            return self.text, reward, terminated, truncated, info
+
+        def parse_action(self, completion: str):
+            if find_call(completion) is not None:
+                result = self.env.unwrapped.toolbox.run(completion)
+                return None if result.error else result.content
+            return self.env.unwrapped.task.parse(completion)
+
+    return History(env)
 
 
 def episode_row(env_id: str, policy: str, seed: int, k: int, reset_seed: int, rewards, infos,
-                horizon: int, means, turns: int, tool_calls: int) -> dict:
+                horizon: int, means, turns: int, tool_calls: int, tool_errors: int) -> dict:
     """One held-out episode's row. Bandit regret is the pseudo-regret over the whole horizon,
     sum of (best mean - pulled mean), where a round without a valid pull (an unparsable answer,
     which ends the episode, and the rounds it leaves unplayed) counts as a uniformly random pull
     (best mean - average mean), so a policy that never answers validly scores like random play."""
     row = {"env": env_id, "policy": policy, "seed": seed, "episode": k, "reset_seed": reset_seed,
            "return": float(np.sum(rewards)), "regret": float("nan"), "valid_rate": float("nan"),
-           "success": float("nan"), "turns": turns, "tool_calls": tool_calls}
+           "success": float("nan"), "turns": turns, "tool_calls": tool_calls,
+           "tool_errors": tool_errors}
     if "Bandit" in env_id:
         steps = [i for i in infos if "pulled" in i]
         valid = [i for i in steps if i["pulled"] >= 0 and not i["invalid"]]
@@ -117,7 +128,7 @@ def evaluate_grpo(agent, env_id: str, policy: str, seed: int, reset_seeds: list[
     for k, ep in enumerate(episodes):
         means = ep.infos[0].get("means")
         rows.append(episode_row(env_id, policy, seed, k, ep.seed, ep.rewards, ep.infos[1:],
-                                horizon, means, ep.turns, ep.tool_calls))
+                                horizon, means, ep.turns, ep.tool_calls, ep.tool_errors))
     return rows
 
 
@@ -128,13 +139,15 @@ def evaluate_llm_agent(args, seed: int, reset_seeds: list[int]) -> list[dict]:
     version, whose later observations hold only the newest round)."""
     from maxent.agents.llm_agent import LLMAgent, LLMAgentConfig
 
-    env_id = "maxent/TextBandit-v0" if "Bandit" in args.env else args.env
-    envs = [make_env(env_id, "", args.horizon) for _ in reset_seeds]
+    bandit = "Bandit" in args.env
+    env_id = "maxent/TextBandit-v0" if bandit else args.env
+    envs = [make_env(env_id, args.horizon) if bandit else history_view(make_env(env_id, 0))
+            for _ in reset_seeds]
     config = LLMAgentConfig(model=args.model, n_samples=args.llm_samples,
                             temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                             response_prefix=args.prefill, torch_threads=args.threads)
     agent = LLMAgent(envs[0], config=config, seed=seed)
-    obs, infos, rewards, turns, calls = [], [], [], [], []
+    obs, infos, rewards, turns, calls, errors = [], [], [], [], [], []
     for env, s in zip(envs, reset_seeds):
         o, info = env.reset(seed=s)
         obs.append(o)
@@ -142,22 +155,32 @@ def evaluate_llm_agent(args, seed: int, reset_seeds: list[int]) -> list[dict]:
         rewards.append([])
         turns.append(0)
         calls.append(0)
+        errors.append(0)
     live = list(range(len(envs)))
     t = 0
     while live and t < args.max_turns:
-        decision = agent.decide([obs[i] for i in live], seed=HELD_OUT_BASE + 7919 * seed + t)
-        for i, reply in zip(list(live), decision.chosen):
+        # One decision per opening: replies to a tool result start with --tool-prefill.
+        after_tool = [i for i in live if getattr(envs[i], "after_tool", False)]
+        replies: dict[int, str] = {}
+        for batch, prefix in ((after_tool, args.tool_prefill),
+                              ([i for i in live if i not in after_tool], None)):
+            if batch:
+                decision = agent.decide([obs[i] for i in batch], seed=HELD_OUT_BASE + 7919 * seed + t,
+                                        response_prefix=prefix)
+                replies.update(zip(batch, decision.chosen))
+        for i, reply in sorted(replies.items()):
             o, r, term, trunc, info = envs[i].step(reply)
             rewards[i].append(float(r))
             infos[i].append(dict(info))
             turns[i] += 1
             calls[i] += int(bool(info.get("tool_call", False)))
+            errors[i] += int(bool(info.get("tool_error", False)))
             obs[i] = o
             if term or trunc:
                 live.remove(i)
         t += 1
     return [episode_row(args.env, "llm-agent", seed, k, s, rewards[k], infos[k][1:], args.horizon,
-                        infos[k][0].get("means"), turns[k], calls[k])
+                        infos[k][0].get("means"), turns[k], calls[k], errors[k])
             for k, s in enumerate(reset_seeds)]
 
 
@@ -174,11 +197,9 @@ def run_seed(args) -> list[dict]:
         model=args.model, device="cpu", group_size=args.group_size, prompts_per_step=args.groups,
         max_new_tokens=args.max_new_tokens, max_turns=args.max_turns,
         max_episode_tokens=args.max_episode_tokens, learning_rate=args.lr,
-        temperature=args.temperature, log_completions_every=0, torch_threads=args.threads)
-    agent = GRPO(None, make_env(args.env, args.prefill, args.horizon), config, seed=seed)
-    if args.prefill:
-        agent.tokenizer.chat_template = prefilled_template(agent.tokenizer.chat_template,
-                                                           args.prefill)
+        temperature=args.temperature, log_completions_every=0, torch_threads=args.threads,
+        response_prefix=args.prefill, tool_response_prefix=args.tool_prefill)
+    agent = GRPO(None, make_env(args.env, args.horizon), config, seed=seed)
     modes = [("", False)] + ([("-greedy", True)] if args.greedy else [])
     for suffix, greedy in modes:
         rows += evaluate_grpo(agent, args.env, "untrained" + suffix, seed, reset_seeds,
@@ -284,6 +305,8 @@ def main() -> None:
     parser.add_argument("--max-episode-tokens", type=int, default=1024)
     parser.add_argument("--prefill", default="Action: I choose Button",
                         help="text opening every assistant turn ('' for none)")
+    parser.add_argument("--tool-prefill", default=None,
+                        help="text opening a turn that answers a tool result (default: --prefill)")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--eval-episodes", type=int, default=32)

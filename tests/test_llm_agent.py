@@ -81,6 +81,20 @@ def test_decide_is_batched_parsed_and_seeded(model_and_tokenizer):
     assert plain.predict(prompts[0]) == agent.predict(prompts[0])
 
 
+def test_a_decisions_own_prefix_replaces_the_configs(model_and_tokenizer):
+    agent = make_agent(model_and_tokenizer)
+    prompts = ["You see a red button."]
+    d = agent.decide(prompts, seed=3, response_prefix="Answer: ")
+    assert all(c.startswith("Answer: ") and not c.startswith(PREFIX) for c in d.completions[0])
+    # The model was asked to continue the new prefix: its prompt ends with those tokens.
+    assert agent._encode(prompts, "Answer: ")[0][-len("Answer: "):] == \
+        agent.tokenizer("Answer: ", add_special_tokens=False)["input_ids"]
+    assert agent.decide(prompts, seed=3).completions == make_agent(
+        model_and_tokenizer).decide(prompts, seed=3).completions  # the config's prefix is kept
+    with pytest.raises(ValueError, match="response_prefix must be a string"):
+        agent.decide(prompts, response_prefix=1)
+
+
 def test_learn_logs_entropy_regret_invalid_and_activations(model_and_tokenizer):
     agent = make_agent(model_and_tokenizer)
     agent.learn(8)

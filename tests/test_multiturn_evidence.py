@@ -1,5 +1,5 @@
 """The helpers of benchmarks/multiturn_evidence.py: held-out reset seeds never drawn in training,
-the prefilled chat template keeps conversations prefixes of their continuations, bandit regret
+the in-context agent's view of the tool task (whole episode, validity of calls and answers), bandit regret
 and the seeds x episodes bootstrap."""
 
 from __future__ import annotations
@@ -33,17 +33,23 @@ def test_training_seeds_mirror_the_rollout_and_held_out_ones_avoid_them():
     assert first not in evidence.held_out_seeds(3, 4, {first})
 
 
-def test_prefilled_template_opens_every_assistant_turn_and_stays_a_prefix():
-    jinja2 = pytest.importorskip("jinja2")
-    template = jinja2.Template(evidence.prefilled_template(CHATML, "Action: I'm Button"))
-    user = [{"role": "user", "content": "u"}]
-    asked = template.render(messages=user, add_generation_prompt=True)
-    replied = template.render(messages=[*user, {"role": "assistant", "content": " 1."}],
-                              add_generation_prompt=False)
-    assert asked.endswith("<|im_start|>assistant\nAction: I'm Button")
-    assert replied.startswith(asked + " 1.")
-    with pytest.raises(ValueError, match="ChatML"):
-        evidence.prefilled_template("{{ messages }}", "x")
+def test_history_view_gives_the_in_context_agent_the_whole_episode_and_reads_validity():
+    import maxent.envs  # noqa: F401  (registers the ids)
+
+    env = evidence.history_view(evidence.make_env("maxent/ToolArithmetic-v0", 0))
+    first, _ = env.reset(seed=5)
+    question = first.splitlines()[-2]  # "What is a + b?"
+    expression = question[len("What is "):-1]
+    call = '<tool_call>{"name": "calculate", "arguments": {"expression": "%s"}}</tool_call>' % expression
+    assert env.parse_action(call) is not None and not env.after_tool
+    assert env.parse_action('<tool_call>{"name": "nope", "arguments": {}}</tool_call>') is None
+    obs, reward, terminated, _, info = env.step(call)
+    answer = env.unwrapped._target
+    assert obs.startswith(first) and obs.endswith(f"Tool result: {answer}") and env.after_tool
+    assert reward == 0.0 and not terminated
+    assert env.parse_action("no number here") is None and env.parse_action(f"It is {answer}.") == answer
+    _, reward, terminated, _, info = env.step(f"The answer is {answer}.")
+    assert reward == 1.0 and terminated and info["correct"]
 
 
 def test_bandit_regret_counts_rounds_without_a_valid_pull_as_random():
@@ -51,11 +57,11 @@ def test_bandit_regret_counts_rounds_without_a_valid_pull_as_random():
     infos = [{"pulled": 1, "invalid": False}, {"pulled": 0, "invalid": False},
              {"pulled": -1, "invalid": True}]
     row = evidence.episode_row("maxent/TextBanditChat-v0", "p", 0, 0, 1, [105.0, 95.0, 0.0],
-                               infos, 5, means, 3, 0)
+                               infos, 5, means, 3, 0, 0)
     # one wrong pull (10) and three rounds without a valid pull (5 each)
     assert row["regret"] == pytest.approx(25.0) and row["valid_rate"] == pytest.approx(0.4)
     tool = evidence.episode_row("maxent/ToolArithmetic-v0", "p", 0, 0, 1, [1.0],
-                                [{"correct": True}], 5, None, 1, 0)
+                                [{"correct": True}], 5, None, 1, 0, 0)
     assert tool["success"] == 1.0
 
 
