@@ -58,15 +58,8 @@ def build(args: argparse.Namespace):
     if args.model == "smollm2":
         # The GGUF loader flags the (dequantised, float32) model as quantised, and TRL's Trainer
         # then refuses to fine-tune it: rebuild it as a plain model with the same weights.
-        from transformers import AutoModelForCausalLM
-
         gguf_model, tokenizer = llm.load_model("smollm2")
-        config = copy.deepcopy(gguf_model.config)
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config)
-        model.load_state_dict(gguf_model.state_dict())
-        model.generation_config = gguf_model.generation_config
+        model = llm.plain_model(gguf_model)
         del gguf_model
         env = make_arithmetic(digits=2, n_operands=2, operators="+",
                               prompt_template="{question} Answer with the number only.")

@@ -82,15 +82,8 @@ def load(name: str):
         tokenizer = llm.build_char_tokenizer()
         # Long enough for the bandit's prompt at one token per character.
         return llm.build_tiny_model(tokenizer, max_positions=4096, seed=0), tokenizer
-    from transformers import AutoModelForCausalLM
-
     gguf_model, tokenizer = llm.load_model(name)
-    config = copy.deepcopy(gguf_model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(gguf_model.state_dict())
-    model.generation_config = gguf_model.generation_config
+    model = llm.plain_model(gguf_model)
     model.config.use_cache = True
     return model.eval(), tokenizer
 

@@ -81,6 +81,20 @@ def test_save_pretrained_drops_a_gguf_quantization_config(tmp_path):
     torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
 
 
+def test_plain_model_unmarks_a_gguf_model_and_keeps_its_weights():
+    from transformers.utils.quantization_config import GgufConfig
+
+    model, tok = llm.load_model("tiny", tiny={"hidden_size": 32, "num_layers": 1, "num_heads": 2})
+    assert llm.plain_model(model) is model  # nothing to unmark
+    model.config.quantization_config = GgufConfig()
+    plain = llm.plain_model(model)
+    assert getattr(plain.config, "quantization_config", None) is None
+    assert model.config.quantization_config is not None
+    ids = torch.tensor([tok("12+7=")["input_ids"]])
+    torch.testing.assert_close(plain(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert plain.generation_config is model.generation_config
+
+
 def test_bad_model_directories(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         llm.load_model(tmp_path / "nowhere")

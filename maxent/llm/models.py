@@ -385,6 +385,20 @@ def plain_config(config):
     return config
 
 
+def plain_model(model):
+    """A plain (unquantised) model with ``model``'s weights and generation config: a GGUF-loaded
+    model holds dequantised float weights but still says "gguf" in its config, and TRL's Trainer
+    refuses to fine-tune a model marked quantised. Other models come back unchanged."""
+    config = plain_config(model.config)
+    if config is model.config:
+        return model
+    transformers = _require_transformers()
+    plain = transformers.AutoModelForCausalLM.from_config(config).to(next(model.parameters()).dtype)
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    return plain
+
+
 @torch.no_grad()
 def mix_weights(target, source, alpha: float) -> None:
     """target <- alpha * source + (1 - alpha) * target, parameter by parameter (a reference model
