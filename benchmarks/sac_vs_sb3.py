@@ -28,10 +28,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-LIBRARIES = ("maxent", "sb3", "sbx")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _sac_peers import LIBRARIES, base_env, inductor_cache, make_model  # noqa: E402
 
 
 def _clock_callback(lib: str, at: int):
@@ -65,18 +65,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     clock = _clock_callback(args.worker, args.steady_from)
-    if args.worker == "maxent":
-        from maxent.agents import SAC, SACConfig
-
-        model = SAC(args.env, config=SACConfig(device=args.device, log_interval=10**9), seed=args.seed)
-    elif args.worker == "sb3":
-        from stable_baselines3 import SAC as SB3SAC
-
-        model = SB3SAC("MlpPolicy", args.env, seed=args.seed, device=args.device, verbose=0)
-    else:
-        from sbx import SAC as SBXSAC
-
-        model = SBXSAC("MlpPolicy", args.env, seed=args.seed, verbose=0)
+    model = make_model(args.worker, args.env, args.seed, args.device)
     start = time.perf_counter()
     model.learn(args.steps, callback=clock)
     end = time.perf_counter()
@@ -92,19 +81,11 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def run(lib: str, seed: int, args: argparse.Namespace) -> dict:
-    env = {**os.environ, "MUJOCO_GL": "disable"}
-    cache = None
-    if lib == "maxent" and not args.warm_cache:
-        cache = tempfile.TemporaryDirectory(prefix="maxent-bench-inductor-")
-        env["TORCHINDUCTOR_CACHE_DIR"] = cache.name
     cmd = [sys.executable, __file__, "--worker", lib, "--seed", str(seed), "--env", args.env,
            "--steps", str(args.steps), "--steady-from", str(args.steady_from), "--device", args.device,
            "--threads", str(args.threads), "--eval-episodes", str(args.eval_episodes)]
-    try:
+    with inductor_cache(lib, base_env(), args.warm_cache) as env:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    finally:
-        if cache is not None:
-            cache.cleanup()
     if out.returncode != 0:
         raise SystemExit(f"{lib} seed {seed} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
