@@ -46,7 +46,7 @@ def _flags(algo: str) -> list[str]:
 
 def _steps_and_summary(out: str, algo: str) -> int:
     algorithm = ALGORITHMS[algo]
-    match = re.search(rf"{algorithm.kind} .*?: (\d+) steps, [\d.]+ s, \d+ steps/s, eval "
+    match = re.search(rf"{algorithm.kind} .*?: (\d+) steps, [\d.]+ s, [\d.]+ (?:steps/s|s/step), eval "
                       rf"{algorithm.metric} (-?[\d.]+)( ± [\d.]+)? over \d+ "
                       rf"{algorithm.eval_unit.rstrip('s')}", out)
     assert match, out

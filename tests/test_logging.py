@@ -200,3 +200,13 @@ def test_log_schedule_falls_on_interval_multiples_and_the_end():
     assert fresh.due(50) is None
     fps = fresh.due(100)
     assert fps is not None and fps > 0
+
+
+def test_rate_text_never_rounds_a_slow_run_to_zero():
+    from maxent.training.logging import rate_text
+
+    assert rate_text(257.4) == "257 steps/s"
+    assert rate_text(3.44) == "3.4 steps/s"
+    assert rate_text(12 / 1448.9) == "121 s/step"  # an LLM run on a CPU, not "0 steps/s"
+    assert rate_text(0.4) == "2.5 s/step"
+    assert rate_text(0.0) == "0 steps/s"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import tyro
 
 from maxent.cli.flags import parse
+from maxent.training.logging import rate_text
 from maxent.training.run import Evaluation, RunHooks, RunSpec, UsageError, default_run_dir, train
 
 if TYPE_CHECKING:
@@ -247,7 +248,7 @@ def train_main(name: str, argv: list[str]) -> int:
     result = train(spec, hooks)
     agent = result.agent
     print(f"{type(agent).__name__} {hooks.label(args)}: {agent.num_timesteps} steps, "
-          f"{result.elapsed:.1f} s, {result.steps_per_s:.0f} steps/s, {result.evaluation.text}; "
+          f"{result.elapsed:.1f} s, {rate_text(result.steps_per_s)}, {result.evaluation.text}; "
           f"saved to {spec.model_dir}; tensorboard --logdir {run_dir}")
     return 0
 

@@ -272,6 +272,19 @@ class RunLogger:
         self._last_csv_step = step
 
 
+def rate_text(steps_per_s: float) -> str:
+    """A training speed as people read it: "250 steps/s", "3.4 steps/s", or, for runs slower than
+    one step a second (an LLM on a CPU), "121 s/step" rather than a rounded "0 steps/s"."""
+    if not steps_per_s > 0:
+        return "0 steps/s"
+    if steps_per_s >= 10:
+        return f"{steps_per_s:.0f} steps/s"
+    if steps_per_s >= 1:
+        return f"{steps_per_s:.1f} steps/s"
+    seconds = 1 / steps_per_s
+    return f"{seconds:.0f} s/step" if seconds >= 10 else f"{seconds:.1f} s/step"
+
+
 def _is_terminal(stream: Any) -> bool:
     try:
         return bool(stream.isatty())
@@ -316,7 +329,7 @@ class _LineProgress:
                                       if self.total else "")
         rate = (self.n - self._start_step) / elapsed if elapsed > 0 else 0.0
         extra = f", {self.postfix}" if self._postfix else ""
-        print(f"{where}, {elapsed:.0f} s, {rate:.0f} steps/s{extra}", file=self._stream, flush=True)
+        print(f"{where}, {elapsed:.0f} s, {rate_text(rate)}{extra}", file=self._stream, flush=True)
         self._printed = self.n
 
     def close(self) -> None:

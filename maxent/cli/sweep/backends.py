@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from maxent.training.logging import rate_text
 from maxent.cli.sweep.spec import (SweepConfig, SweepError, eval_key, is_adversarial, method_algorithm,
                                    write_json)
 from maxent.training.run import RunHooks, RunSpec, checkpoint_dir
@@ -276,5 +277,5 @@ def trained_line(done: dict[str, Any]) -> str:
         return f"finished already: {done['name']} ({done['steps']} steps)"
     resumed = f", resumed at step {done['resumed_from']}" if done["resumed_from"] else ""
     return (f"trained {done['name']}: {done['steps']} steps in {done['wall_s']:.1f} s "
-            f"({done['steps_per_s']:.0f} steps/s{resumed})")
+            f"({rate_text(done['steps_per_s'])}{resumed})")
 
