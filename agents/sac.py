@@ -47,6 +47,7 @@ from maxent.training.fastpath import (
     BackgroundCompile,
     clone_tree,
     compile_unavailable_reason,
+    full_precision_head,
     prepare_compile,
     resolve_precision,
 )
@@ -198,18 +199,6 @@ def mlp(sizes: list[int]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
-
-
-@contextlib.contextmanager
-def full_precision_head(hidden: torch.Tensor):
-    """Run a network's output layer in float32 even under bf16 autocast: Q-values and action
-    means need the mantissa (bf16 resolves a Q of 300 only to ±1); the wide hidden matmuls,
-    where the time goes, stay in bf16. Yields ``hidden`` cast to float32 when needed."""
-    if not torch.is_autocast_enabled(hidden.device.type):
-        yield hidden
-        return
-    with torch.autocast(hidden.device.type, enabled=False):
-        yield hidden.float()
 
 
 class Actor(nn.Module):

@@ -25,7 +25,7 @@ from maxent.entropy import sample_squashed_gaussian
 from maxent.entropy.soft import (polyak_update, quantile_huber_loss, soft_bellman_target, soft_policy_loss,
                                  soft_q_loss, truncated_quantile_target)
 from maxent.training.config import ConfigError
-from maxent.training.fastpath import BackgroundCompile, clone_tree
+from maxent.training.fastpath import BackgroundCompile, clone_tree, resolve_precision
 from maxent.training.optim import adam_hyperparameters, adam_state_tensors, adam_update_
 from maxent.training.saved import Value
 
@@ -163,13 +163,17 @@ class SACFamily(nn.Module):
     (SimBa's observation statistics it only reads), and the random draws (dropout masks, REDQ's subset) are made from ``generator`` outside
     it by :meth:`draw`, in the order an eager update makes them, so compiled and eager runs draw
     alike and resumes are bit-exact. Updates with and without the actor (``policy_delay``) are two
-    graphs. SimBa's observation normalisation keeps the eager update (see :meth:`_compilable`). It runs in float32 (``precision`` applies to vanilla SAC's update only).
+    graphs. SimBa's observation normalisation keeps the eager update (see :meth:`_compilable`).
+    ``precision`` applies as in vanilla SAC: under ``"bfloat16"`` the losses run in bf16 autocast,
+    eager and compiled, while the output heads (Q, quantiles, action mean and log-std),
+    BatchRenorm's statistics, parameters and optimiser state stay float32.
     """
 
     def __init__(self, cfg: Any, obs_dim: int, action_dim: int, device: torch.device,
                  generator: torch.Generator | None, template: bool = False):
         super().__init__()
         self.cfg, self.generator = cfg, generator
+        self.precision, self._device_type = resolve_precision(cfg.precision, device), device.type
         obs_norm = RunningObsNorm(obs_dim).to(device) if cfg.obs_norm else None
         self.obs_norm = obs_norm
         self.actor = FamilyActor(obs_dim, action_dim, cfg.hidden_sizes, cfg.log_std_min, cfg.log_std_max,
@@ -289,10 +293,15 @@ class SACFamily(nn.Module):
         actor_value, entropy_value = (torch.tensor(v, device=critic_loss.device) for v in self.last_actor)
         return critic_loss, actor_value, entropy_value, alpha
 
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast around the losses when ``precision`` is bf16; a no-op otherwise."""
+        return torch.autocast(self._device_type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
     def _eager_update(self, batch: tuple[torch.Tensor, ...], noise: torch.Tensor, draws: dict[str, Any],
                       temperature: Any, tau: float, update_actor: bool) -> tuple[torch.Tensor, torch.Tensor]:
         alpha = temperature.value
-        critic_loss, actor_loss, log_prob = self.losses(*batch, noise, alpha, update_actor, draws)
+        with self._autocast():
+            critic_loss, actor_loss, log_prob = self.losses(*batch, noise, alpha, update_actor, draws)
         # Adam skips parameters without a gradient, so the actor's rests on critic-only updates.
         self.optimizer.zero_grad(set_to_none=True)
         (critic_loss + actor_loss if update_actor else critic_loss).backward()
@@ -408,8 +417,9 @@ class SACFamily(nn.Module):
 
         def total_loss(params: dict[str, torch.Tensor], bufs: dict[str, torch.Tensor]):
             tensors = {**params, **bufs, **still, **targets}
-            critic_loss, actor_loss, log_prob = torch.func.functional_call(
-                self._template, tensors, (*batch, noise, alpha, update_actor, draws))
+            with self._autocast():
+                critic_loss, actor_loss, log_prob = torch.func.functional_call(
+                    self._template, tensors, (*batch, noise, alpha, update_actor, draws))
             if not update_actor:
                 return critic_loss, (critic_loss.detach(), critic_loss.detach(), critic_loss.detach())
             return critic_loss + actor_loss, (critic_loss.detach(), actor_loss.detach(), log_prob.detach())

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maxent.training.fastpath import full_precision_head
+
 __all__ = ["ARCHITECTURES", "NORMS", "BatchRenorm", "FamilyActor", "FamilyCritics", "RunningObsNorm",
            "set_norm_training"]
 
@@ -54,7 +56,10 @@ class BatchRenorm(nn.Module):
     def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None,
                 bias: torch.Tensor | None = None, batch_stats: bool | None = None) -> torch.Tensor:
         """Normalise ``x``; ``batch_stats`` (default: :attr:`training`) picks batch statistics
-        (and updates the running ones in place) over the running statistics."""
+        (and updates the running ones in place) over the running statistics. Computes in
+        float32 whatever ``x``'s dtype (bf16 under autocast): bf16 batch moments would make the
+        running statistics drift."""
+        x = x.float()
         weight = self.weight if weight is None else weight
         bias = self.bias if bias is None else bias
         if not (self.training if batch_stats is None else batch_stats):
@@ -209,7 +214,8 @@ class FamilyCritics(nn.Module):
                 inner = torch.baddbmm(p(biases[1 + 2 * k]), inner, p(weights[1 + 2 * k])).relu()
                 h = h + torch.baddbmm(p(biases[2 + 2 * k]), inner, p(weights[2 + 2 * k]))
             h = F.layer_norm(h, h.shape[-1:]) * p(lnw[-1]) + p(lnb[-1])
-        out = torch.baddbmm(p(biases[-1]), h, p(weights[-1]))     # (n, batch, n_outputs)
+        with full_precision_head(h) as h:                         # Q / quantile outputs
+            out = torch.baddbmm(p(biases[-1]), h, p(weights[-1]))  # (n, batch, n_outputs)
         return out.squeeze(-1) if self.n_outputs == 1 else out
 
     def draw_masks(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor] | None:
@@ -268,7 +274,8 @@ class FamilyActor(nn.Module):
         h = obs
         for layer in self.trunk:
             h = layer(h, batch_stats=batch_stats) if isinstance(layer, BatchRenorm) else layer(h)
-        mean, log_std = self.head(h).split(self.action_dim, dim=-1)
+        with full_precision_head(h) as h:
+            mean, log_std = self.head(h).split(self.action_dim, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
 
 

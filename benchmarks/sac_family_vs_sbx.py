@@ -5,9 +5,10 @@ can be overridden for both with ``--critic-width``, since the published widths, 
 critics above all, make each update slow on a CPU). Each run is a fresh process with one compute
 thread (``OMP_NUM_THREADS=1``; torch ``torch_threads=1``; XLA's single-threaded Eigen and
 ``intra_op_parallelism_threads=1``), and the libraries alternate run by run, algorithm by
-algorithm, so that machine noise hits both alike. maxent compiles its update (``--compile``,
-default ``true``: before the first update, from the machine's inductor cache) and SBX JIT-compiles
-its own; both are in the end-to-end time and neither in the steady time (env step
+algorithm, so that machine noise hits both alike. maxent's update runs at ``--precision`` (default
+``auto``: bf16 autocast where the CPU has native bf16, SAC's default). maxent compiles its update
+(``--compile``, default ``true``: before the first update, from the machine's inductor cache) and
+SBX JIT-compiles its own; both are in the end-to-end time and neither in the steady time (env step
 ``--steady-from`` to the end). Prints each run and the maxent / SBX ratios (medians over
 ``--rounds``).
 
@@ -61,13 +62,18 @@ def build(lib: str, algo: str, args: argparse.Namespace):
     common = {"learning_starts": args.learning_starts, "batch_size": cfg.batch_size, "seed": args.seed}
     if lib == "maxent":
         from maxent.agents import SAC
+        from maxent.agents.sac_family import PRESETS
 
         compile_ = {"true": True, "false": False, "auto": "auto"}[args.compile]
         # SBX's TQC has two quantile critics whatever n_critics says (n_critics only sizes its
-        # truncation), so the like-for-like maxent TQC has two as well.
-        twin = {"n_critics": SBX_TQC_CRITICS} if algo == "tqc" else {}
-        return SAC(args.env, preset=algo, critic_hidden_sizes=tuple(qf), compile=compile_, torch_threads=1,
-                   log_interval=10**9, **twin, **common)
+        # truncation), so the like-for-like maxent TQC has two as well. The preset's fields are
+        # passed as fields, not as preset=: a preset overrides a field left at SAC's default, and
+        # n_critics=2 is that default.
+        fields = {**PRESETS[algo], "critic_hidden_sizes": tuple(qf)}
+        if algo == "tqc":
+            fields["n_critics"] = SBX_TQC_CRITICS
+        return SAC(args.env, compile=compile_, precision=args.precision, torch_threads=1, log_interval=10**9,
+                   **fields, **common)
     import sbx
 
     net_arch = {"pi": list(cfg.hidden_sizes), "qf": qf}
@@ -100,7 +106,7 @@ def run(lib: str, algo: str, args: argparse.Namespace) -> dict:
            "XLA_FLAGS": XLA_ONE_THREAD, "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, __file__, "--worker", lib, "--algo", algo, "--env", args.env, "--seed", str(args.seed),
            "--steps", str(args.steps), "--learning-starts", str(args.learning_starts),
-           "--steady-from", str(args.steady_from), "--compile", args.compile]
+           "--steady-from", str(args.steady_from), "--compile", args.compile, "--precision", args.precision]
     if args.critic_width is not None:
         cmd += ["--critic-width", str(args.critic_width)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -123,6 +129,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each library and algorithm")
     parser.add_argument("--compile", choices=["true", "false", "auto"], default="true",
                         help="maxent's SACConfig.compile")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="maxent's SACConfig.precision (auto: bf16 where the CPU has native bf16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=list(LIBRARIES), help=argparse.SUPPRESS)
     parser.add_argument("--algo", choices=list(ALGORITHMS), help=argparse.SUPPRESS)
@@ -141,6 +149,7 @@ def main() -> None:
     from maxent.agents.sac import SACConfig
 
     results: dict[tuple[str, str], list[dict]] = {}
+    load_start = os.getloadavg()[0]  # 1-minute load average: the machine's other work
     for round_ in range(args.rounds):
         for algo in args.algos:
             for lib in LIBRARIES:  # alternate the libraries within each algorithm
@@ -148,8 +157,14 @@ def main() -> None:
                 results.setdefault((algo, lib), []).append(r)
                 print(f"[round {round_}] {algo:6s} {lib:6s} {r['end_to_end']:8.1f} env-steps/s end to end, "
                       f"{r['steady']:8.1f} steady", flush=True)
+    import torch
+
+    from maxent.training.fastpath import resolve_precision
+
     print(f"\n{args.env}, {args.steps} steps (learning from {args.learning_starts}, steady from "
-          f"{args.steady_from}), one thread each, maxent compile={args.compile}, rounds {args.rounds}")
+          f"{args.steady_from}), one thread each, maxent compile={args.compile} precision={args.precision} "
+          f"({resolve_precision(args.precision, torch.device('cpu'))} here), rounds {args.rounds}, "
+          f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     for algo in args.algos:
         med = {lib: {k: statistics.median(r[k] for r in results[(algo, lib)]) for k in ("end_to_end", "steady")}
                for lib in LIBRARIES}

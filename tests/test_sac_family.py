@@ -24,12 +24,14 @@ from maxent.training.agent import evaluate
 from maxent.training.config import ConfigError
 from maxent.training.fastpath import prepare_compile
 
+# float32 unless a test says otherwise: the reference computations below run in float32 ("auto"
+# would pick bf16 on a CPU with native bf16).
 TINY = {"hidden_sizes": (32, 32), "critic_hidden_sizes": (32, 32), "batch_size": 32, "learning_starts": 50,
-        "buffer_size": 10_000, "log_interval": 100}
+        "buffer_size": 10_000, "log_interval": 100, "precision": "float32"}
 
 
-def tiny(preset: str) -> dict:
-    kw = dict(TINY)
+def tiny(preset: str, **extra) -> dict:
+    kw = {**TINY, **extra}
     if preset == "simba":
         kw.update(hidden_sizes=(16,), critic_hidden_sizes=(16, 16))
     if preset in ("droq", "redq"):  # keep their UTD > 1 and delayed actor, at a test's cost
@@ -312,7 +314,7 @@ def _preset_pair(preset: str, **extra) -> tuple[SAC, SAC]:
     crosses its warm-up during the compared updates)."""
     if preset == "crossq":
         extra.setdefault("renorm_warmup_steps", 33)
-    agents = [SAC("Pendulum-v1", seed=4, preset=preset, compile=False, **tiny(preset), **extra).learn(80)
+    agents = [SAC("Pendulum-v1", seed=4, preset=preset, compile=False, **tiny(preset, **extra)).learn(80)
               for _ in range(2)]
     return agents[0], agents[1]
 
@@ -329,6 +331,67 @@ def test_whole_family_step_matches_eager_update(preset):
     _assert_updates_match(eager, whole, 2 * eager.config.policy_delay + 2, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("preset", ["crossq", "tqc"])
+def test_whole_family_step_matches_eager_update_in_bf16(preset):
+    """Under bf16 autocast too, the pure step moves everything as the eager update does."""
+    eager, whole = _preset_pair(preset, precision="bfloat16")
+    fam = whole._family
+    fam.collect_step_tensors(whole.temperature)
+    fam._compiled = {False: fam._pure_critic_step, True: fam._pure_full_step}
+    _assert_updates_match(eager, whole, 2 * eager.config.policy_delay + 2, rtol=1e-4, atol=1e-5)
+
+
+# One bf16 update's losses against float32's from the same state: bf16 keeps 8 bits of mantissa
+# (relative rounding 2^-9 per product), so the losses agree to within a percent or so (0.6% at most
+# here), not to float32's 1e-6.
+BF16_LOSS_RTOL = 0.02
+
+
+@pytest.mark.parametrize("preset", ["crossq", "tqc", "droq"])
+def test_bf16_update_stays_near_the_float32_update(preset):
+    """precision="bfloat16" autocasts the family's losses (they differ from float32's, so it is on)
+    and keeps them within BF16_LOSS_RTOL of float32's; heads, parameters, Adam's state and
+    BatchRenorm's statistics stay float32."""
+    f32, _ = _preset_pair(preset)
+    bf16 = SAC("Pendulum-v1", seed=4, preset=preset, compile=False, **tiny(preset, precision="bfloat16"))
+    assert bf16._family.precision == "bfloat16" and f32._family.precision == "float32"
+    bf16.buffer = f32.buffer
+    f32.n_updates = f32.config.policy_delay - 1          # the next update moves the actor too
+    _copy_training_state(f32, bf16)
+    rows = f32.buffer.sample_rows(f32.config.batch_size, f32.generator)
+    bf16.generator.set_state(f32.generator.get_state())
+    (c32, a32, e32, _), (c16, a16, e16, _) = f32._update(rows), bf16._update(rows)
+    assert float(c16) != float(c32) and float(a16) != float(a32)
+    for ours, ref in ((c16, c32), (a16, a32), (e16, e32)):
+        assert float(ours) == pytest.approx(float(ref), rel=BF16_LOSS_RTOL, abs=1e-3)
+    with torch.no_grad(), bf16._family._autocast():
+        obs = rows[:, :3]
+        assert all(t.dtype == torch.float32 for t in (*bf16.actor(obs), bf16.critic(obs, obs[:, :1])))
+    assert all(t.dtype == torch.float32 for t in bf16._family.state_dict().values() if t.is_floating_point())
+    assert all(v.dtype == torch.float32 for state in bf16.optimizer.state.values() for k, v in state.items()
+               if k != "step")
+    if preset == "crossq":
+        # The actor's first BatchRenorm sees float32 observations in both runs: computed in float32
+        # under autocast, its statistics are float32's to the bit.
+        first = ("trunk.0.running_mean", "trunk.0.running_var")
+        for key in first:
+            assert torch.equal(bf16.actor.state_dict()[key], f32.actor.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("preset", ["crossq", "tqc"])
+def test_bf16_run_resumes_bit_exactly(tmp_path, preset):
+    kw = tiny(preset, precision="bfloat16")
+    whole = SAC("Pendulum-v1", seed=5, preset=preset, **kw).learn(190)
+    first = SAC("Pendulum-v1", seed=5, preset=preset, **kw).learn(130)
+    resumed = SAC.load(first.save(tmp_path / "ck")).learn(60)
+    assert resumed._family.precision == "bfloat16"
+    wa, wb = whole._tensors(), resumed._tensors()
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    assert resumed._family.last_actor == whole._family.last_actor
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["crossq", "droq", "redq", "tqc"])
 def test_compiled_family_update_matches_eager_without_recompiling(preset):
@@ -342,6 +405,30 @@ def test_compiled_family_update_matches_eager_without_recompiling(preset):
     compiled._family.compile_lazily(compiled.temperature, **prepare_compile(compiled.device))
     with torch._dynamo.config.patch(error_on_recompile=True):
         _assert_updates_match(eager, compiled, 2 * eager.config.policy_delay + 2, rtol=1e-4, atol=1e-5)
+        compiled.learn(40 // compiled.config.gradient_steps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["crossq", "tqc"])
+def test_compiled_bf16_family_update_stays_near_eager_bf16(preset):
+    """Under bf16 autocast inductor's fused elementwise ops round bf16 intermediates elsewhere than
+    eager does, so compiled and eager agree to bf16's precision (BF16_LOSS_RTOL), not to the bit;
+    nothing compiles twice."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    eager, compiled = _preset_pair(preset, precision="bfloat16")
+    compiled._family.compile_lazily(compiled.temperature, **prepare_compile(compiled.device))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(2 * eager.config.policy_delay + 2):
+            _copy_training_state(eager, compiled)
+            rows = eager.buffer.sample_rows(eager.config.batch_size, eager.generator)
+            compiled.generator.set_state(eager.generator.get_state())
+            out_e, out_c = eager._update(rows), compiled._update(rows)
+            eager.n_updates += 1
+            compiled.n_updates += 1
+            for a, b in zip(out_e, out_c):
+                assert float(b) == pytest.approx(float(a), rel=BF16_LOSS_RTOL, abs=1e-3)
         compiled.learn(40 // compiled.config.gradient_steps)
 
 

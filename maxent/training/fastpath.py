@@ -19,6 +19,7 @@ starts from the cache instead of ``/tmp``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -32,7 +33,8 @@ import torch
 from torch import nn
 
 __all__ = ["BackgroundCompile", "bf16_matmul_supported", "clone_tree", "compile_unavailable_reason",
-           "inductor_cache_dir", "prepare_compile", "resolve_precision", "use_persistent_cache"]
+           "full_precision_head", "inductor_cache_dir", "prepare_compile", "resolve_precision",
+           "use_persistent_cache"]
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -68,6 +70,18 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bfloat16" if bf16_matmul_supported(device) else "float32"
     return precision
+
+
+@contextlib.contextmanager
+def full_precision_head(hidden: torch.Tensor):
+    """Run a network's output layer in float32 even under bf16 autocast: Q-values and action
+    means need the mantissa (bf16 resolves a Q of 300 only to ±1); the wide hidden matmuls,
+    where the time goes, stay in bf16. Yields ``hidden`` cast to float32 when needed."""
+    if not torch.is_autocast_enabled(hidden.device.type):
+        yield hidden
+        return
+    with torch.autocast(hidden.device.type, enabled=False):
+        yield hidden.float()
 
 
 def _torch_default_cache_dir() -> str | None:
