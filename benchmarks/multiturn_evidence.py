@@ -24,6 +24,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -246,6 +247,28 @@ def bootstrap_ci(values: np.ndarray, groups: np.ndarray, n: int = 10_000,
     return float(lo), float(hi)
 
 
+def split_by_sign(rows: list[dict]) -> None:
+    """Give each calculator-task row ``success_answer_ge_0`` or ``success_answer_lt_0`` (the other
+    left empty): the episode's answer, replayed from its reset seed, is negative or not. A small
+    model that copies the tool's result often drops a minus sign, and this shows it."""
+    import gymnasium as gym
+
+    import maxent.envs  # noqa: F401  (registers the maxent/ ids)
+    from maxent.envs.tool_env import calculate
+
+    envs: dict[str, Any] = {}
+    for r in rows:
+        r.setdefault("success_answer_ge_0", "")
+        r.setdefault("success_answer_lt_0", "")
+        if "Tool" not in r["env"]:
+            continue
+        env = envs.setdefault(r["env"], gym.make(r["env"]))
+        first, _ = env.reset(seed=int(r["reset_seed"]))
+        question = next(line for line in first.splitlines() if line.startswith("What is "))
+        negative = int(calculate(question[len("What is "):].rstrip("?"))) < 0
+        r["success_answer_lt_0" if negative else "success_answer_ge_0"] = r["success"]
+
+
 def summarise(paths: list[Path], out: Path) -> None:
     """A Markdown table (mean and 95% CI per env, policy and metric) and a PNG: one bar chart
     per env and metric, and the training return per step of every seed (its ``-train.csv``)."""
@@ -255,12 +278,15 @@ def summarise(paths: list[Path], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for p in paths for r in csv.DictReader(open(p)) if r.get("policy")]
+    split_by_sign(rows)
     curves = {p: list(csv.DictReader(open(p.with_name(p.stem + "-train.csv"))))
               for p in paths if p.with_name(p.stem + "-train.csv").exists()}
     envs = sorted({r["env"] for r in rows})
     order = ["untrained", "untrained-greedy", "llm-agent", "trained", "trained-greedy"]
     panels = [(env, m) for env in envs
               for m in (["regret", "valid_rate", "return"] if "Bandit" in env else ["success"])]
+    extra = [(env, m) for env in envs if "Bandit" not in env
+             for m in ("success_answer_ge_0", "success_answer_lt_0")]
     lines = ["| task | metric | policy | seeds x episodes | mean | 95% CI |",
              "|---|---|---|---|---|---|"]
     fig, axes = plt.subplots(1, len(panels) + bool(curves), figsize=(3.6 * (len(panels) + 1), 3.6),
@@ -276,6 +302,15 @@ def summarise(paths: list[Path], out: Path) -> None:
             ax.bar(policy, v.mean(), yerr=[[v.mean() - lo], [hi - v.mean()]], capsize=4)
         ax.set(title=env.split("/")[-1], ylabel=metric)
         ax.tick_params(axis="x", rotation=30)
+    for env, metric in extra:  # table only
+        for policy in [p for p in order if any(r["env"] == env and r["policy"] == p
+                                                and r.get(metric) != "" for r in rows)]:
+            sel = [r for r in rows if r["env"] == env and r["policy"] == policy and r.get(metric) != ""]
+            v = np.array([float(r[metric]) for r in sel])
+            g = np.array([int(r["seed"]) for r in sel])
+            lo, hi = bootstrap_ci(v, g)
+            lines.append(f"| {env} | {metric} | {policy} | {len(set(g))} seeds, {len(v)} episodes "
+                         f"| {v.mean():.3f} | [{lo:.3f}, {hi:.3f}] |")
     if curves:
         ax = axes[0][-1]
         for path, curve in curves.items():

@@ -74,3 +74,23 @@ def test_bootstrap_interval_covers_the_mean_and_widens_with_seed_spread():
     assert lo < tight.mean() < hi
     lo2, hi2 = evidence.bootstrap_ci(spread, groups, n=2000)
     assert hi2 - lo2 > 2 * (hi - lo)
+
+
+def test_calculator_rows_are_split_by_the_sign_of_their_answer():
+    import gymnasium as gym
+
+    import maxent.envs  # noqa: F401  (registers the ids)
+
+    env = gym.make("maxent/ToolArithmetic-v0")
+    signs = {}
+    for seed in range(40):
+        env.reset(seed=seed)
+        signs[seed] = env.unwrapped._target < 0
+    assert set(signs.values()) == {True, False}  # both kinds occur in these seeds
+    rows = [{"env": "maxent/ToolArithmetic-v0", "reset_seed": str(s), "success": "1.0"} for s in signs]
+    rows.append({"env": "maxent/TextBanditChat-v0", "reset_seed": "0", "success": "nan"})
+    evidence.split_by_sign(rows)
+    for row, (seed, negative) in zip(rows, signs.items()):
+        assert row["success_answer_lt_0" if negative else "success_answer_ge_0"] == "1.0"
+        assert row["success_answer_ge_0" if negative else "success_answer_lt_0"] == ""
+    assert rows[-1]["success_answer_lt_0"] == rows[-1]["success_answer_ge_0"] == ""
