@@ -289,8 +289,10 @@ def summarise(paths: list[Path], out: Path) -> None:
              for m in ("success_answer_ge_0", "success_answer_lt_0")]
     lines = ["| task | metric | policy | seeds x episodes | mean | 95% CI |",
              "|---|---|---|---|---|---|"]
-    fig, axes = plt.subplots(1, len(panels) + bool(curves), figsize=(3.6 * (len(panels) + 1), 3.6),
-                             squeeze=False)
+    curve_envs = sorted({env for env in envs if any(f"{env.split('/')[-1]}-s" in p.stem
+                                                     for p in curves)})
+    fig, axes = plt.subplots(1, len(panels) + len(curve_envs),
+                             figsize=(3.6 * (len(panels) + len(curve_envs)), 3.6), squeeze=False)
     for ax, (env, metric) in zip(axes[0], panels):
         for policy in [p for p in order if any(r["env"] == env and r["policy"] == p for r in rows)]:
             sel = [r for r in rows if r["env"] == env and r["policy"] == policy]
@@ -311,12 +313,13 @@ def summarise(paths: list[Path], out: Path) -> None:
             lo, hi = bootstrap_ci(v, g)
             lines.append(f"| {env} | {metric} | {policy} | {len(set(g))} seeds, {len(v)} episodes "
                          f"| {v.mean():.3f} | [{lo:.3f}, {hi:.3f}] |")
-    if curves:
-        ax = axes[0][-1]
+    for ax, env in zip(axes[0][len(panels):], curve_envs):  # one training panel per task
         for path, curve in curves.items():
-            ax.plot([int(c["step"]) for c in curve], [float(c["return"]) for c in curve],
-                    marker="o", label=path.stem)
-        ax.set(title="GRPO training", xlabel="step", ylabel="mean sampled return")
+            if path.stem.startswith(env.split("/")[-1] + "-s"):
+                ax.plot([int(c["step"]) for c in curve], [float(c["return"]) for c in curve],
+                        marker="o", label=path.stem)
+        ax.set(title=f"GRPO training: {env.split('/')[-1]}", xlabel="step",
+               ylabel="mean sampled return")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "multiturn-evidence.png", dpi=120)
