@@ -3,7 +3,9 @@
 REDQ (Chen et al. ICLR 2021) and SimBa (Lee et al. ICLR 2025), as config fields and named presets.
 
 ``SACConfig(preset="crossq")`` (``maxent train sac --config.preset crossq``) fills every family
-field that is still at its default with the preset's value, so explicit settings win. A config
+field that is still at its default with the preset's value, so explicit settings win, except a
+setting equal to SAC's default, which cannot be told from an unset field (``preset="tqc",
+n_critics=2`` runs TQC's 5 critics: give such a config without the preset, every field set). A config
 whose family fields are all at their defaults is vanilla SAC; any other runs :class:`SACFamily`'s
 update, eager or compiled as SAC's ``compile`` says.
 """
