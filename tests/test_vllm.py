@@ -403,21 +403,24 @@ def _engine_rows(calls) -> list[list[tuple[list[int], list[float], int]]]:
     return turns
 
 
-def test_vllm_multiturn_trains_on_exactly_the_sampled_tokens(engine, monkeypatch):
+@pytest.mark.parametrize("prefix", ["", "Say: "])
+def test_vllm_multiturn_trains_on_exactly_the_sampled_tokens(engine, monkeypatch, prefix):
     """Three turns of 8 episodes (2 groups) on the engine: one engine call per turn over all live
-    episodes with the per-turn token limit, each prompt the episode's transcript so far; the
-    training rows hold the transcripts token for token, the loss mask exactly the engine's
-    tokens, and the engine's log-probs of them, which equal the policy's on the whole rows."""
+    episodes with the per-turn token limit, each prompt the episode's transcript so far (ending
+    with the response prefix, when there is one); the training rows hold the transcripts token for
+    token, the loss mask exactly the engine's tokens, and the engine's log-probs of them, which
+    equal the policy's on the whole rows."""
     from maxent.llm.forward import token_log_probs
     from maxent.llm.rollout import ChatFormat, RolloutLimits, collect_episodes, transcript_batch
 
     model, tok, sampler = engine
     sampler.sync(model)
     calls = _record(sampler, monkeypatch)
-    fmt = ChatFormat(tok, sampler.eos_ids)
+    fmt = ChatFormat(tok, sampler.eos_ids, response_prefix=prefix)
     limits = RolloutLimits(max_turns=5, max_new_tokens=6, max_episode_tokens=128)
     episodes = collect_episodes(sampler, fmt, [LetterEnv() for _ in range(8)], [3, 4], limits,
                                 sample_seed=5)
+    prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"] if prefix else []
     assert all(ep.turns == 3 and ep.truncated and not ep.context_truncated for ep in episodes)
     engine_rows = _engine_rows(calls)
     assert len(calls) == 3 and all(len(rows) == 8 for rows in engine_rows)
@@ -430,6 +433,7 @@ def test_vllm_multiturn_trains_on_exactly_the_sampled_tokens(engine, monkeypatch
             prompt = rows[i]
             reply = engine_rows[turn][i][0]
             assert engine_rows[turn][i][2] == limits.max_new_tokens
+            assert prompt[len(prompt) - len(prefix_ids):] == prefix_ids
             # The engine saw the transcript so far (token ids, not re-encoded text) and its reply
             # follows it in the transcript, marked as turn ``turn``.
             assert ep.ids[:len(prompt) + len(reply)] == prompt + reply
