@@ -343,8 +343,10 @@ def _fields(raw: dict) -> list[tuple[str, tuple]]:
     # env_description is maxent.training.env_identity's record of how the env was built, checked
     # there; it is left out here.
     walk("state.json", {k: v for k, v in raw["state.json"].items() if k != "env_description"}, ())
-    out += [("weights.safetensors", (name,)) for name in raw["weights.safetensors"]]
-    out += [("replay.npz", (name,)) for name in raw.get("replay.npz", {})]
+    # Sorted: a safetensors file's tensors come back in no fixed order (a hash map's), and
+    # Hypothesis replays an example by the index it drew, which must name the same tensor.
+    out += [("weights.safetensors", (name,)) for name in sorted(raw["weights.safetensors"])]
+    out += [("replay.npz", (name,)) for name in sorted(raw.get("replay.npz", {}))]
     return [f for f in out if f[1]]
 
 
