@@ -31,6 +31,7 @@ from maxent.llm.rollout import (  # noqa: E402
 )
 from maxent.llm.samplers import completions_from_rows  # noqa: E402
 from maxent.llm.tools import ToolBox  # noqa: E402
+from scripted_sampler import Scripted  # noqa: E402
 
 SMALL = {"device": "cpu", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2,
          "group_size": 4, "prompts_per_step": 2, "max_new_tokens": 4, "max_turns": 5,
@@ -73,20 +74,6 @@ class Recorder:
         self.calls.append(([list(p) for p in prompt_ids],
                            [row[m].tolist() for row, m in zip(out.ids, out.mask)]))
         return out
-
-
-class Scripted:
-    """A sampler that writes the given replies, one per turn, to every episode."""
-
-    def __init__(self, tokenizer, replies):
-        self.tokenizer, self.replies, self.prompts = tokenizer, replies, []
-        self.eos_ids = {tokenizer.eos_token_id}
-
-    def generate(self, prompt_ids, *, max_new_tokens, **kwargs):
-        self.prompts.append([list(p) for p in prompt_ids])
-        text = self.replies[min(len(self.prompts), len(self.replies)) - 1]
-        row = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        return completions_from_rows([row] * len(prompt_ids), self.tokenizer, self.eos_ids, 10_000)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from maxent import llm
 from maxent.agents.grpo import GRPO, GRPOConfig
 from maxent.envs.text import CHARSET
 from maxent.llm.rollout import ChatFormat, RolloutLimits, collect_episodes, transcript_batch
-from maxent.llm.samplers import completions_from_rows
 from maxent.llm.tools import ToolBox
+from scripted_sampler import Scripted
 
 SMALL = {"device": "cpu", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2,
          "group_size": 2, "prompts_per_step": 2, "max_new_tokens": 4, "max_turns": 3,
@@ -40,20 +40,6 @@ class EchoEnv(gym.Env):
         self.t += 1
         self.actions.append(action)
         return f"t{self.t}", float("42" in action), False, self.t >= self.turns, {}
-
-
-class Scripted:
-    """Writes the given replies, one per turn, to every episode; records the prompts."""
-
-    def __init__(self, tokenizer, replies):
-        self.tokenizer, self.replies, self.prompts = tokenizer, replies, []
-        self.eos_ids = {tokenizer.eos_token_id}
-
-    def generate(self, prompt_ids, *, max_new_tokens, **kwargs):
-        self.prompts.append([list(p) for p in prompt_ids])
-        text = self.replies[min(len(self.prompts), len(self.replies)) - 1]
-        row = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        return completions_from_rows([row] * len(prompt_ids), self.tokenizer, self.eos_ids, 10_000)
 
 
 def add(a: int, b: int) -> int:

@@ -284,16 +284,22 @@ def _copy_training_state(src: SAC, dst: SAC) -> None:
     dst.n_updates = src.n_updates
 
 
+def _update_both(eager: SAC, other: SAC) -> tuple:
+    """One update of each from the same state, batch and generator state; their outputs."""
+    _copy_training_state(eager, other)
+    rows = eager.buffer.sample_rows(eager.config.batch_size, eager.generator)
+    other.generator.set_state(eager.generator.get_state())
+    out_e, out_o = eager._update(rows), other._update(rows)
+    eager.n_updates += 1
+    other.n_updates += 1
+    return out_e, out_o
+
+
 def _assert_updates_match(eager: SAC, other: SAC, n: int, rtol: float, atol: float) -> None:
     """From the same state, each of ``n`` updates of ``other`` equals the eager update: losses,
     α, weights and running statistics, Adam's state, and the draws taken from the generator."""
     for i in range(n):
-        _copy_training_state(eager, other)
-        rows = eager.buffer.sample_rows(eager.config.batch_size, eager.generator)
-        other.generator.set_state(eager.generator.get_state())
-        out_e, out_o = eager._update(rows), other._update(rows)
-        eager.n_updates += 1
-        other.n_updates += 1
+        out_e, out_o = _update_both(eager, other)
         for a, b in zip(out_e, out_o):
             torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=f"update {i}: outputs")
         assert torch.equal(eager.generator.get_state(), other.generator.get_state())
@@ -421,12 +427,7 @@ def test_compiled_bf16_family_update_stays_near_eager_bf16(preset):
     compiled._family.compile_lazily(compiled.temperature, **prepare_compile(compiled.device))
     with torch._dynamo.config.patch(error_on_recompile=True):
         for _ in range(2 * eager.config.policy_delay + 2):
-            _copy_training_state(eager, compiled)
-            rows = eager.buffer.sample_rows(eager.config.batch_size, eager.generator)
-            compiled.generator.set_state(eager.generator.get_state())
-            out_e, out_c = eager._update(rows), compiled._update(rows)
-            eager.n_updates += 1
-            compiled.n_updates += 1
+            out_e, out_c = _update_both(eager, compiled)
             for a, b in zip(out_e, out_c):
                 assert float(b) == pytest.approx(float(a), rel=BF16_LOSS_RTOL, abs=1e-3)
         compiled.learn(40 // compiled.config.gradient_steps)
