@@ -4,7 +4,10 @@ Stable-Baselines3's and SBX's with theirs (which maxent's defaults match), one p
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -43,3 +46,12 @@ def inductor_cache(lib: str, env: dict[str, str], warm: bool) -> Iterator[dict[s
 def base_env() -> dict[str, str]:
     """This process's environment with MuJoCo's rendering off (no display is needed)."""
     return {**os.environ, "MUJOCO_GL": "disable"}
+
+
+def run_worker(cmd: list[str], env: dict[str, str], what: str) -> dict:
+    """Run one worker process (``python <script> --worker ...``) and return the JSON object on the
+    last line of its output; a failed worker stops the benchmark, naming ``what`` and its error."""
+    out = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sac_mujoco import plot_curves, read_eval, run_grid  # noqa: E402
 
 EVAL_FIELDS = ["step", "mean_return", "std_return", "train_return", "wall_s"]
 
@@ -31,16 +36,6 @@ CONFIGS = {
     "LunarLander-v3": ({"hidden_sizes": (64, 64), "batch_size": 128, "critic_lr": 1e-3,
                         "learning_starts": 5000, "target_entropy_ratio": 0.3}, 200.0),
 }
-
-
-def read_eval(path: Path) -> list[dict[str, float]]:
-    """Rows of an ``eval.csv``, the last one kept per step (a row whose checkpoint was lost to a
-    kill is written again on resume)."""
-    by_step: dict[int, dict[str, float]] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            by_step[int(row["step"])] = {k: float(v) for k, v in row.items()}
-    return [by_step[s] for s in sorted(by_step)]
 
 
 def train(env_id: str, seed: int, args: argparse.Namespace) -> None:
@@ -90,33 +85,11 @@ def train(env_id: str, seed: int, args: argparse.Namespace) -> None:
 
 
 def plot(out: Path) -> Path | str:
-    """``out/curves.png`` of every run's eval.csv, or a message saying why there is none yet."""
-    runs = sorted(p for p in out.iterdir() if (p / "eval.csv").exists()) if out.is_dir() else []
-    if not runs:
-        return f"no curves: no run under {out} has an evaluation yet"
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    envs = sorted({p.name.rsplit("-s", 1)[0] for p in runs})
-    fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 3.6), squeeze=False)
-    for ax, env_id in zip(axes[0], envs):
-        for run in (p for p in runs if p.name.rsplit("-s", 1)[0] == env_id):
-            rows = read_eval(run / "eval.csv")
-            ax.plot([r["step"] for r in rows], [r["mean_return"] for r in rows], marker=".",
-                    label=f"seed {run.name.rsplit('-s', 1)[1]}")
-        base = env_id.split("-te")[0]
-        if base in CONFIGS:
-            ax.axhline(CONFIGS[base][1], color="grey", linestyle="--", linewidth=0.8)
-        ax.set_title(f"maxent SACDiscrete, {env_id}")
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("greedy eval return")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path = out / "curves.png"
-    fig.savefig(path, dpi=110)
-    return path
+    """``out/curves.png`` of every run's eval.csv (the solved level dashed), or a message saying
+    why there is none yet."""
+    envs = {p.name.rsplit("-s", 1)[0] for p in out.iterdir()} if out.is_dir() else set()
+    solved = {env: CONFIGS[env.split("-te")[0]][1] for env in envs if env.split("-te")[0] in CONFIGS}
+    return plot_curves(out, "maxent SACDiscrete", "greedy eval return", solved)
 
 
 def main() -> None:
@@ -134,13 +107,7 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true",
                         help="only draw curves.png from the runs in --out")
     args = parser.parse_args()
-    if args.plot:
-        print(plot(Path(args.out)))
-        return
-    for seed in args.seeds:
-        for env_id in args.envs:
-            train(env_id, seed, args)
-    print(plot(Path(args.out)))
+    run_grid(args, train, plot)
 
 
 if __name__ == "__main__":

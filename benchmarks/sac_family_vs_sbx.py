@@ -31,7 +31,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -41,6 +40,7 @@ SBX_TQC_CRITICS = 2  # sbx.TQC builds exactly two quantile critics (qf1, qf2)
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _sac_peers import run_worker  # noqa: E402
 from sac_vs_sb3 import _clock_callback  # noqa: E402  (the same clock, both benchmarks)
 
 
@@ -104,15 +104,12 @@ def worker(args: argparse.Namespace) -> dict:
 def run(lib: str, algo: str, args: argparse.Namespace) -> dict:
     env = {**os.environ, "MUJOCO_GL": "disable", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "XLA_FLAGS": XLA_ONE_THREAD, "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, __file__, "--worker", lib, "--algo", algo, "--env", args.env, "--seed", str(args.seed),
+    cmd = [__file__, "--worker", lib, "--algo", algo, "--env", args.env, "--seed", str(args.seed),
            "--steps", str(args.steps), "--learning-starts", str(args.learning_starts),
            "--steady-from", str(args.steady_from), "--compile", args.compile, "--precision", args.precision]
     if args.critic_width is not None:
         cmd += ["--critic-width", str(args.critic_width)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"{lib} {algo} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_worker(cmd, env, f"{lib} {algo}")
 
 
 def main() -> None:

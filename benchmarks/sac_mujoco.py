@@ -121,8 +121,11 @@ def train(env_id: str, seed: int, args: argparse.Namespace) -> None:
     agent.close()
 
 
-def plot(out: Path) -> Path | str:
-    """``out/curves.png`` of every run's eval.csv, or a message saying why there is none yet."""
+def plot_curves(out: Path, title: str, ylabel: str,
+                reference: dict[str, float] | None = None) -> Path | str:
+    """``out/curves.png``: one panel per env of every run's eval.csv under ``out`` (runs named
+    ``<env>-s<seed>``), with a dashed line at ``reference[env]`` where given; or a message saying
+    why there is none yet."""
     runs = sorted(p for p in out.iterdir() if (p / "eval.csv").exists() and read_eval(p / "eval.csv")) \
         if out.is_dir() else []
     if not runs:
@@ -137,17 +140,34 @@ def plot(out: Path) -> Path | str:
     for ax, env_id in zip(axes[0], envs):
         for run in (p for p in runs if p.name.rsplit("-s", 1)[0] == env_id):
             rows = read_eval(run / "eval.csv")
-            steps = np.array([r["step"] for r in rows])
-            ax.plot(steps, [r["mean_return"] for r in rows], label=f"seed {run.name.rsplit('-s', 1)[1]}")
-        ax.set_title(f"maxent SAC, {env_id}")
+            ax.plot([r["step"] for r in rows], [r["mean_return"] for r in rows], marker=".",
+                    label=f"seed {run.name.rsplit('-s', 1)[1]}")
+        if reference and env_id in reference:
+            ax.axhline(reference[env_id], color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(f"{title}, {env_id}")
         ax.set_xlabel("env steps")
-        ax.set_ylabel("deterministic eval return (10 episodes)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     path = out / "curves.png"
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot(out: Path) -> Path | str:
+    """``out/curves.png`` of every run's eval.csv, or a message saying why there is none yet."""
+    return plot_curves(out, "maxent SAC", "deterministic eval return (10 episodes)")
+
+
+def run_grid(args: argparse.Namespace, train_one, plot_runs) -> None:
+    """``--plot``: only draw the curves; else train every (seed, env) in turn, seed-major (each
+    run resumes where a killed one stopped), then draw them."""
+    if not args.plot:
+        for seed in args.seeds:
+            for env_id in args.envs:
+                train_one(env_id, seed, args)
+    print(plot_runs(Path(args.out)))
 
 
 def main() -> None:
@@ -172,13 +192,7 @@ def main() -> None:
     if args.compile is not None:
         args.compile = {"true": True, "false": False}.get(args.compile.lower(), args.compile)
     os.environ.setdefault("MUJOCO_GL", "disable")
-    if args.plot:
-        print(plot(Path(args.out)))
-        return
-    for seed in args.seeds:
-        for env_id in args.envs:
-            train(env_id, seed, args)
-    print(plot(Path(args.out)))
+    run_grid(args, train, plot)
 
 
 if __name__ == "__main__":

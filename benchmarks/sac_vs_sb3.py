@@ -26,12 +26,11 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _sac_peers import LIBRARIES, base_env, inductor_cache, make_model  # noqa: E402
+from _sac_peers import LIBRARIES, base_env, inductor_cache, make_model, run_worker  # noqa: E402
 
 
 def _clock_callback(lib: str, at: int):
@@ -81,14 +80,11 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def run(lib: str, seed: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--worker", lib, "--seed", str(seed), "--env", args.env,
+    cmd = [__file__, "--worker", lib, "--seed", str(seed), "--env", args.env,
            "--steps", str(args.steps), "--steady-from", str(args.steady_from), "--device", args.device,
            "--threads", str(args.threads), "--eval-episodes", str(args.eval_episodes)]
     with inductor_cache(lib, base_env(), args.warm_cache) as env:
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"{lib} seed {seed} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return run_worker(cmd, env, f"{lib} seed {seed}")
 
 
 def main() -> None:
