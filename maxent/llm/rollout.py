@@ -146,6 +146,9 @@ class ChatFormat:
                 system = (system + "\n" if system else "") + toolbox.describe()
         self.system = system
         self._deltas: dict[str, tuple[str, str, str]] = {}
+        # Encoded once: every turn of every episode appends them.
+        self._prefix_tokens = {role: self._encode(text) if text else []
+                               for role, text in self.prefixes.items()}
 
     def _render(self, messages: list[dict], generation: bool) -> str:
         if self.system:
@@ -161,8 +164,7 @@ class ChatFormat:
         return self.prefixes["tool" if role == "tool" else "user"]
 
     def _prefix_ids(self, role: str) -> list[int]:
-        text = self.prefix(role)
-        return self._encode(text) if text else []
+        return list(self._prefix_tokens["tool" if role == "tool" else "user"])
 
     def first(self, observation: str) -> list[int]:
         """The prompt of the first turn (ending with the response prefix, if any)."""
