@@ -4,8 +4,8 @@ residual blocks (Lee et al. ICLR 2025), DroQ's dropout + layer-norm critics (Hir
 2022), and stacked critics with one or several (TQC's quantile) outputs.
 
 Critics are stacked like SAC's: ``n`` networks as ``(n, fan_in, fan_out)`` weights, one batched
-matmul per layer for all of them. Every random draw (dropout masks) comes from a generator the
-agent owns and checkpoints, so a resumed run draws what an uninterrupted one would.
+matmul per layer for all of them. Every random draw (the keys of the dropout masks) comes from a
+generator the agent owns and checkpoints, so a resumed run draws what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maxent.training.counter_random import draw_key, keep_mask
 from maxent.training.fastpath import full_precision_head
 
 __all__ = ["ARCHITECTURES", "NORMS", "BatchRenorm", "FamilyActor", "FamilyCritics", "RunningObsNorm",
@@ -184,9 +185,9 @@ class FamilyCritics(nn.Module):
         linear(last, n_outputs)                      # head
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False,
-                batch_stats: bool | None = None, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+                batch_stats: bool | None = None, masks: torch.Tensor | None = None) -> torch.Tensor:
         """Q-values of ``(obs, action)``. ``batch_stats`` is passed to the BatchRenorm layers;
-        ``masks`` (from :meth:`draw_masks`) replaces the dropout draws of this pass."""
+        ``masks`` (from :meth:`draw_masks`) holds the keys of this pass's dropout masks."""
         p = (lambda t: t.detach()) if detach_params else (lambda t: t)  # noqa: E731
         if self.obs_norm is not None:
             obs = self.obs_norm(obs)
@@ -215,26 +216,30 @@ class FamilyCritics(nn.Module):
                 h = h + torch.baddbmm(p(biases[2 + 2 * k]), inner, p(weights[2 + 2 * k]))
             h = F.layer_norm(h, h.shape[-1:]) * p(lnw[-1]) + p(lnb[-1])
         with full_precision_head(h) as h:                         # Q / quantile outputs
-            out = torch.baddbmm(p(biases[-1]), h, p(weights[-1]))  # (n, batch, n_outputs)
-        return out.squeeze(-1) if self.n_outputs == 1 else out
+            if self.n_outputs == 1:
+                # A weighted sum, not a width-1 matmul: batched GEMV calls cost several times
+                # the multiply-and-sum they do (as in SAC's StackedCritics).
+                return (h * p(weights[-1]).transpose(-1, -2)).sum(-1) + p(biases[-1]).squeeze(-1)
+            return torch.baddbmm(p(biases[-1]), h, p(weights[-1]))  # (n, batch, n_outputs)
 
-    def draw_masks(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor] | None:
-        """The uniform draws of one training pass's dropout masks over ``batch`` rows, layer by
-        layer as :meth:`forward` would draw them (``None`` without dropout): drawn outside a
-        compiled update, they come from the same generator stream in the same order."""
+    def draw_masks(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The keys of one training pass's dropout masks, one row per hidden layer, as
+        :meth:`forward` would draw them (``None`` without dropout): drawn outside a compiled
+        update, they come from the same generator stream in the same order. Each mask is a
+        counter-based hash of its key (:mod:`maxent.training.counter_random`), not one generator
+        draw per element, which cost as much as the update. ``batch`` is accepted for the
+        callers' symmetry with the pass; a key covers any batch."""
         if not (self.training and self.dropout > 0 and self.architecture == "mlp"):
             return None
         generator = self.generator if generator is None else generator
-        device = self.weights[0].device
-        return [torch.rand((self.n, batch, w.shape[-1]), generator=generator, device=device)
-                for w in list(self.weights)[:-1]]
+        return draw_key(generator, self.weights[0].device, len(self.weights) - 1)
 
-    def _dropout(self, h: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
+    def _dropout(self, h: torch.Tensor, key: torch.Tensor | None) -> torch.Tensor:
         if not (self.training and self.dropout > 0):
             return h
-        if uniform is None:
-            uniform = torch.rand(h.shape, generator=self.generator, device=h.device)
-        return h * (uniform >= self.dropout) / (1.0 - self.dropout)
+        if key is None:
+            key = draw_key(self.generator, h.device)[0]
+        return h * keep_mask(h.shape, key, self.dropout) / (1.0 - self.dropout)
 
 
 class FamilyActor(nn.Module):

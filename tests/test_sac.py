@@ -319,6 +319,35 @@ def test_compiled_update_matches_eager():
         torch.testing.assert_close(weights(compiled)[key], value, rtol=1e-4, atol=1e-5)
 
 
+def test_compiled_steps_keep_value_tensor_and_global_guards_only():
+    """The structure of the step's own arguments is not re-checked on every call; values,
+    tensors, global state and any guard type the filter does not know are."""
+    from types import SimpleNamespace
+
+    from maxent.training.fastpath import STRUCTURE_GUARDS, keep_value_guards, prepare_compile
+
+    kept = ["CONSTANT_MATCH", "EQUALS_MATCH", "TENSOR_MATCH", "GRAD_MODE", "GLOBAL_STATE",
+            "FUNCTORCH_STACK_MATCH", "SHAPE_ENV", "A_GUARD_TYPE_OF_A_LATER_TORCH"]
+    entries = [SimpleNamespace(guard_type=t) for t in [*kept, *sorted(STRUCTURE_GUARDS)]]
+    assert keep_value_guards(entries) == [True] * len(kept) + [False] * len(STRUCTURE_GUARDS)
+    assert prepare_compile(torch.device("cpu"))["options"]["guard_filter_fn"] is keep_value_guards
+
+
+@pytest.mark.slow
+def test_compiled_step_follows_a_learning_rate_changed_after_compiling():
+    """A learning rate is a constant of the compiled graph; its guard is kept, so a schedule that
+    changes it gets a graph with the new value rather than the stale one."""
+    agent = SAC("Pendulum-v1", seed=5, compile=True, **TINY).learn(80)
+    assert agent._compiled_step is not None
+    for group in agent.optimizer.param_groups:
+        group["lr"] = 0.0
+    before = {k: v.clone() for k, v in weights(agent).items()}
+    agent.learn(20)
+    after = weights(agent)
+    trained = [k for k in before if k.startswith(("actor.", "critic."))]
+    assert trained and all(torch.equal(before[k], after[k]) for k in trained)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("background", [True, False])
 def test_auto_compile_switches_to_the_compiled_step_and_trains_like_eager(monkeypatch, background):
