@@ -2,12 +2,11 @@
 (Bhatt et al. ICLR 2024), TQC (Kuznetsov et al. ICML 2020), DroQ (Hiraoka et al. ICLR 2022),
 REDQ (Chen et al. ICLR 2021) and SimBa (Lee et al. ICLR 2025), as config fields and named presets.
 
-``SACConfig(preset="crossq")`` (``maxent train sac --config.preset crossq``) fills every family
-field that is still at its default with the preset's value, so explicit settings win, except a
-setting equal to SAC's default, which cannot be told from an unset field (``preset="tqc",
-n_critics=2`` runs TQC's 5 critics: give such a config without the preset, every field set). A config
-whose family fields are all at their defaults is vanilla SAC; any other runs :class:`SACFamily`'s
-update, eager or compiled as SAC's ``compile`` says.
+``SACConfig(preset="crossq")`` (``maxent train sac --config.preset crossq``) fills every field
+the caller did not give with the preset's value, so a field given wins, even one given SAC's
+default (``preset="tqc", n_critics=2`` runs TQC with two critics; on the command line, a
+``--config.`` flag named there). A config whose family fields are all at their defaults is vanilla
+SAC; any other runs :class:`SACFamily`'s update, eager or compiled as SAC's ``compile`` says.
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ class SACFamilyFields:
 
     Attributes:
         preset: ``None`` or one of ``PRESETS`` (``"crossq"``, ``"tqc"``, ``"droq"``, ``"redq"``,
-            ``"simba"``): fields still at their defaults take the preset's values.
+            ``"simba"``): the fields not given to the constructor take the preset's values.
         architecture: ``"mlp"`` or ``"simba"`` (residual pre-LN blocks; ``hidden_sizes`` then gives
             one width per block, all equal).
         critic_hidden_sizes: the critics' widths; ``None`` uses ``hidden_sizes``.
@@ -109,9 +108,8 @@ class SACFamilyFields:
             if self.preset not in PRESETS:
                 raise ConfigError(f"{name}.preset must be one of {sorted(PRESETS)} or None, got "
                                   f"{self.preset!r}")
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for key, value in PRESETS[self.preset].items():
-                if getattr(self, key) == defaults[key]:
+                if key not in self.passed_fields:
                     setattr(self, key, value)
         if self.critic_hidden_sizes is not None:
             self.critic_hidden_sizes = tuple(int(h) for h in self.critic_hidden_sizes)

@@ -12,9 +12,10 @@ SBX JIT-compiles its own; both are in the end-to-end time and neither in the ste
 ``--steady-from`` to the end). Prints each run and the maxent / SBX ratios (medians over
 ``--rounds``).
 
-    nice -n 5 python benchmarks/sac_family_vs_sbx.py --env Pendulum-v1 --critic-width 256
-    nice -n 5 python benchmarks/sac_family_vs_sbx.py --env Pendulum-v1 --steps 700 --learning-starts 300 \\
-        --steady-from 450                         # the published widths: few steps, they are slow
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/sac_family_vs_sbx.py --env Pendulum-v1 --critic-width 256 \\
+        --steps 900 --learning-starts 500 --steady-from 650 --rounds 2
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/sac_family_vs_sbx.py --env Pendulum-v1 --algos crossq tqc \\
+        --steps 400 --learning-starts 300 --steady-from 350   # the published widths: few steps, they are slow
 
 Mapping to SBX: ``crossq`` -> ``sbx.CrossQ`` (BatchRenorm in actor and critics, Adam beta1 0.5,
 lr 1e-3, policy delay 3, actor 256x256, critics ``qf`` of the preset's width); ``tqc`` ->
@@ -62,14 +63,12 @@ def build(lib: str, algo: str, args: argparse.Namespace):
     common = {"learning_starts": args.learning_starts, "batch_size": cfg.batch_size, "seed": args.seed}
     if lib == "maxent":
         from maxent.agents import SAC
-        from maxent.agents.sac_family import PRESETS
 
         compile_ = {"true": True, "false": False, "auto": "auto"}[args.compile]
         # SBX's TQC has two quantile critics whatever n_critics says (n_critics only sizes its
-        # truncation), so the like-for-like maxent TQC has two as well. The preset's fields are
-        # passed as fields, not as preset=: a preset overrides a field left at SAC's default, and
-        # n_critics=2 is that default.
-        fields = {**PRESETS[algo], "critic_hidden_sizes": tuple(qf)}
+        # truncation), so the like-for-like maxent TQC has two as well (a field given wins over
+        # the preset).
+        fields = {"preset": algo, "critic_hidden_sizes": tuple(qf)}
         if algo == "tqc":
             fields["n_critics"] = SBX_TQC_CRITICS
         return SAC(args.env, compile=compile_, precision=args.precision, torch_threads=1, log_interval=10**9,

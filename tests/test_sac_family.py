@@ -72,6 +72,38 @@ def test_presets_fill_defaults_and_explicit_fields_win():
     assert SACConfig(preset="redq").gradient_steps == 20 and SACConfig(preset="tqc").n_quantiles == 25
 
 
+def test_a_field_given_wins_over_the_preset_even_at_sacs_default():
+    assert SACConfig(preset="tqc").n_critics == 5
+    two = SACConfig(preset="tqc", n_critics=2)
+    assert two.n_critics == 2 and two.n_quantiles == 25 and "n_critics" in two.passed_fields
+    assert SACConfig(preset="crossq", target_network=True, learning_rate=3e-4).target_network
+    # replace() keeps what a config was given and fills what a new preset may.
+    crossq = SACConfig().replace(preset="crossq")
+    assert not crossq.target_network and crossq.learning_rate == 1e-3
+    mine = SACConfig(preset="crossq", learning_rate=3e-4).replace(batch_size=64)
+    assert mine.learning_rate == 3e-4 and mine.batch_size == 64 and not mine.target_network
+    # Read back from its JSON form, a config keeps its values whatever its preset says.
+    assert SACConfig.from_json(two.to_json()) == two
+
+
+def test_preset_flag_fills_what_the_command_line_does_not_name():
+    from maxent.agents.registry import find
+    from maxent.cli.train import parse_train_args
+
+    sac = find("sac")
+    tqc = parse_train_args(sac, ["--config.preset", "tqc"]).config
+    assert tqc == SACConfig(preset="tqc")
+    two = parse_train_args(sac, ["--config.preset", "tqc", "--config.n-critics", "2"]).config
+    assert two.n_critics == 2 and two.n_quantiles == 25 and two.critic_hidden_sizes == (512, 512, 512)
+    # A flag that only makes sense with the preset's other values (3 of TQC's 25 quantiles).
+    assert parse_train_args(sac, ["--config.preset", "tqc", "--config.top-quantiles-to-drop", "3"]
+                            ).config.top_quantiles_to_drop == 3
+    crossq = parse_train_args(sac, ["--config.preset=crossq", "--config.target-network",
+                                    "--config.learning-rate", "3e-4"]).config
+    assert crossq.target_network and crossq.learning_rate == 3e-4 and crossq.critic_norm == "batchrenorm"
+    assert parse_train_args(sac, []).config == SACConfig()
+
+
 @pytest.mark.parametrize("bad, words", [
     ({"preset": "crossqq"}, "preset must be one of"),
     ({"n_quantiles": 5, "top_quantiles_to_drop": 5}, "top_quantiles_to_drop"),

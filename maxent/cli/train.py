@@ -162,15 +162,25 @@ def _has_replay_option(agent_class: type) -> bool:
     return "include_replay_buffer" in inspect.signature(agent_class.save).parameters
 
 
-def train_args(algorithm: Algorithm, hooks: type[RunHooks] | None = None) -> type:
+def train_args(algorithm: Algorithm, hooks: type[RunHooks] | None = None, preset: str | None = None) -> type:
     """The flags of ``maxent train <algorithm>``: RunArgs (+ eval_episodes) + the hooks' own flags +
     ``config`` (+ ``stream``), with this algorithm's defaults (env, length, evaluation) and without
-    the flags that mean nothing to it."""
+    the flags that mean nothing to it. ``preset`` (a ``--config.preset`` value on the command
+    line) makes the preset's values the config flags' defaults: tyro gives the config every field,
+    and a preset fills only the fields a config was not given, so a flag the command line names
+    wins and every other field holds the preset's value."""
     hooks = hooks or hooks_class(algorithm)
     config_cls = algorithm.config_class()
+    default_fields = dict(algorithm.defaults)
+    if preset is not None and "preset" in config_cls.field_names():
+        try:
+            config_cls(**default_fields, preset=preset)
+            default_fields["preset"] = preset
+        except (TypeError, ValueError):
+            pass  # an unknown preset: tyro builds the config with it and its error names the choices
 
     def config_default():
-        return config_cls(**algorithm.defaults)
+        return config_cls(**default_fields)
 
     unit = algorithm.unit[:1].upper() + algorithm.unit[1:]
     # Built with make_dataclass so the field's type is the class itself: with postponed annotations
@@ -219,7 +229,7 @@ def parse_train_args(algorithm: Algorithm, argv: list[str], hooks_cls: type[RunH
     line), with the counts checked."""
     hooks_cls = hooks_cls or hooks_class(algorithm)
     prog = f"maxent train {algorithm.name}"
-    args = parse(train_args(algorithm, hooks_cls), argv, prog,
+    args = parse(train_args(algorithm, hooks_cls, preset_flag(argv)), argv, prog,
                  namespaces=help_namespaces(algorithm, hooks_cls))
     # Checked before anything is built, so a bad flag never costs (or overwrites) a training run.
     counts = [("--total-steps", args.total_steps), ("--checkpoint-every", args.checkpoint_every)]
@@ -229,6 +239,17 @@ def parse_train_args(algorithm: Algorithm, argv: list[str], hooks_cls: type[RunH
         if value is not None and value < 1:
             raise UsageError(f"maxent train: {flag} must be positive, got {value}")
     return args
+
+
+def preset_flag(argv: list[str]) -> str | None:
+    """The value of a ``--config.preset`` flag in ``argv`` (the last one), else ``None``."""
+    value = None
+    for i, token in enumerate(argv):
+        if token == "--config.preset" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif token.startswith("--config.preset="):
+            value = token.split("=", 1)[1]
+    return value
 
 
 def train_main(name: str, argv: list[str]) -> int:

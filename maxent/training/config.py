@@ -202,6 +202,14 @@ def unknown_fields_error(owner: str, unknown: Sequence[str], valid: Sequence[str
                        f"valid fields: {', '.join(valid)}")
 
 
+def _equal(a: Any, b: Any) -> bool:
+    """``a == b`` as one bool; values whose comparison is not one (arrays) count as different."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
 class AgentConfig:
     """Base of an agent's config dataclass: field types checked first, then the config's own
     ``__post_init__`` (its range checks); the JSON form saved in ``config.json`` and read back.
@@ -209,15 +217,26 @@ class AgentConfig:
     Tuples become lists in JSON (as JSON has them) and back to tuples on reading, so a saved config
     compares equal to a fresh one. An unknown keyword (``SACConfig(lr=1)``) is refused by name with
     the closest valid field, before the dataclass's own ``__init__`` would raise a bare TypeError.
+    :attr:`passed_fields` names the fields the constructor was given, so that a preset can fill
+    the others and leave a value the caller chose alone, even one equal to the default.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any):
-        if kwargs and dataclasses.is_dataclass(cls):
+        passed: frozenset[str] = frozenset()
+        if dataclasses.is_dataclass(cls):
             known = cls.field_names()
             unknown = [k for k in kwargs if k not in known]
             if unknown:
                 raise unknown_fields_error(cls.__name__, unknown, known)
-        return super().__new__(cls)
+            passed = frozenset(known[:len(args)]) | frozenset(kwargs)
+        instance = super().__new__(cls)
+        object.__setattr__(instance, "_passed_fields", passed)
+        return instance
+
+    @property
+    def passed_fields(self) -> frozenset[str]:
+        """The fields given to the constructor (by keyword or position); the rest took defaults."""
+        return self.__dict__.get("_passed_fields", frozenset())
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -277,8 +296,18 @@ class AgentConfig:
         return cls(**{**data, **overrides})
 
     def replace(self, **changes: Any):
-        """A copy with ``changes`` (validated like a fresh config); unknown fields named."""
+        """A copy with ``changes`` (validated like a fresh config); unknown fields named. The copy
+        is given the fields this config was given or holds away from their defaults, so a field
+        that only took its default stays unset (a preset in ``changes`` fills it)."""
         unknown = sorted(set(changes) - set(self.field_names()))
         if unknown:
             raise unknown_fields_error(type(self).__name__, unknown, self.field_names())
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        kept = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.name in changes or not f.init:
+                continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if f.name in self.passed_fields or default is dataclasses.MISSING or not _equal(value, default):
+                kept[f.name] = value
+        return type(self)(**kept, **changes)
