@@ -15,20 +15,22 @@ from typing import Any
 LIBRARIES = ("maxent", "sb3", "sbx")
 
 
-def make_model(lib: str, env: str, seed: int, device: str) -> Any:
-    """A SAC of ``lib`` on ``env``; SBX runs where JAX puts it (the CPU here)."""
+def make_model(lib: str, env: str, seed: int, device: str, learning_starts: int | None = None) -> Any:
+    """A SAC of ``lib`` on ``env`` with the library's defaults (``learning_starts`` replaces each
+    one's, 100 in all three); SBX runs where JAX puts it (the CPU here)."""
+    starts = {} if learning_starts is None else {"learning_starts": learning_starts}
     if lib == "maxent":
         from maxent.agents import SAC, SACConfig
 
-        return SAC(env, config=SACConfig(device=device, log_interval=10**9), seed=seed)
+        return SAC(env, config=SACConfig(device=device, log_interval=10**9, **starts), seed=seed)
     if lib == "sb3":
         from stable_baselines3 import SAC as SB3SAC
 
-        return SB3SAC("MlpPolicy", env, seed=seed, device=device, verbose=0)
+        return SB3SAC("MlpPolicy", env, seed=seed, device=device, verbose=0, **starts)
     if lib == "sbx":
         from sbx import SAC as SBXSAC
 
-        return SBXSAC("MlpPolicy", env, seed=seed, verbose=0)
+        return SBXSAC("MlpPolicy", env, seed=seed, verbose=0, **starts)
     raise ValueError(f"unknown library {lib!r}; pick one of {', '.join(LIBRARIES)}")
 
 

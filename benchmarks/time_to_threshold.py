@@ -39,10 +39,10 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _sac_peers import LIBRARIES, base_env, inductor_cache, make_model  # noqa: E402
 
-FIELDS = ["env", "device", "threads", "eval_every", "eval_episodes", "cache",
+FIELDS = ["env", "device", "threads", "eval_every", "eval_episodes", "cache", "learning_starts",
           "library", "seed", "step", "train_s", "eval_return"]
 # The columns that say which experiment a row belongs to (a row also names its library and seed).
-SETTINGS = ("env", "device", "threads", "eval_every", "eval_episodes", "cache")
+SETTINGS = ("env", "device", "threads", "eval_every", "eval_episodes", "cache", "learning_starts")
 # Every evaluation resets its episodes from the same seeds, so all libraries face the same starts.
 EVAL_SEED = 10_000
 
@@ -156,7 +156,8 @@ def report(rows: Sequence[dict], libraries: Sequence[str], seeds: Sequence[int],
 def settings_of(args: argparse.Namespace) -> dict[str, str]:
     return {"env": args.env, "device": args.device, "threads": str(args.threads),
             "eval_every": str(args.eval_every), "eval_episodes": str(args.eval_episodes),
-            "cache": "warm" if args.warm_cache else "empty"}
+            "cache": "warm" if args.warm_cache else "empty",
+            "learning_starts": "default" if args.learning_starts is None else str(args.learning_starts)}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -227,7 +228,7 @@ def worker(args: argparse.Namespace) -> None:
     from maxent.training.vector import env_factory
 
     torch.set_num_threads(args.threads)
-    model = make_model(args.worker, args.env, args.seed, args.device)
+    model = make_model(args.worker, args.env, args.seed, args.device, args.learning_starts)
     eval_env = env_factory(args.env)()
     out, settings = Path(args.out), settings_of(args)
 
@@ -264,6 +265,8 @@ def run(lib: str, seed: int, args: argparse.Namespace) -> None:
            "--threads", str(args.threads), "--device", args.device, "--out", str(args.out)]
     if args.warm_cache:
         cmd.append("--warm-cache")
+    if args.learning_starts is not None:
+        cmd += ["--learning-starts", str(args.learning_starts)]
     env = {**base_env(), "OMP_NUM_THREADS": str(args.threads)}
     if lib == "sbx" and args.threads == 1:  # XLA's CPU ops otherwise use every core
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
@@ -289,6 +292,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="one run of each library per seed; the first library rotates")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of every library")
+    parser.add_argument("--learning-starts", type=int, default=None,
+                        help="random steps before learning, for every library (default: each one's, 100; "
+                             "rl-zoo's MuJoCo SAC uses 10000)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES))
     parser.add_argument("--warm-cache", action="store_true",

@@ -19,7 +19,7 @@ sys.modules[_spec.name] = ttt  # dataclasses look their module up there
 _spec.loader.exec_module(ttt)
 
 SETTINGS = {"env": "Pendulum-v1", "device": "cpu", "threads": "1", "eval_every": "100",
-            "eval_episodes": "5", "cache": "empty"}
+            "eval_episodes": "5", "cache": "empty", "learning_starts": "default"}
 
 
 def _row(lib, seed, step, train_s, ret, **settings):
