@@ -338,8 +338,8 @@ def main() -> None:
     print(f"\n{args.env}: wall-clock (training only) to a deterministic eval return "
           f">= {args.threshold:g} ({args.eval_episodes} episodes every {args.eval_every} steps, "
           f"at most {args.max_steps}); "
-          f"seeds {args.seeds}, device {args.device}, threads {args.threads}, maxent defaults, "
-          f"{settings['cache']} inductor cache")
+          f"seeds {args.seeds}, device {args.device}, threads {args.threads}, each library's defaults, "
+          f"learning_starts {settings['learning_starts']}, {settings['cache']} inductor cache")
     print("\n".join(report(rows, libraries, args.seeds, args.threshold, args.max_steps)))
 
 
