@@ -141,7 +141,7 @@ def truncated_quantile_target(
     drop_per_critic: int,
 ) -> Tensor:
     """TQC's soft target atoms (Kuznetsov et al. 2020, Eq. 10): pool the N critics' M quantiles of
-    Z(s', a'), sort them, drop the largest ``drop_per_critic * N``, and back up each kept atom
+    Z(s', a'), drop the largest ``drop_per_critic * N``, and back up each kept atom
     y_k = r + gamma (1 - d) (z_(k) - alpha log pi(a'|s')). Call under ``torch.no_grad()``.
 
     Args:
@@ -150,7 +150,7 @@ def truncated_quantile_target(
         drop_per_critic: d, 0 <= d < M (TQC's MuJoCo default is 2 of 25).
 
     Returns:
-        The target atoms, shape (batch, N * (M - d)), sorted ascending.
+        The target atoms, shape (batch, N * (M - d)), in no particular order.
     """
     if next_quantiles.ndim != 3:
         raise ValueError(f"next_quantiles must be (n_critics, batch, n_quantiles), got "
@@ -162,17 +162,52 @@ def truncated_quantile_target(
     if reward.shape != (batch,):
         raise ValueError(f"reward must be (batch,) = ({batch},), got {tuple(reward.shape)}")
     pooled = next_quantiles.permute(1, 0, 2).reshape(batch, n * m)
-    kept = pooled.sort(dim=-1).values[:, : n * (m - drop_per_critic)]
+    # The loss averages over the atoms, so their order is free: an unsorted smallest-k selection is
+    # about 4x cheaper than a full sort on CPU.
+    kept = pooled.topk(n * (m - drop_per_critic), dim=-1, largest=False, sorted=False).values
     soft = kept - (alpha * next_log_prob).unsqueeze(-1)
     not_done = (~terminated if terminated.dtype == torch.bool else 1.0 - terminated).to(soft.dtype)
     return reward.unsqueeze(-1) + gamma * not_done.unsqueeze(-1) * soft
+
+
+class _QuantileHuber(torch.autograd.Function):
+    """The loss and its gradient in one pass over the (quantile, atom) pairs. Autograd would keep
+    pairwise tensors of N x batch x M x K floats for the backward (megabytes, read back from memory);
+    here only the (N, batch, M) gradient is kept."""
+
+    @staticmethod
+    def forward(quantiles: Tensor, target: Tensor, kappa: float) -> tuple[Tensor, Tensor]:
+        m = quantiles.shape[-1]
+        delta = target[None, :, None, :] - quantiles[..., None]              # (N, batch, M, K)
+        tau = ((torch.arange(m, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / m)[:, None]
+        weight = torch.where(delta < 0, 1 - tau, tau)
+        abs_delta = delta.abs()
+        huber = torch.where(abs_delta <= kappa, 0.5 * delta * delta, kappa * (abs_delta - 0.5 * kappa))
+        count = delta.numel() * kappa
+        # Both reductions run over the atoms, so the compiler fuses them into one loop.
+        loss = (weight * huber).sum(-1).sum() / count
+        grad = (weight * delta.clamp(-kappa, kappa)).sum(-1) / -count
+        return loss, grad
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        # A separate setup_context lets functorch transforms (the fused update's grad) run it.
+        _, grad = output
+        ctx.mark_non_differentiable(grad)
+        ctx.save_for_backward(grad)
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, _unused: Tensor) -> tuple[Tensor, None, None]:
+        (grad,) = ctx.saved_tensors
+        return grad_loss * grad, None, None
 
 
 def quantile_huber_loss(quantiles: Tensor, target: Tensor, kappa: float = 1.0) -> Tensor:
     """Quantile Huber loss of QR-DQN/TQC (Dabney et al. 2018, Eq. 10): for every critic's quantile
     theta_m at level tau_m = (m + 1/2) / M and every target atom y_k,
     |tau_m - 1{y_k < theta_m}| * Huber_kappa(y_k - theta_m) / kappa, averaged over all of them
-    (as the TQC authors' code does). ``target`` is treated as a constant.
+    (as the TQC authors' code does). ``target`` is treated as a constant; the gradient reaches
+    ``quantiles`` only (first order, as every critic update needs).
 
     Args:
         quantiles: (N, batch, M).
@@ -181,13 +216,9 @@ def quantile_huber_loss(quantiles: Tensor, target: Tensor, kappa: float = 1.0) -
     if quantiles.ndim != 3 or target.ndim != 2 or target.shape[0] != quantiles.shape[1]:
         raise ValueError(f"quantiles must be (n_critics, batch, n_quantiles) and target (batch, atoms), "
                          f"got {tuple(quantiles.shape)} and {tuple(target.shape)}")
-    m = quantiles.shape[-1]
-    delta = target.detach()[None, :, None, :] - quantiles[..., None]          # (N, batch, M, K)
-    huber = F.huber_loss(quantiles[..., None].expand_as(delta), target.detach()[None, :, None, :]
-                         .expand_as(delta), reduction="none", delta=kappa) / kappa
-    tau = (torch.arange(m, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / m
-    weight = (tau[:, None] - (delta < 0).to(quantiles.dtype)).abs()
-    return (weight * huber).mean()
+    if kappa <= 0:
+        raise ValueError(f"kappa must be positive, got {kappa} (QR-DQN and TQC use 1.0)")
+    return _QuantileHuber.apply(quantiles, target.detach(), float(kappa))[0]
 
 
 def discrete_soft_value(probs: Tensor, log_probs: Tensor, q_values: Tensor, alpha: Tensor | float) -> Tensor:
